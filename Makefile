@@ -1,0 +1,37 @@
+# ExfilGuard developer entry points. `make scan` and `make test` work from a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: scan test lint bench clean install checkov
+
+$(STAMP): pyproject.toml requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+$(NODE_STAMP): package.json
+	npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(STAMP)
+
+scan: $(STAMP)
+	$(BIN)/exfilguard scan --snapshot samples/drifted-subscription.json
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) $(NODE_STAMP)
+	$(BIN)/ruff check .
+	scripts/with-azurite.sh $(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache bench/results.json
