@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 .PHONY: scan test lint bench clean install checkov
 
@@ -18,7 +20,14 @@ $(NODE_STAMP): package.json
 	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@touch $@
+
 install: $(STAMP)
+
+checkov: $(CHECKOV_STAMP)
 
 scan: $(STAMP)
 	$(BIN)/exfilguard scan --snapshot samples/drifted-subscription.json
@@ -26,7 +35,8 @@ scan: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
+	scripts/ensure-chromium.sh
 	$(BIN)/ruff check .
 	scripts/with-azurite.sh $(BIN)/python -m pytest -q -p no:cacheprovider
 
