@@ -42,6 +42,8 @@ class Edit:
       ``value[key]``, or append ``value``.
     - ``add``: append ``value`` to the list at ``path`` unless an equal element is there.
     - ``remove``: remove from the list at ``path`` every element equal to ``value``.
+    - ``action``: POST the action named by ``path[0]`` on the resource (compute quarantine);
+      the body is not changed.
 
     String equality is case-insensitive (ARM IDs); dict elements in ``add``/``remove``
     match when every key of ``value`` matches.
@@ -103,6 +105,8 @@ def apply_edit(body: dict, edit: Edit) -> None:
     """Apply one edit in place."""
     if not edit.path:
         raise EditError("edit has an empty path")
+    if edit.op == "action":
+        return  # a POST action (e.g. stop a compute): nothing changes in the body
     if edit.op == "set":
         node, last = _container(body, edit.path, False)
         if isinstance(last, Sel):

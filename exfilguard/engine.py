@@ -1,0 +1,152 @@
+"""Evaluate a picture against the baseline and plan the writes: the pure middle of the product.
+
+Every entrance (snapshot scan, live scan, event, HTTP re-check, timer) ends here with the
+same picture type, so they all reach the same decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+
+from . import exemptions, ids
+from .config import Config
+from .findings import Finding, Notice, Severity
+from .fixes import PlannedChange
+from .picture import Picture
+from .rules import FAMILIES, RULES, Context
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    findings: tuple[Finding, ...]
+    notices: tuple[Notice, ...]
+    resources: int
+    ignored: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def open_findings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if not f.exempt)
+
+    def exit_code(self) -> int:
+        return 1 if self.open_findings else 0
+
+
+def _sort_key(f: Finding) -> tuple:
+    return (-f.severity.rank, f.rule_id, f.resource_id.lower())
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def evaluate(picture: Picture, config: Config, today: date | None = None,
+             only: Iterable[str] | None = None) -> Evaluation:
+    """All findings for the picture. ``only`` (resource IDs) limits the findings kept to
+    those resources, for event handling where the picture holds neighbours too."""
+    ctx = Context(picture=picture, config=config, today=today or today_utc())
+    found: list[Finding] = []
+    for family in FAMILIES:
+        found.extend(family.evaluate(ctx))
+    if only is not None:
+        keep = {ids.key(i) for i in only}
+        found = [f for f in found if ids.key(f.resource_id) in keep]
+    notices = list(picture.notices)
+    notices.extend(_absent_references(picture))
+    found, ex_notices = _apply_exemptions(picture, found, ctx.today)
+    notices.extend(ex_notices)
+    found.sort(key=_sort_key)
+    return Evaluation(findings=tuple(found), notices=tuple(notices), resources=picture.resource_count(),
+                      ignored=dict(picture.ignored))
+
+
+def _absent_references(picture: Picture) -> list[Notice]:
+    out = []
+    for g in picture.guarded_subnets.values():
+        if g.subnet is None:
+            out.append(Notice("absent", g.id, "subnet used by compute is not in the picture; its rules were "
+                              "not evaluated"))
+            continue
+        s = g.subnet
+        if s.nsg_id and ids.key(s.nsg_id) not in picture.nsgs:
+            out.append(Notice("absent", s.nsg_id, f"NSG attached to {s.name} is not in the picture"))
+        for sep in s.sep_ids:
+            if ids.key(sep) not in picture.seps:
+                out.append(Notice("absent", sep, f"service endpoint policy attached to {s.name} is not in the "
+                                  "picture"))
+    return out
+
+
+def _apply_exemptions(picture: Picture, found: list[Finding], today: date) -> tuple[list[Finding], list[Notice]]:
+    notices: list[Notice] = []
+    cache: dict[str, object] = {}
+    known = frozenset(RULES)
+    out = []
+    for f in found:
+        k = ids.key(f.resource_id)
+        if k not in cache:
+            cache[k] = None
+            res = picture.get(f.resource_id)
+            if res is not None:
+                source = picture.exemption_source(res)
+                value = exemptions.tag_value(source.tags)
+                if value is not None:
+                    try:
+                        ex = exemptions.parse(value, known)
+                    except exemptions.BadExemption as exc:
+                        notices.append(Notice("malformed-exemption", source.id,
+                                              f"tag {exemptions.TAG} on {source.name} ignored: {exc}"))
+                    else:
+                        if exemptions.active(ex, today):
+                            cache[k] = ex
+                        else:
+                            notices.append(Notice("expired-exemption", source.id,
+                                                  f"tag {exemptions.TAG} on {source.name} expired on {ex.until}"))
+        ex = cache[k]
+        if ex is not None and f.rule_id in ex.rules:  # type: ignore[attr-defined]
+            f = replace(f, exempt=True, exemption=ex)  # type: ignore[arg-type]
+        out.append(f)
+    return out, notices
+
+
+def should_apply(f: Finding, config: Config, mode: str | None = None) -> bool:
+    """A finding is written only when fixable, not exempt, and its rule runs in remediate."""
+    effective = mode or config.mode_for(f.rule_id)
+    return f.fix_mode == "auto" and not f.exempt and bool(f.edits) and effective == "remediate"
+
+
+def plan(findings: Iterable[Finding], config: Config, mode: str | None = None) -> list[PlannedChange]:
+    """Merge the edits of all applicable findings into one change per resource.
+
+    ``mode`` overrides the configured mode for every rule (the CLI's ``--remediate``);
+    per-rule overrides still win when they say ``audit``.
+    """
+    by_target: dict[str, list[Finding]] = {}
+    order: list[str] = []
+    for f in findings:
+        rule_mode = config.rule_modes.get(f.rule_id) or mode or config.mode
+        if not should_apply(f, config, rule_mode):
+            continue
+        k = ids.key(f.fix_target)
+        if k not in by_target:
+            by_target[k] = []
+            order.append(k)
+        by_target[k].append(f)
+    changes = []
+    for k in order:
+        fs = by_target[k]
+        changes.append(PlannedChange(target_id=fs[0].fix_target, rule_ids=tuple(f.rule_id for f in fs),
+                                     summaries=tuple(f.fix_summary for f in fs),
+                                     edits=tuple(e for f in fs for e in f.edits)))
+    return changes
+
+
+def summary(evaluation: Evaluation) -> dict:
+    by_sev: dict[str, int] = {}
+    for sev in Severity:
+        n = sum(1 for f in evaluation.open_findings if f.severity is sev)
+        if n:
+            by_sev[sev.value] = n
+    return {"resources": evaluation.resources, "findings": len(evaluation.open_findings), "bySeverity": by_sev,
+            "exempt": sum(1 for f in evaluation.findings if f.exempt)}

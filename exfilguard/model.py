@@ -1,0 +1,561 @@
+"""Typed, immutable views of the ARM resources the baseline reads.
+
+Every source (snapshot files, SDK reads, event payloads) hands raw ARM JSON to
+:func:`parse_resource`, so there is exactly one interpretation of each property. Each view
+keeps ``raw``, the JSON it came from, so a fix can be applied to the full body and no
+property the model does not know is ever lost. ``raw`` is never mutated by the product.
+
+A resource whose fields have the wrong JSON types raises :class:`BadResource` naming the
+field: callers skip that one resource with a notice instead of crashing the whole run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from . import ids
+
+NSG = "microsoft.network/networksecuritygroups"
+RULE = "microsoft.network/networksecuritygroups/securityrules"
+DEFAULT_RULE = "microsoft.network/networksecuritygroups/defaultsecurityrules"
+VNET = "microsoft.network/virtualnetworks"
+SUBNET = "microsoft.network/virtualnetworks/subnets"
+SEP = "microsoft.network/serviceendpointpolicies"
+SEP_DEF = "microsoft.network/serviceendpointpolicies/serviceendpointpolicydefinitions"
+WORKSPACE = "microsoft.machinelearningservices/workspaces"
+COMPUTE = "microsoft.machinelearningservices/workspaces/computes"
+ENV_VERSION = "microsoft.machinelearningservices/workspaces/environments/versions"
+STORAGE = "microsoft.storage/storageaccounts"
+
+UNDERSTOOD_TYPES = frozenset({NSG, RULE, VNET, SUBNET, SEP, SEP_DEF, WORKSPACE, COMPUTE, ENV_VERSION, STORAGE})
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class BadResource(ValueError):
+    """A resource whose JSON does not fit the ARM shape; the message names the field."""
+
+    def __init__(self, resource_id: str, message: str) -> None:
+        super().__init__(f"{resource_id or '<no id>'}: {message}")
+        self.resource_id = resource_id
+        self.reason = message
+
+
+def region_key(location: str | None) -> str | None:
+    """``West Europe`` and ``westeurope`` are the same region."""
+    if not location:
+        return None
+    return location.replace(" ", "").lower()
+
+
+# --------------------------------------------------------------------------- field access
+class _Reader:
+    """Typed access to one resource's JSON that reports the first misfit precisely."""
+
+    __slots__ = ("rid",)
+
+    def __init__(self, rid: str) -> None:
+        self.rid = rid
+
+    def get(self, obj: Mapping[str, Any] | None, name: str, kind: type | tuple[type, ...], where: str,
+            default: Any = None) -> Any:
+        if obj is None:
+            return default
+        value = obj.get(name)
+        if value is None:
+            return default
+        if kind is int and isinstance(value, bool):
+            raise BadResource(self.rid, f"{where}.{name} must be a number, got a boolean")
+        if not isinstance(value, kind):
+            want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise BadResource(self.rid, f"{where}.{name} must be {_json_name(want)}, got {_json_type(value)}")
+        return value
+
+    def obj(self, obj: Mapping[str, Any] | None, name: str, where: str) -> dict | None:
+        return self.get(obj, name, dict, where)
+
+    def text(self, obj: Mapping[str, Any] | None, name: str, where: str) -> str | None:
+        return self.get(obj, name, str, where)
+
+    def texts(self, obj: Mapping[str, Any] | None, name: str, where: str) -> tuple[str, ...]:
+        values = self.get(obj, name, list, where, [])
+        for i, v in enumerate(values):
+            if not isinstance(v, str):
+                raise BadResource(self.rid, f"{where}.{name}[{i}] must be a string, got {_json_type(v)}")
+        return tuple(values)
+
+    def objs(self, obj: Mapping[str, Any] | None, name: str, where: str) -> list[dict]:
+        values = self.get(obj, name, list, where, [])
+        for i, v in enumerate(values):
+            if not isinstance(v, dict):
+                raise BadResource(self.rid, f"{where}.{name}[{i}] must be an object, got {_json_type(v)}")
+        return values
+
+    def ref(self, obj: Mapping[str, Any] | None, name: str, where: str) -> str | None:
+        """A ``{"id": ...}`` reference; None when absent, null or without an id."""
+        sub = self.obj(obj, name, where)
+        if sub is None:
+            return None
+        ref = self.text(sub, "id", f"{where}.{name}")
+        return ref or None
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "null"
+
+
+def _json_name(py: str) -> str:
+    return {"dict": "an object", "list": "an array", "str": "a string", "int": "a number",
+            "bool": "a boolean"}.get(py, py)
+
+
+def _tags(r: _Reader, body: Mapping[str, Any]) -> Mapping[str, str]:
+    tags = r.obj(body, "tags", "")
+    if not tags:
+        return _EMPTY
+    out = {}
+    for k, v in tags.items():
+        if not isinstance(v, str):
+            raise BadResource(r.rid, f"tags.{k} must be a string, got {_json_type(v)}")
+        out[k] = v
+    return MappingProxyType(out)
+
+
+# --------------------------------------------------------------------------- views
+@dataclass(frozen=True, slots=True)
+class Resource:
+    id: str
+    type: str  # lowercase type key
+    name: str
+    location: str | None
+    tags: Mapping[str, str]
+    etag: str | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        return ids.key(self.id)
+
+    @property
+    def region(self) -> str | None:
+        return region_key(self.location)
+
+
+@dataclass(frozen=True, slots=True)
+class PortRange:
+    lo: int
+    hi: int
+
+    def covers_all(self) -> bool:
+        return self.lo <= 0 and self.hi >= 65535
+
+    def __str__(self) -> str:
+        if self.covers_all():
+            return "*"
+        return str(self.lo) if self.lo == self.hi else f"{self.lo}-{self.hi}"
+
+
+ALL_PORTS = (PortRange(0, 65535),)
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityRule(Resource):
+    nsg_id: str = ""
+    direction: str = "outbound"  # lowercase
+    access: str = "allow"  # lowercase
+    priority: int = 0
+    protocol: str = "*"  # lowercase: tcp, udp, icmp, esp, ah, *
+    source_prefixes: tuple[str, ...] = ()
+    dest_prefixes: tuple[str, ...] = ()
+    dest_ports: tuple[PortRange, ...] = ALL_PORTS
+    source_asg: bool = False
+    dest_asg: bool = False
+    description: str = ""
+    is_default: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Nsg(Resource):
+    rules: tuple[SecurityRule, ...] = ()
+    default_rules: tuple[SecurityRule, ...] = ()
+
+    def ordered(self, direction: str) -> tuple[SecurityRule, ...]:
+        """Rules of one direction in evaluation order (custom, then defaults, by priority)."""
+        return tuple(sorted((r for r in (*self.rules, *self.default_rules) if r.direction == direction),
+                            key=lambda r: (r.priority, r.is_default)))
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEndpoint:
+    service: str
+    locations: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Subnet(Resource):
+    vnet_id: str = ""
+    address_prefixes: tuple[str, ...] = ()
+    nsg_id: str | None = None
+    sep_ids: tuple[str, ...] = ()
+    service_endpoints: tuple[ServiceEndpoint, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualNetwork(Resource):
+    subnets: tuple[Subnet, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SepDefinition(Resource):
+    sep_id: str = ""
+    service: str = ""
+    service_resources: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEndpointPolicy(Resource):
+    definitions: tuple[SepDefinition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRule:
+    name: str
+    type: str
+    category: str
+    destination: Any
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace(Resource):
+    storage_account_id: str | None = None
+    public_network_access: str | None = None
+    isolation_mode: str | None = None
+    outbound_rules: tuple[OutboundRule, ...] = ()
+    private_endpoint_statuses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Compute(Resource):
+    workspace_id: str = ""
+    compute_type: str = ""
+    subnet_id: str | None = None
+    enable_node_public_ip: bool | None = None
+    public_ip_address: str | None = None
+    created_on: str | None = None
+    ssh_public_access: str | None = None
+    remote_login_public_access: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentVersion(Resource):
+    image: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StorageAccount(Resource):
+    private_endpoint_statuses: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- parsing
+def _identity(body: Any, parent_id: str | None = None, child_type: str | None = None) -> tuple[str, str]:
+    """The resource's ID and lowercase type; a nested child without an ``id`` gets one
+    from its parent and name."""
+    if not isinstance(body, dict):
+        raise BadResource("", f"a resource must be a JSON object, got {_json_type(body)}")
+    rid = body.get("id")
+    if rid is None and parent_id and child_type and isinstance(body.get("name"), str):
+        rid = f"{parent_id}/{child_type}/{body['name']}"
+    if not isinstance(rid, str) or not rid.strip():
+        name = body.get("name")
+        hint = f" (name {name!r})" if isinstance(name, str) else ""
+        raise BadResource("", f"resource{hint} has no 'id'")
+    parsed = ids.try_parse(rid)
+    rtype = body.get("type")
+    if rtype is not None and not isinstance(rtype, str):
+        raise BadResource(rid, f"type must be a string, got {_json_type(rtype)}")
+    if rtype:
+        tkey = ids.type_key(rtype)
+    elif parsed is not None:
+        tkey = ids.type_key(parsed.type)
+    else:
+        raise BadResource(rid, "no 'type' and the id is not an ARM resource ID")
+    return rid.strip(), tkey
+
+
+def _common(r: _Reader, body: Mapping[str, Any], rid: str, tkey: str) -> dict[str, Any]:
+    name = r.text(body, "name", "")
+    if name is None:
+        parsed = ids.try_parse(rid)
+        name = parsed.name if parsed else rid.rsplit("/", 1)[-1]
+    props = r.obj(body, "properties", "")
+    etag = r.text(body, "etag", "")
+    if etag is None and props is not None:
+        etag = r.text(props, "etag", "properties")
+    return {
+        "id": rid, "type": tkey, "name": name, "location": r.text(body, "location", ""),
+        "tags": _tags(r, body), "etag": etag, "raw": body,
+    }
+
+
+def _parse_ports(r: _Reader, props: Mapping[str, Any]) -> tuple[PortRange, ...]:
+    single = r.text(props, "destinationPortRange", "properties")
+    many = r.texts(props, "destinationPortRanges", "properties")
+    values = [v for v in (single, *many) if v not in (None, "")]
+    if not values:
+        return ALL_PORTS
+    out = []
+    for v in values:
+        text = v.strip()
+        if text == "*":
+            out.append(PortRange(0, 65535))
+            continue
+        lo, _, hi = text.partition("-")
+        try:
+            a, b = int(lo), int(hi or lo)
+        except ValueError:
+            raise BadResource(r.rid, f"properties.destinationPortRange {v!r} is not a port, range or '*'") from None
+        if not (0 <= a <= b <= 65535):
+            raise BadResource(r.rid, f"properties.destinationPortRange {v!r} is outside 0-65535")
+        out.append(PortRange(a, b))
+    return tuple(out)
+
+
+def _prefixes(r: _Reader, props: Mapping[str, Any], single: str, plural: str) -> tuple[str, ...]:
+    one = r.text(props, single, "properties")
+    many = r.texts(props, plural, "properties")
+    values = [v.strip() for v in (one, *many) if v not in (None, "")]
+    return tuple(dict.fromkeys(values))
+
+
+def parse_rule(body: Mapping[str, Any], nsg_id: str | None = None, default: bool = False) -> SecurityRule:
+    rid, _ = _identity(body, nsg_id, "defaultSecurityRules" if default else "securityRules")
+    r = _Reader(rid)
+    common = _common(r, body, rid, RULE)
+    props = r.obj(body, "properties", "") or {}
+    parent = nsg_id
+    if parent is None:
+        parsed = ids.try_parse(rid)
+        parent = str(parsed.parent) if parsed and parsed.parent else ""
+    priority = r.get(props, "priority", int, "properties", 0 if not default else 65000)
+    direction = (r.text(props, "direction", "properties") or "").lower()
+    access = (r.text(props, "access", "properties") or "").lower()
+    if direction not in ("inbound", "outbound"):
+        raise BadResource(rid, f"properties.direction must be Inbound or Outbound, got {direction or 'nothing'!r}")
+    if access not in ("allow", "deny"):
+        raise BadResource(rid, f"properties.access must be Allow or Deny, got {access or 'nothing'!r}")
+    return SecurityRule(
+        **common,
+        nsg_id=parent,
+        direction=direction,
+        access=access,
+        priority=priority,
+        protocol=(r.text(props, "protocol", "properties") or "*").lower(),
+        source_prefixes=_prefixes(r, props, "sourceAddressPrefix", "sourceAddressPrefixes"),
+        dest_prefixes=_prefixes(r, props, "destinationAddressPrefix", "destinationAddressPrefixes"),
+        dest_ports=_parse_ports(r, props),
+        source_asg=bool(r.objs(props, "sourceApplicationSecurityGroups", "properties")),
+        dest_asg=bool(r.objs(props, "destinationApplicationSecurityGroups", "properties")),
+        description=r.text(props, "description", "properties") or "",
+        is_default=default,
+    )
+
+
+def parse_nsg(body: Mapping[str, Any], rid: str, tkey: str) -> Nsg:
+    r = _Reader(rid)
+    common = _common(r, body, rid, tkey)
+    props = r.obj(body, "properties", "") or {}
+    rules = tuple(parse_rule(x, rid) for x in r.objs(props, "securityRules", "properties"))
+    defaults_raw = r.objs(props, "defaultSecurityRules", "properties")
+    defaults = tuple(parse_rule(x, rid, default=True) for x in defaults_raw) if defaults_raw else azure_default_rules(rid)
+    return Nsg(**common, rules=rules, default_rules=defaults)
+
+
+def azure_default_rules(nsg_id: str) -> tuple[SecurityRule, ...]:
+    """Azure's six default rules, assumed when a body omits ``defaultSecurityRules``."""
+    spec = (
+        ("AllowVnetInBound", "inbound", "allow", 65000, "VirtualNetwork", "VirtualNetwork"),
+        ("AllowAzureLoadBalancerInBound", "inbound", "allow", 65001, "AzureLoadBalancer", "*"),
+        ("DenyAllInBound", "inbound", "deny", 65500, "*", "*"),
+        ("AllowVnetOutBound", "outbound", "allow", 65000, "VirtualNetwork", "VirtualNetwork"),
+        ("AllowInternetOutBound", "outbound", "allow", 65001, "*", "Internet"),
+        ("DenyAllOutBound", "outbound", "deny", 65500, "*", "*"),
+    )
+    out = []
+    for name, direction, access, prio, src, dst in spec:
+        rid = f"{nsg_id}/defaultSecurityRules/{name}"
+        out.append(SecurityRule(id=rid, type=DEFAULT_RULE, name=name, location=None, tags=_EMPTY, etag=None,
+                                raw=MappingProxyType({}), nsg_id=nsg_id, direction=direction, access=access,
+                                priority=prio, protocol="*", source_prefixes=(src,), dest_prefixes=(dst,),
+                                is_default=True))
+    return tuple(out)
+
+
+def parse_subnet(body: Mapping[str, Any], vnet_id: str | None = None) -> Subnet:
+    rid, _ = _identity(body, vnet_id, "subnets")
+    r = _Reader(rid)
+    common = _common(r, body, rid, SUBNET)
+    props = r.obj(body, "properties", "") or {}
+    parent = vnet_id
+    if parent is None:
+        parsed = ids.try_parse(rid)
+        parent = str(parsed.parent) if parsed and parsed.parent else ""
+    prefixes = _prefixes(r, props, "addressPrefix", "addressPrefixes")
+    endpoints = []
+    for i, se in enumerate(r.objs(props, "serviceEndpoints", "properties")):
+        service = r.text(se, "service", f"properties.serviceEndpoints[{i}]") or ""
+        endpoints.append(ServiceEndpoint(service, r.texts(se, "locations", f"properties.serviceEndpoints[{i}]")))
+    seps = []
+    for i, ref in enumerate(r.objs(props, "serviceEndpointPolicies", "properties")):
+        sid = r.text(ref, "id", f"properties.serviceEndpointPolicies[{i}]")
+        if sid:
+            seps.append(sid)
+    return Subnet(**common, vnet_id=parent, address_prefixes=prefixes,
+                  nsg_id=r.ref(props, "networkSecurityGroup", "properties"), sep_ids=tuple(seps),
+                  service_endpoints=tuple(endpoints))
+
+
+def parse_vnet(body: Mapping[str, Any], rid: str, tkey: str) -> VirtualNetwork:
+    r = _Reader(rid)
+    common = _common(r, body, rid, tkey)
+    props = r.obj(body, "properties", "") or {}
+    subnets = tuple(parse_subnet(s, rid) for s in r.objs(props, "subnets", "properties"))
+    return VirtualNetwork(**common, subnets=subnets)
+
+
+def parse_sep_definition(body: Mapping[str, Any], sep_id: str | None = None) -> SepDefinition:
+    rid, _ = _identity(body, sep_id, "serviceEndpointPolicyDefinitions")
+    r = _Reader(rid)
+    common = _common(r, body, rid, SEP_DEF)
+    props = r.obj(body, "properties", "") or {}
+    parent = sep_id
+    if parent is None:
+        parsed = ids.try_parse(rid)
+        parent = str(parsed.parent) if parsed and parsed.parent else ""
+    return SepDefinition(**common, sep_id=parent, service=r.text(props, "service", "properties") or "",
+                         service_resources=r.texts(props, "serviceResources", "properties"),
+                         description=r.text(props, "description", "properties") or "")
+
+
+def parse_sep(body: Mapping[str, Any], rid: str, tkey: str) -> ServiceEndpointPolicy:
+    r = _Reader(rid)
+    common = _common(r, body, rid, tkey)
+    props = r.obj(body, "properties", "") or {}
+    raw_defs = r.objs(props, "serviceEndpointPolicyDefinitions", "properties")
+    defs = tuple(parse_sep_definition(d, rid) for d in raw_defs)
+    return ServiceEndpointPolicy(**common, definitions=defs)
+
+
+def _pe_statuses(r: _Reader, props: Mapping[str, Any]) -> tuple[str, ...]:
+    out = []
+    for i, pec in enumerate(r.objs(props, "privateEndpointConnections", "properties")):
+        where = f"properties.privateEndpointConnections[{i}]"
+        p = r.obj(pec, "properties", where) or {}
+        state = r.obj(p, "privateLinkServiceConnectionState", f"{where}.properties") or {}
+        out.append(r.text(state, "status", f"{where}.properties.privateLinkServiceConnectionState") or "")
+    return tuple(out)
+
+
+def parse_workspace(body: Mapping[str, Any], rid: str, tkey: str) -> Workspace:
+    r = _Reader(rid)
+    common = _common(r, body, rid, tkey)
+    props = r.obj(body, "properties", "") or {}
+    mn = r.obj(props, "managedNetwork", "properties") or {}
+    rules_map = r.obj(mn, "outboundRules", "properties.managedNetwork") or {}
+    rules = []
+    for name, rule in rules_map.items():
+        where = f"properties.managedNetwork.outboundRules.{name}"
+        if not isinstance(rule, dict):
+            raise BadResource(rid, f"{where} must be an object, got {_json_type(rule)}")
+        rules.append(OutboundRule(name=name, type=r.text(rule, "type", where) or "",
+                                  category=r.text(rule, "category", where) or "",
+                                  destination=rule.get("destination"), status=r.text(rule, "status", where) or ""))
+    storage = r.get(props, "storageAccount", str, "properties")
+    return Workspace(**common, storage_account_id=storage or None,
+                     public_network_access=r.text(props, "publicNetworkAccess", "properties"),
+                     isolation_mode=r.text(mn, "isolationMode", "properties.managedNetwork"),
+                     outbound_rules=tuple(rules), private_endpoint_statuses=_pe_statuses(r, props))
+
+
+def parse_compute(body: Mapping[str, Any], rid: str, tkey: str) -> Compute:
+    r = _Reader(rid)
+    common = _common(r, body, rid, tkey)
+    props = r.obj(body, "properties", "") or {}
+    inner = r.obj(props, "properties", "properties") or {}
+    where = "properties.properties"
+    subnet = r.obj(inner, "subnet", where)
+    subnet_id = r.text(subnet, "id", f"{where}.subnet") if subnet is not None else None
+    endpoints = r.obj(inner, "connectivityEndpoints", where) or {}
+    ssh = r.obj(inner, "sshSettings", where) or {}
+    parsed = ids.try_parse(rid)
+    workspace_id = str(parsed.parent) if parsed and parsed.parent else ""
+    return Compute(**common, workspace_id=workspace_id,
+                   compute_type=r.text(props, "computeType", "properties") or "",
+                   subnet_id=subnet_id or None,
+                   enable_node_public_ip=r.get(inner, "enableNodePublicIp", bool, where),
+                   public_ip_address=r.text(endpoints, "publicIpAddress", f"{where}.connectivityEndpoints"),
+                   created_on=r.text(props, "createdOn", "properties"),
+                   ssh_public_access=r.text(ssh, "sshPublicAccess", f"{where}.sshSettings"),
+                   remote_login_public_access=r.text(inner, "remoteLoginPortPublicAccess", where))
+
+
+def parse_env_version(body: Mapping[str, Any], rid: str, tkey: str) -> EnvironmentVersion:
+    r = _Reader(rid)
+    common = _common(r, body, rid, tkey)
+    props = r.obj(body, "properties", "") or {}
+    return EnvironmentVersion(**common, image=r.text(props, "image", "properties"))
+
+
+def parse_storage(body: Mapping[str, Any], rid: str, tkey: str) -> StorageAccount:
+    r = _Reader(rid)
+    common = _common(r, body, rid, tkey)
+    props = r.obj(body, "properties", "") or {}
+    return StorageAccount(**common, private_endpoint_statuses=_pe_statuses(r, props))
+
+
+_PARSERS = {
+    NSG: parse_nsg,
+    VNET: parse_vnet,
+    SEP: parse_sep,
+    WORKSPACE: parse_workspace,
+    COMPUTE: parse_compute,
+    ENV_VERSION: parse_env_version,
+    STORAGE: parse_storage,
+}
+
+
+def parse_resource(body: Any) -> Resource | None:
+    """One ARM object to its view; None for types the baseline does not read."""
+    rid, tkey = _identity(body)
+    if tkey == RULE:
+        return parse_rule(body)
+    if tkey == SUBNET:
+        return parse_subnet(body)
+    if tkey == SEP_DEF:
+        return parse_sep_definition(body)
+    parser = _PARSERS.get(tkey)
+    if parser is None:
+        return None
+    return parser(body, rid, tkey)
+
+
+def resource_type_of(body: Any) -> str:
+    """Best-effort type key of an object, for counting ignored resources."""
+    try:
+        return _identity(body)[1]
+    except BadResource:
+        return "<unknown>"

@@ -1,0 +1,159 @@
+"""The NSG decision engine: what an NSG does to an outbound flow from one subnet.
+
+Implements "NSG evaluation semantics" of the baseline exactly. Where it cannot be told
+whether a rule applies (application security groups, an unknown subnet prefix) the engine
+is conservative in the direction that never hides a leak: an Allow counts as applying, a
+Deny does not.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .model import SecurityRule
+
+GENERIC_INTERNET = frozenset({"*", "internet", "0.0.0.0/0"})
+PROTOCOLS = ("tcp", "udp", "icmp", "esp", "ah")
+
+_PRIVATE_V4 = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16"))
+_PRIVATE_V6 = tuple(ipaddress.ip_network(n) for n in ("fc00::/7", "fe80::/10", "::1/128"))
+
+
+@lru_cache(maxsize=8192)
+def as_network(prefix: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """The prefix as a network, or None when it is a service tag or ``*``."""
+    text = prefix.strip()
+    if not text or text == "*" or not (text[0].isdigit() or ":" in text):
+        return None
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=8192)
+def is_public(prefix: str) -> bool:
+    """A CIDR or address outside the private, shared, loopback and link-local ranges."""
+    net = as_network(prefix)
+    if net is None:
+        return False
+    ranges = _PRIVATE_V4 if net.version == 4 else _PRIVATE_V6
+    return not any(net.subnet_of(r) for r in ranges)  # type: ignore[arg-type]
+
+
+def is_service_tag(prefix: str) -> bool:
+    return prefix.strip() != "*" and as_network(prefix) is None
+
+
+def tag_matches(rule_dest: str, tag: str) -> bool:
+    """Does a rule destination cover service tag ``tag`` (e.g. ``Storage.westeurope``)?"""
+    d = rule_dest.strip().lower()
+    if d in GENERIC_INTERNET:
+        return True
+    t = tag.lower()
+    return d == t or ("." in t and d == t.split(".", 1)[0])
+
+
+def _ports_cover(rule: SecurityRule, port: int | None) -> bool:
+    if port is None:
+        return any(p.covers_all() for p in rule.dest_ports)
+    return any(p.lo <= port <= p.hi for p in rule.dest_ports)
+
+
+def _protocol_covers(rule: SecurityRule, protocol: str | None) -> bool:
+    if protocol is None:
+        return rule.protocol == "*"
+    return rule.protocol in ("*", protocol)
+
+
+def source_applies(rule: SecurityRule, subnet_prefixes: Sequence[str]) -> bool:
+    """Does the rule's source include traffic from the subnet?"""
+    conservative = rule.access == "allow"
+    if rule.source_asg:
+        return conservative
+    for src in rule.source_prefixes:
+        s = src.lower()
+        if s in ("*", "virtualnetwork"):
+            return True
+        net = as_network(src)
+        if net is None:
+            continue
+        if not subnet_prefixes:
+            if conservative:
+                return True
+            continue
+        for sp in subnet_prefixes:
+            snet = as_network(sp)
+            if snet is not None and snet.version == net.version and snet.subnet_of(net):  # type: ignore[arg-type]
+                return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """An outbound flow: ``protocol``/``port`` None mean "all" (used by EXF-NSG-01)."""
+
+    protocol: str | None
+    port: int | None
+    tag: str | None  # a service tag, or None for a generic internet destination
+
+    def label(self) -> str:
+        proto = (self.protocol or "*").upper()
+        return f"{self.tag or 'Internet'} {proto}/{self.port if self.port is not None else '*'}"
+
+
+def matches(rule: SecurityRule, flow: Flow, subnet_prefixes: Sequence[str]) -> bool:
+    if not _protocol_covers(rule, flow.protocol) or not _ports_cover(rule, flow.port):
+        return False
+    if flow.tag is None:
+        dest_ok = any(d.lower() in GENERIC_INTERNET for d in rule.dest_prefixes)
+    else:
+        dest_ok = any(tag_matches(d, flow.tag) for d in rule.dest_prefixes)
+    return dest_ok and source_applies(rule, subnet_prefixes)
+
+
+def decide(ordered: Iterable[SecurityRule], flow: Flow,
+           subnet_prefixes: Sequence[str]) -> tuple[str, SecurityRule | None]:
+    """The effective access of ``flow`` and the rule that decided it (first match wins)."""
+    for rule in ordered:
+        if matches(rule, flow, subnet_prefixes):
+            return rule.access, rule
+    return "deny", None
+
+
+def internet_leak(ordered: Sequence[SecurityRule], subnet_prefixes: Sequence[str]) -> tuple[bool, str]:
+    """EXF-NSG-01's test: is outbound traffic to a generic internet destination allowed on
+    some protocol or port? Returns (leaks, explanation)."""
+    full_deny = None
+    for rule in ordered:
+        if (rule.access == "deny" and rule.protocol == "*" and _ports_cover(rule, None)
+                and any(d.lower() in GENERIC_INTERNET for d in rule.dest_prefixes)
+                and source_applies(rule, subnet_prefixes)):
+            full_deny = rule
+            break
+    for rule in ordered:
+        if full_deny is not None and rule.priority >= full_deny.priority:
+            break
+        if (rule.access == "allow" and any(d.lower() in GENERIC_INTERNET for d in rule.dest_prefixes)
+                and source_applies(rule, subnet_prefixes)):
+            where = f"before deny rule {full_deny.name} ({full_deny.priority})" if full_deny else ""
+            return True, f"rule {rule.name} (priority {rule.priority}) allows internet traffic {where}".strip()
+    if full_deny is None:
+        return True, "no Deny rule for internet destinations on all protocols and ports applies"
+    return False, f"internet traffic is denied by {full_deny.name} ({full_deny.priority})"
+
+
+def free_priority(taken: set[int], start: int, floor: int = 100) -> int | None:
+    """The nearest free priority at or below ``start`` (toward higher precedence)."""
+    for p in range(start, floor - 1, -1):
+        if p not in taken:
+            return p
+    return None
+
+
+def protocols_of(rule: SecurityRule) -> tuple[str, ...]:
+    return PROTOCOLS if rule.protocol == "*" else (rule.protocol,)

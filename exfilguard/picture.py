@@ -1,0 +1,253 @@
+"""The indexed picture of a subscription that every rule reads.
+
+Nested and standalone forms are merged here once (a subnet inline in its VNet and the same
+subnet read on its own are one subnet; a standalone child wins), and the relations the rules
+follow (compute -> subnet -> NSG / SEPs, workspace -> storage account) are indexed so that
+no rule scans the whole picture per resource. Building it is linear in the input.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from . import ids
+from .findings import Notice
+from .model import (
+    COMPUTE,
+    ENV_VERSION,
+    NSG,
+    RULE,
+    SEP,
+    SEP_DEF,
+    STORAGE,
+    SUBNET,
+    VNET,
+    WORKSPACE,
+    BadResource,
+    Compute,
+    EnvironmentVersion,
+    Nsg,
+    Resource,
+    SecurityRule,
+    SepDefinition,
+    ServiceEndpointPolicy,
+    StorageAccount,
+    Subnet,
+    VirtualNetwork,
+    Workspace,
+    parse_resource,
+    region_key,
+    resource_type_of,
+)
+
+
+@dataclass(frozen=True)
+class GuardedSubnet:
+    """A subnet some ML compute uses (or configuration names), with what rules need of it."""
+
+    key: str
+    id: str  # as first referenced, or the subnet's own ID when it is in the picture
+    subnet: Subnet | None
+    regions: tuple[str, ...]
+    computes: tuple[Compute, ...]
+
+
+@dataclass
+class Picture:
+    """Resources by lowercase ID, plus the indexes rules use. Treat as read-only once built."""
+
+    nsgs: dict[str, Nsg] = field(default_factory=dict)
+    vnets: dict[str, VirtualNetwork] = field(default_factory=dict)
+    subnets: dict[str, Subnet] = field(default_factory=dict)
+    seps: dict[str, ServiceEndpointPolicy] = field(default_factory=dict)
+    workspaces: dict[str, Workspace] = field(default_factory=dict)
+    computes: dict[str, Compute] = field(default_factory=dict)
+    environments: dict[str, EnvironmentVersion] = field(default_factory=dict)
+    storage_accounts: dict[str, StorageAccount] = field(default_factory=dict)
+    notices: list[Notice] = field(default_factory=list)
+    ignored: dict[str, int] = field(default_factory=dict)
+    extra_guarded: tuple[str, ...] = ()
+    # indexes
+    _computes_by_subnet: dict[str, list[Compute]] = field(default_factory=dict)
+    _subnets_by_nsg: dict[str, list[str]] = field(default_factory=dict)
+    _subnets_by_sep: dict[str, list[str]] = field(default_factory=dict)
+    _guarded: dict[str, GuardedSubnet] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ lookups
+    def resource_count(self) -> int:
+        return (len(self.nsgs) + len(self.vnets) + len(self.subnets) + len(self.seps) + len(self.workspaces)
+                + len(self.computes) + len(self.environments) + len(self.storage_accounts))
+
+    def get(self, resource_id: str) -> Resource | None:
+        k = ids.key(resource_id)
+        for table in (self.nsgs, self.subnets, self.vnets, self.seps, self.workspaces, self.computes,
+                      self.environments, self.storage_accounts):
+            if k in table:
+                return table[k]
+        return None
+
+    def all_resources(self) -> Iterable[Resource]:
+        for table in (self.nsgs, self.vnets, self.subnets, self.seps, self.workspaces, self.computes,
+                      self.environments, self.storage_accounts):
+            yield from table.values()
+
+    @property
+    def guarded_subnets(self) -> Mapping[str, GuardedSubnet]:
+        return self._guarded
+
+    def subnets_of_nsg(self, nsg_key: str) -> list[GuardedSubnet]:
+        """Guarded subnets the NSG is attached to."""
+        return [self._guarded[s] for s in self._subnets_by_nsg.get(nsg_key, ()) if s in self._guarded]
+
+    def subnets_of_sep(self, sep_key: str) -> list[GuardedSubnet]:
+        return [self._guarded[s] for s in self._subnets_by_sep.get(sep_key, ()) if s in self._guarded]
+
+    def computes_on(self, subnet_key: str) -> list[Compute]:
+        return self._computes_by_subnet.get(subnet_key, [])
+
+    def workspace_of(self, compute: Compute) -> Workspace | None:
+        return self.workspaces.get(ids.key(compute.workspace_id)) if compute.workspace_id else None
+
+    def exemption_source(self, resource: Resource) -> Resource:
+        """Subnets cannot carry tags in ARM: their exemptions live on the VNet."""
+        if isinstance(resource, Subnet):
+            return self.vnets.get(ids.key(resource.vnet_id), resource)
+        return resource
+
+    def guarded_nsg_keys(self) -> list[str]:
+        return [k for k in self.nsgs if any(s in self._guarded for s in self._subnets_by_nsg.get(k, ()))]
+
+    def guarded_sep_keys(self) -> list[str]:
+        return [k for k in self.seps if any(s in self._guarded for s in self._subnets_by_sep.get(k, ()))]
+
+
+# ---------------------------------------------------------------------- building
+def _store_children(pic: Picture, standalone_rules: dict, standalone_subnets: dict, standalone_defs: dict) -> None:
+    """Fold standalone children into their parents (a standalone child wins)."""
+    for nsg_key, rules in standalone_rules.items():
+        nsg = pic.nsgs.get(nsg_key)
+        if nsg is None:
+            continue
+        merged = {ids.key(r.id): r for r in nsg.rules}
+        merged.update(rules)
+        pic.nsgs[nsg_key] = replace(nsg, rules=tuple(merged.values()))
+    for vnet_key, subnets in standalone_subnets.items():
+        vnet = pic.vnets.get(vnet_key)
+        if vnet is None:
+            continue
+        merged = {ids.key(s.id): s for s in vnet.subnets}
+        merged.update(subnets)
+        pic.vnets[vnet_key] = replace(vnet, subnets=tuple(merged.values()))
+    for sep_key, defs in standalone_defs.items():
+        sep = pic.seps.get(sep_key)
+        if sep is None:
+            continue
+        merged = {ids.key(d.id): d for d in sep.definitions}
+        merged.update(defs)
+        pic.seps[sep_key] = replace(sep, definitions=tuple(merged.values()))
+
+
+def _parent_key(child_id: str) -> str:
+    parsed = ids.try_parse(child_id)
+    return parsed.parent.key if parsed and parsed.parent else ""
+
+
+def build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str] = (), source: str = "input") -> Picture:
+    """Parse ARM bodies into an indexed picture.
+
+    A body that does not fit its type is skipped with a notice naming the resource and the
+    field, so one malformed resource never hides the findings of the others.
+    """
+    pic = Picture(extra_guarded=tuple(extra_guarded_subnets))
+    standalone_rules: dict[str, dict[str, SecurityRule]] = defaultdict(dict)
+    standalone_subnets: dict[str, dict[str, Subnet]] = defaultdict(dict)
+    standalone_defs: dict[str, dict[str, SepDefinition]] = defaultdict(dict)
+    ignored: dict[str, int] = defaultdict(int)
+    for i, body in enumerate(bodies):
+        try:
+            res = parse_resource(body)
+        except BadResource as exc:
+            rid = exc.resource_id or f"{source}[{i}]"
+            pic.notices.append(Notice("skipped", rid, f"skipped {source}[{i}]: {exc.reason}"))
+            continue
+        if res is None:
+            ignored[resource_type_of(body)] += 1
+            continue
+        k = res.key
+        t = res.type
+        if t == NSG:
+            pic.nsgs[k] = res  # type: ignore[assignment]
+        elif t == RULE:
+            standalone_rules[_parent_key(res.id)][k] = res  # type: ignore[assignment]
+        elif t == VNET:
+            pic.vnets[k] = res  # type: ignore[assignment]
+        elif t == SUBNET:
+            standalone_subnets[_parent_key(res.id)][k] = res  # type: ignore[assignment]
+        elif t == SEP:
+            pic.seps[k] = res  # type: ignore[assignment]
+        elif t == SEP_DEF:
+            standalone_defs[_parent_key(res.id)][k] = res  # type: ignore[assignment]
+        elif t == WORKSPACE:
+            pic.workspaces[k] = res  # type: ignore[assignment]
+        elif t == COMPUTE:
+            pic.computes[k] = res  # type: ignore[assignment]
+        elif t == ENV_VERSION:
+            pic.environments[k] = res  # type: ignore[assignment]
+        elif t == STORAGE:
+            pic.storage_accounts[k] = res  # type: ignore[assignment]
+    _store_children(pic, standalone_rules, standalone_subnets, standalone_defs)
+    # Standalone subnets whose VNet is absent still count.
+    for vnet_key, subnets in standalone_subnets.items():
+        if vnet_key not in pic.vnets:
+            pic.subnets.update(subnets)
+    for vnet in pic.vnets.values():
+        for s in vnet.subnets:
+            pic.subnets[ids.key(s.id)] = s
+    for vnet_key, rules in standalone_rules.items():
+        if vnet_key not in pic.nsgs:
+            for r in rules.values():
+                pic.notices.append(Notice("absent", r.id, f"security rule's NSG {r.nsg_id} is not in the {source}"))
+    pic.ignored = dict(ignored)
+    _index(pic)
+    return pic
+
+
+def _index(pic: Picture) -> None:
+    by_subnet: dict[str, list[Compute]] = defaultdict(list)
+    for c in pic.computes.values():
+        if c.subnet_id:
+            by_subnet[ids.key(c.subnet_id)].append(c)
+    pic._computes_by_subnet = dict(by_subnet)
+    by_nsg: dict[str, list[str]] = defaultdict(list)
+    by_sep: dict[str, list[str]] = defaultdict(list)
+    for k, s in pic.subnets.items():
+        if s.nsg_id:
+            by_nsg[ids.key(s.nsg_id)].append(k)
+        for sep in s.sep_ids:
+            by_sep[ids.key(sep)].append(k)
+    pic._subnets_by_nsg = dict(by_nsg)
+    pic._subnets_by_sep = dict(by_sep)
+    guarded: dict[str, GuardedSubnet] = {}
+    refs: dict[str, str] = {}
+    for k, computes in by_subnet.items():
+        refs[k] = computes[0].subnet_id or k
+    for extra in pic.extra_guarded:
+        refs.setdefault(ids.key(extra), extra)
+    for k, first_ref in refs.items():
+        subnet = pic.subnets.get(k)
+        computes = tuple(by_subnet.get(k, ()))
+        regions: list[str] = []
+        if subnet is not None:
+            vnet = pic.vnets.get(ids.key(subnet.vnet_id))
+            if vnet is not None and vnet.region:
+                regions.append(vnet.region)
+        if not regions:
+            for c in computes:
+                rk = region_key(c.location)
+                if rk and rk not in regions:
+                    regions.append(rk)
+        guarded[k] = GuardedSubnet(key=k, id=subnet.id if subnet else first_ref, subnet=subnet,
+                                   regions=tuple(regions), computes=computes)
+    pic._guarded = guarded

@@ -1,0 +1,16 @@
+"""The rule catalog: every rule of baseline.md, grouped by the resource family it reads.
+
+A family module holds its rules' metadata (:class:`~exfilguard.rules.base.Rule`) next to an
+``evaluate(ctx)`` generator. Adding a rule touches one module and its test.
+"""
+
+from __future__ import annotations
+
+from . import compute, environment, nsg, sep, subnet, workspace
+from .base import Context, Rule
+
+FAMILIES = (subnet, sep, nsg, compute, workspace, environment)
+
+RULES: dict[str, Rule] = {r.id: r for fam in FAMILIES for r in fam.RULES}
+
+__all__ = ["FAMILIES", "RULES", "Context", "Rule"]

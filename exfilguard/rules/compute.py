@@ -1,0 +1,80 @@
+"""ML compute rules: compute sits in a guarded VNet, has no public IP, uses simplified node
+communication and no public SSH (seed: "compute instance and cluster ... no public IP",
+"created after 2022-12-01")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..findings import Finding, FixKind, Severity
+from ..fixes import Edit
+from ..model import COMPUTE, Compute
+from .base import GUIDE_TRAINING, Context, Rule
+
+CMP_01 = Rule(
+    "EXF-CMP-01", "Compute is not in a virtual network", Severity.HIGH, FixKind.ALERT,
+    "alert: recreate the compute in a guarded subnet (or use a managed network)",
+    "Compute outside a VNet is not behind the NSG and service endpoint policy that stop exfiltration.",
+    GUIDE_TRAINING)
+CMP_02 = Rule(
+    "EXF-CMP-02", "Compute has a public IP address", Severity.HIGH, FixKind.ALERT,
+    "alert: recreate the compute without a public IP (optional quarantine stops it)",
+    "A public IP gives the node a path to and from the internet that bypasses the intended egress "
+    "controls; computes should use no public IP with simplified node communication.", GUIDE_TRAINING)
+CMP_03 = Rule(
+    "EXF-CMP-03", "Compute predates simplified node communication", Severity.MEDIUM, FixKind.ALERT,
+    "alert: recreate the instance, or scale the cluster to zero nodes",
+    "Compute created before 2022-12-01 still needs inbound Batch management traffic and outbound "
+    "rules the baseline otherwise forbids.", GUIDE_TRAINING)
+CMP_04 = Rule(
+    "EXF-CMP-04", "Compute allows public SSH or remote login", Severity.MEDIUM, FixKind.ALERT,
+    "alert: disable public SSH / remote login access",
+    "Public SSH lets anyone with a key copy data straight off the node.", GUIDE_TRAINING)
+
+RULES = (CMP_01, CMP_02, CMP_03, CMP_04)
+
+SIMPLIFIED_SINCE = "2022-12-01"
+
+
+def _quarantine_edits(c: Compute) -> list[Edit]:
+    """Stop an instance; scale a cluster to zero nodes. Only when quarantine is configured."""
+    if c.compute_type.lower() == "computeinstance":
+        return [Edit("action", ("stop",))]
+    if c.compute_type.lower() == "amlcompute":
+        return [Edit("set", ("properties", "properties", "scaleSettings", "minNodeCount"), 0)]
+    return []
+
+
+def evaluate(ctx: Context) -> Iterator[Finding]:
+    for c in ctx.picture.computes.values():
+        yield from _evaluate_compute(ctx, c)
+
+
+def _evaluate_compute(ctx: Context, c: Compute) -> Iterator[Finding]:
+    if not c.subnet_id:
+        ws = ctx.picture.workspace_of(c)
+        managed = ws is not None and (ws.isolation_mode or "Disabled").lower() != "disabled"
+        if not managed:
+            yield CMP_01.finding(c.id, COMPUTE, f"{c.compute_type or 'compute'} {c.name} has no subnet and its "
+                                 "workspace has no managed network")
+    public = c.enable_node_public_ip is True or (c.enable_node_public_ip is None and bool(c.public_ip_address))
+    if public:
+        why = "enableNodePublicIp is true" if c.enable_node_public_ip else \
+            f"it has public IP {c.public_ip_address}"
+        edits = _quarantine_edits(c) if ctx.config.quarantine else []
+        # Quarantine is the only automatic action an alert-only rule may take.
+        finding = CMP_02.finding(c.id, COMPUTE, f"{c.compute_type or 'compute'} {c.name}: {why}")
+        if edits:
+            from dataclasses import replace
+
+            finding = replace(finding, edits=tuple(edits), fix_mode="auto",
+                              fix_summary="quarantine: " + ("stop the instance" if edits[0].op == "action"
+                                                            else "set the cluster's minimum nodes to 0"))
+        yield finding
+    if c.created_on and c.created_on[:10] < SIMPLIFIED_SINCE:
+        yield CMP_03.finding(c.id, COMPUTE, f"{c.name} was created on {c.created_on[:10]}, before "
+                             f"{SIMPLIFIED_SINCE}")
+    open_to = [what for what, v in (("SSH", c.ssh_public_access), ("remote login", c.remote_login_public_access))
+               if (v or "").lower() == "enabled"]
+    if open_to:
+        yield CMP_04.finding(c.id, COMPUTE, f"{c.name} allows public {' and '.join(open_to)}")

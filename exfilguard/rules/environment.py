@@ -1,0 +1,27 @@
+"""Environment rule: curated images must come from mcr.microsoft.com, not the retired
+viennaglobal.azurecr.io registry that needs wider outbound access (seed: "curated
+environments ... mcr.microsoft.com")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..findings import Finding, FixKind, Severity
+from ..model import ENV_VERSION
+from .base import GUIDE_EXFIL, Context, Rule
+
+ENV_01 = Rule(
+    "EXF-ENV-01", "Environment image comes from viennaglobal.azurecr.io", Severity.MEDIUM, FixKind.ALERT,
+    "alert: rebuild the environment from the mcr.microsoft.com image",
+    "Pulling from viennaglobal.azurecr.io needs outbound access beyond the low-risk tags; curated "
+    "images are served from mcr.microsoft.com.", GUIDE_EXFIL)
+
+RULES = (ENV_01,)
+
+
+def evaluate(ctx: Context) -> Iterator[Finding]:
+    for env in ctx.picture.environments.values():
+        image = (env.image or "").strip()
+        host = image.split("/", 1)[0].lower()
+        if host == "viennaglobal.azurecr.io":
+            yield ENV_01.finding(env.id, ENV_VERSION, f"environment {env.name} uses image {image}")

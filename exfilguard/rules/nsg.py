@@ -1,0 +1,264 @@
+"""NSG rules for guarded NSGs: deny the internet, allow only the low-risk service tags Azure
+ML needs, keep those narrow, and close inbound from the internet (seed: "Allow inbound and
+outbound network traffic", the list of required outbound service tags).
+
+The family is evaluated per NSG in one pass because its fixes interact: the deny rule that
+EXF-NSG-01 adds, or an Allow that EXF-NSG-02 turns into a Deny, could block a flow Azure ML
+needs. The planned state is therefore checked again, and the Allow rules that keep required
+flows working travel with the fix that would otherwise break them, so one write converges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from types import MappingProxyType
+
+from .. import nsg as engine
+from ..findings import Finding, FixKind, Severity
+from ..fixes import Edit, Sel, apply_edits
+from ..model import NSG, Nsg, SecurityRule, parse_nsg
+from ..picture import GuardedSubnet
+from .base import GUIDE_EXFIL, GUIDE_TRAINING, Context, Rule
+
+NSG_01 = Rule(
+    "EXF-NSG-01", "Outbound internet traffic is not denied", Severity.CRITICAL, FixKind.AUTO,
+    "add rule exfilguard-deny-internet-outbound (Outbound, Deny, any protocol and port, to Internet)",
+    "Azure allows all outbound internet traffic by default (AllowInternetOutBound 65001); a compromised "
+    "or careless job can upload data anywhere unless a Deny precedes it.", GUIDE_EXFIL)
+NSG_02 = Rule(
+    "EXF-NSG-02", "Outbound rule allows a destination that can receive data", Severity.CRITICAL,
+    FixKind.AUTO, "remove the offending destinations, or set the rule's access to Deny",
+    "Storage (any region but the workspace's), AzureFrontDoor.Frontend, the internet and public "
+    "addresses are places an attacker can write to; only low-risk service tags may be allowed.",
+    GUIDE_EXFIL)
+NSG_03 = Rule(
+    "EXF-NSG-03", "A flow Azure Machine Learning needs is blocked", Severity.MEDIUM, FixKind.AUTO,
+    "add an Allow rule per blocked flow above the first blocking Deny",
+    "Compute needs BatchNodeManagement, AzureMachineLearning and regional Storage (and MCR and "
+    "AzureFrontDoor.FirstParty for curated environments) on TCP 443; blocking them breaks jobs and "
+    "pushes people to open the NSG wide.", GUIDE_TRAINING)
+NSG_04 = Rule(
+    "EXF-NSG-04", "Allow rule to a permitted service tag is wider than needed", Severity.MEDIUM,
+    FixKind.ALERT, "alert: narrow the rule's protocol and ports to the documented ones",
+    "Permitted service tags are safe only on the documented protocol and ports; wider rules widen "
+    "the path out.", GUIDE_TRAINING)
+NSG_05 = Rule(
+    "EXF-NSG-05", "Inbound rule allows traffic from the internet", Severity.HIGH, FixKind.AUTO,
+    "set the rule's access to Deny",
+    "Inbound access from the internet lets an outsider reach the compute and pull data through "
+    "the session.", GUIDE_TRAINING)
+
+RULES = (NSG_01, NSG_02, NSG_03, NSG_04, NSG_05)
+
+DENY_RULE_NAME = "exfilguard-deny-internet-outbound"
+_RULES_PATH = ("properties", "securityRules")
+
+# Documented protocol/ports per permitted tag; None = any protocol/port.
+_ANY = None
+_TCP443 = MappingProxyType({"tcp": frozenset({443})})
+_PERMITTED: dict[str, MappingProxyType | None] = {
+    "batchnodemanagement.<region>": MappingProxyType({"*": frozenset({443})}),
+    "azuremachinelearning": MappingProxyType({"tcp": frozenset({443, 8787, 18881}), "udp": frozenset({5831})}),
+    "storage.<region>": _TCP443,
+    "microsoftcontainerregistry.<region>": _TCP443,
+    "azurefrontdoor.firstparty": _TCP443,
+    "azureactivedirectory": _TCP443,
+    "azureresourcemanager": _TCP443,
+    "azuremonitor": _TCP443,
+    "virtualnetwork": _ANY,
+}
+
+
+def _permitted(ctx: Context, regions: Sequence[str]) -> dict[str, MappingProxyType | None]:
+    """Permitted tag (lowercase, regions expanded) -> documented protocol/ports."""
+    out: dict[str, MappingProxyType | None] = {}
+    for pattern, spec in _PERMITTED.items():
+        if "<region>" in pattern:
+            for r in regions:
+                out[pattern.replace("<region>", r)] = spec
+        else:
+            out[pattern] = spec
+    for extra in ctx.config.extra_service_tags:
+        if "<region>" in extra:
+            for r in regions:
+                out.setdefault(extra.lower().replace("<region>", r), _ANY)
+        else:
+            out.setdefault(extra.lower(), _ANY)
+    return out
+
+
+def required_flows(ctx: Context, region: str) -> list[engine.Flow]:
+    tags = [f"BatchNodeManagement.{region}", "AzureMachineLearning", f"Storage.{region}"]
+    if ctx.config.curated_environments:
+        tags += [f"MicrosoftContainerRegistry.{region}", "AzureFrontDoor.FirstParty"]
+    return [engine.Flow("tcp", 443, t) for t in tags]
+
+
+def _offending_destination(dest: str, permitted: dict) -> bool:
+    d = dest.strip().lower()
+    if d in engine.GENERIC_INTERNET:
+        return True
+    if engine.as_network(dest) is not None:
+        return engine.is_public(dest)
+    return d not in permitted
+
+
+def _rule_path(name: str, *rest: str) -> tuple:
+    return (*_RULES_PATH, Sel("name", name), "properties", *rest)
+
+
+def _tagged(rule: SecurityRule, rule_id: str) -> str:
+    tag = f"[exfilguard {rule_id}]"
+    return rule.description if rule.description.startswith(tag) else f"{tag} {rule.description}".strip()
+
+
+def _too_wide(rule: SecurityRule, spec: MappingProxyType | None) -> bool:
+    if spec is None:
+        return False
+    for proto in engine.protocols_of(rule):
+        ports = spec.get(proto, spec.get("*"))
+        if ports is None:
+            return True
+        for pr in rule.dest_ports:
+            if pr.hi - pr.lo > 64 or any(p not in ports for p in range(pr.lo, pr.hi + 1)):
+                return True
+    return False
+
+
+def composed_body(nsg: Nsg) -> dict:
+    """The NSG's body with its custom rules inline, as ARM's GET returns it."""
+    body = dict(nsg.raw)
+    props = dict(body.get("properties") or {})
+    props["securityRules"] = [dict(r.raw) if r.raw else {"name": r.name} for r in nsg.rules]
+    body["properties"] = props
+    return body
+
+
+def evaluate(ctx: Context) -> Iterator[Finding]:
+    for k in ctx.picture.guarded_nsg_keys():
+        yield from _evaluate_nsg(ctx, ctx.picture.nsgs[k], ctx.picture.subnets_of_nsg(k))
+
+
+def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Iterator[Finding]:
+    regions = sorted({r for g in subnets for r in g.regions})
+    permitted = _permitted(ctx, regions)
+    outbound = nsg.ordered("outbound")
+    taken = {r.priority for r in nsg.rules}
+    findings: dict[str, Finding] = {}
+
+    # EXF-NSG-01
+    leaks = []
+    for g in subnets:
+        prefixes = g.subnet.address_prefixes if g.subnet else ()
+        leaking, why = engine.internet_leak(outbound, prefixes)
+        if leaking:
+            leaks.append(f"subnet {g.id.rsplit('/', 1)[-1]}: {why}")
+    nsg01_edits: list[Edit] = []
+    deny_priority = None
+    if leaks:
+        deny_priority = engine.free_priority(taken, ctx.config.deny_priority)
+        if deny_priority is not None:
+            taken.add(deny_priority)
+            nsg01_edits.append(Edit("upsert", _RULES_PATH, {"name": DENY_RULE_NAME, "properties": {
+                "description": "Deny outbound internet traffic (ExfilGuard EXF-NSG-01)",
+                "protocol": "*", "sourcePortRange": "*", "destinationPortRange": "*",
+                "sourceAddressPrefix": "*", "destinationAddressPrefix": "Internet",
+                "access": "Deny", "priority": deny_priority, "direction": "Outbound"}}))
+
+    # EXF-NSG-02 / 04 / 05
+    nsg02_items, nsg02_edits, flipped02 = [], [], set()
+    nsg04_items = []
+    nsg05_items, nsg05_edits = [], []
+    for rule in nsg.rules:
+        if rule.access != "allow":
+            continue
+        if rule.direction == "outbound":
+            bad = [d for d in rule.dest_prefixes if _offending_destination(d, permitted)]
+            if bad:
+                nsg02_items.append(f"{rule.name} ({rule.priority}) -> {', '.join(bad)}")
+                plural = (rule.raw.get("properties") or {}).get("destinationAddressPrefixes") or []
+                if len(bad) < len(rule.dest_prefixes) and plural:
+                    nsg02_edits.extend(Edit("remove", _rule_path(rule.name, "destinationAddressPrefixes"), d)
+                                       for d in bad)
+                else:
+                    nsg02_edits.append(Edit("set", _rule_path(rule.name, "access"), "Deny", before="Allow"))
+                    flipped02.add(rule.name.lower())
+                nsg02_edits.append(Edit("set", _rule_path(rule.name, "description"), _tagged(rule, "EXF-NSG-02"),
+                                        before=rule.description))
+            wide = [d for d in rule.dest_prefixes
+                    if d.strip().lower() in permitted and _too_wide(rule, permitted[d.strip().lower()])]
+            if wide:
+                ports = ",".join(str(p) for p in rule.dest_ports)
+                nsg04_items.append(f"{rule.name} ({rule.priority}) -> {', '.join(wide)} on "
+                                   f"{rule.protocol.upper()}/{ports}")
+        else:
+            bad = [s for s in rule.source_prefixes if s.strip().lower() in engine.GENERIC_INTERNET
+                   or engine.is_public(s)]
+            if bad:
+                nsg05_items.append(f"{rule.name} ({rule.priority}) <- {', '.join(bad)}")
+                nsg05_edits += [Edit("set", _rule_path(rule.name, "access"), "Deny", before="Allow"),
+                                Edit("set", _rule_path(rule.name, "description"), _tagged(rule, "EXF-NSG-05"),
+                                     before=rule.description)]
+
+    # EXF-NSG-03, on the current state and on the state the other fixes would leave.
+    after = parse_nsg(apply_edits(composed_body(nsg), [*nsg01_edits, *nsg02_edits, *nsg05_edits]), nsg.id, NSG)
+    after_outbound = after.ordered("outbound")
+    blocked_now: list[str] = []
+    allow_edits: dict[str, list[Edit]] = {"EXF-NSG-01": [], "EXF-NSG-02": [], "EXF-NSG-03": []}
+    planned: set[str] = set()
+    no_room = []
+    for g in subnets:
+        prefixes = g.subnet.address_prefixes if g.subnet else ()
+        for region in g.regions:
+            for flow in required_flows(ctx, region):
+                now, now_rule = engine.decide(outbound, flow, prefixes)
+                later, later_rule = engine.decide(after_outbound, flow, prefixes)
+                if now == "deny":
+                    blocked_now.append(f"{flow.label()} blocked by {now_rule.name if now_rule else 'no rule'}")
+                if later != "deny" or flow.tag.lower() in planned:
+                    continue
+                owner = "EXF-NSG-03" if now == "deny" else (
+                    "EXF-NSG-01" if later_rule is not None and later_rule.name == DENY_RULE_NAME else "EXF-NSG-02")
+                ceiling = (later_rule.priority if later_rule else 4097) - 1
+                prio = engine.free_priority(taken, min(ceiling, 4096))
+                if prio is None:
+                    no_room.append(flow.label())
+                    continue
+                taken.add(prio)
+                planned.add(flow.tag.lower())
+                name = f"exfilguard-allow-{flow.tag.lower().replace('.', '-')}-tcp-443"
+                allow_edits[owner].append(Edit("upsert", _RULES_PATH, {"name": name, "properties": {
+                    "description": f"Allow {flow.tag} TCP 443 for Azure Machine Learning (ExfilGuard {owner})",
+                    "protocol": "Tcp", "sourcePortRange": "*", "destinationPortRange": "443",
+                    "sourceAddressPrefix": "VirtualNetwork", "destinationAddressPrefix": flow.tag,
+                    "access": "Allow", "priority": prio, "direction": "Outbound"}}))
+
+    if leaks:
+        fixable = deny_priority is not None
+        findings["EXF-NSG-01"] = NSG_01.finding(
+            nsg.id, NSG, "; ".join(leaks), edits=[*nsg01_edits, *allow_edits["EXF-NSG-01"]], fixable=fixable,
+            fix_summary=(f"add rule {DENY_RULE_NAME} at priority {deny_priority}"
+                         + (f" and {len(allow_edits['EXF-NSG-01'])} allow rule(s) for required flows"
+                            if allow_edits["EXF-NSG-01"] else "")) if fixable else
+            "alert: no free priority at or below the configured deny priority")
+    if nsg02_items:
+        findings["EXF-NSG-02"] = NSG_02.finding(
+            nsg.id, NSG, "outbound Allow to risky destinations: " + "; ".join(nsg02_items),
+            edits=[*nsg02_edits, *allow_edits["EXF-NSG-02"]], items=nsg02_items,
+            fix_summary=f"deny or narrow {len(nsg02_items)} rule(s)")
+    if blocked_now:
+        edits = allow_edits["EXF-NSG-03"]
+        findings["EXF-NSG-03"] = NSG_03.finding(
+            nsg.id, NSG, "required flows denied: " + "; ".join(dict.fromkeys(blocked_now)),
+            edits=edits, fixable=not no_room, items=blocked_now,
+            fix_summary=f"add {len(edits)} allow rule(s) for required flows" if not no_room else
+            "alert: no free priority left above the blocking Deny")
+    if nsg04_items:
+        findings["EXF-NSG-04"] = NSG_04.finding(
+            nsg.id, NSG, "Allow rules wider than the documented ports: " + "; ".join(nsg04_items),
+            items=nsg04_items)
+    if nsg05_items:
+        findings["EXF-NSG-05"] = NSG_05.finding(
+            nsg.id, NSG, "inbound Allow from the internet: " + "; ".join(nsg05_items), edits=nsg05_edits,
+            items=nsg05_items, fix_summary=f"set {len(nsg05_items)} inbound rule(s) to Deny")
+    yield from findings.values()

@@ -1,0 +1,137 @@
+"""Service endpoint policy rules: the policy on a guarded subnet must carry the Azure ML
+alias and allow exactly the workspaces' own storage accounts (seed: "Create a service
+endpoint policy", "add the alias /services/Azure/MachineLearning")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .. import ids
+from ..findings import Finding, FixKind, Severity
+from ..fixes import Edit, Sel
+from ..model import SEP, ServiceEndpointPolicy
+from .base import GUIDE_EXFIL, Context, Rule
+
+SEP_01 = Rule(
+    "EXF-SEP-01", "Service endpoint policy lacks the Azure Machine Learning alias", Severity.CRITICAL,
+    FixKind.AUTO, "add definition {service: Global, serviceResources: [/services/Azure/MachineLearning]}",
+    "Without the alias, Azure ML's own storage used by compute cannot be reached once the policy is "
+    "attached, and operators tend to loosen the policy to make jobs work.", GUIDE_EXFIL)
+SEP_02 = Rule(
+    "EXF-SEP-02", "Service endpoint policy does not list a workspace's default storage account",
+    Severity.HIGH, FixKind.AUTO, "add the account ID to the Microsoft.Storage definition",
+    "The workspace's default storage account must be allowed by its own ID so the policy can be "
+    "kept narrow instead of scoped to a subscription or resource group.", GUIDE_EXFIL)
+SEP_03 = Rule(
+    "EXF-SEP-03", "Service endpoint policy allows a whole subscription or resource group",
+    Severity.HIGH, FixKind.AUTO, "remove the subscription or resource group entry",
+    "A subscription or resource group scope allows every storage account in it, including ones an "
+    "insider can create to copy data out.", GUIDE_EXFIL)
+SEP_04 = Rule(
+    "EXF-SEP-04", "Service endpoint policy allows an unexpected storage account", Severity.HIGH,
+    FixKind.AUTO, "remove the storage account entry",
+    "Any storage account allowed besides the workspace's own (or an allow-listed one) is a possible "
+    "exfiltration target.", GUIDE_EXFIL)
+
+RULES = (SEP_01, SEP_02, SEP_03, SEP_04)
+
+ML_ALIAS = "/services/Azure/MachineLearning"
+ALIAS_DEFINITION = "exfilguard-aml-alias"
+STORAGE_DEFINITION = "exfilguard-storage"
+_DEFS = ("properties", "serviceEndpointPolicyDefinitions")
+
+
+def _scope(entry: str) -> str:
+    """'account', 'wide' (subscription or resource group) or 'other'."""
+    parsed = ids.try_parse(entry)
+    if parsed is None:
+        return "other"
+    if parsed.namespace is None:
+        return "wide"
+    if parsed.type.lower() == "microsoft.storage/storageaccounts":
+        return "account"
+    return "other"
+
+
+def _required_accounts(ctx: Context, sep_key: str) -> dict[str, str]:
+    """Default storage accounts of workspaces with a compute on a guarded subnet using this SEP."""
+    out: dict[str, str] = {}
+    for g in ctx.picture.subnets_of_sep(sep_key):
+        for c in g.computes:
+            ws = ctx.picture.workspace_of(c)
+            if ws is not None and ws.storage_account_id:
+                out.setdefault(ids.key(ws.storage_account_id), ws.storage_account_id)
+    return out
+
+
+def _resources_path(def_name: str) -> tuple:
+    return (*_DEFS, Sel("name", def_name), "properties", "serviceResources")
+
+
+def evaluate(ctx: Context) -> Iterator[Finding]:
+    for k in ctx.picture.guarded_sep_keys():
+        yield from _evaluate_sep(ctx, ctx.picture.seps[k])
+
+
+def _evaluate_sep(ctx: Context, sep: ServiceEndpointPolicy) -> Iterator[Finding]:
+    defs = sep.definitions
+    if not any(ids.key(r) == ids.key(ML_ALIAS) for d in defs for r in d.service_resources):
+        new_def = {"name": ALIAS_DEFINITION, "properties": {
+            "service": "Global", "serviceResources": [ML_ALIAS],
+            "description": "Azure Machine Learning alias (ExfilGuard EXF-SEP-01)"}}
+        yield SEP_01.finding(sep.id, SEP, f"policy {sep.name} has no definition with {ML_ALIAS}",
+                             edits=[Edit("upsert", _DEFS, new_def)],
+                             fix_summary=f"add definition {ALIAS_DEFINITION} (Global, {ML_ALIAS})")
+
+    storage_defs = [d for d in defs if d.service.lower() == "microsoft.storage"]
+    required = _required_accounts(ctx, sep.key)
+    listed = {ids.key(r) for d in storage_defs for r in d.service_resources if _scope(r) == "account"}
+    missing = [acct for k, acct in required.items() if k not in listed]
+
+    wide: dict[str, list[str]] = {}
+    unexpected: dict[str, list[str]] = {}
+    for d in storage_defs:
+        for r in d.service_resources:
+            scope = _scope(r)
+            if scope == "wide":
+                wide.setdefault(d.name, []).append(r)
+            elif ids.key(r) not in required and not ctx.config.storage_allowed(r):
+                unexpected.setdefault(d.name, []).append(r)
+
+    target = storage_defs[0].name if storage_defs else None
+    if missing:
+        if target is not None:
+            edits = [Edit("add", _resources_path(target), acct) for acct in missing]
+        else:
+            edits = [Edit("upsert", _DEFS, {"name": STORAGE_DEFINITION, "properties": {
+                "service": "Microsoft.Storage", "serviceResources": list(missing),
+                "description": "Workspace default storage accounts (ExfilGuard EXF-SEP-02)"}})]
+        yield SEP_02.finding(sep.id, SEP, f"policy {sep.name} does not list: {', '.join(missing)}",
+                             edits=edits, items=missing,
+                             fix_summary=f"add {len(missing)} storage account(s) to definition "
+                             f"{target or STORAGE_DEFINITION}")
+
+    def removals(found: dict[str, list[str]]) -> list[Edit]:
+        edits = []
+        for def_name, entries in found.items():
+            d = next(x for x in storage_defs if x.name == def_name)
+            gone = {ids.key(e) for e in (*wide.get(def_name, ()), *unexpected.get(def_name, ()))}
+            left = [r for r in d.service_resources if ids.key(r) not in gone]
+            if not left and not (def_name == target and missing):
+                edits.append(Edit("remove", _DEFS, {"name": def_name}))
+            else:
+                edits.extend(Edit("remove", _resources_path(def_name), e) for e in entries)
+        return edits
+
+    if wide:
+        entries = [e for v in wide.values() for e in v]
+        yield SEP_03.finding(sep.id, SEP, f"policy {sep.name} allows whole scopes: {', '.join(entries)}",
+                             edits=removals(wide), items=entries,
+                             fix_summary=f"remove {len(entries)} subscription/resource-group entr"
+                             f"{'y' if len(entries) == 1 else 'ies'}")
+    if unexpected:
+        entries = [e for v in unexpected.values() for e in v]
+        yield SEP_04.finding(sep.id, SEP, f"policy {sep.name} allows unexpected storage: {', '.join(entries)}",
+                             edits=removals(unexpected), items=entries,
+                             fix_summary=f"remove {len(entries)} unexpected storage entr"
+                             f"{'y' if len(entries) == 1 else 'ies'}")

@@ -1,0 +1,63 @@
+"""Subnet rules: every guarded subnet routes storage through a service endpoint with a
+service endpoint policy, behind an NSG (seed: "Enable storage endpoint for the subnet",
+"Create a service endpoint policy")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..findings import Finding, FixKind, Severity
+from ..fixes import Edit
+from ..model import SUBNET
+from .base import GUIDE_EXFIL, Context, Rule
+
+SN_01 = Rule(
+    "EXF-SN-01", "Subnet has no Microsoft.Storage service endpoint", Severity.HIGH, FixKind.AUTO,
+    "add a Microsoft.Storage service endpoint for the subnet's region",
+    "Without a storage service endpoint, a service endpoint policy cannot restrict which storage "
+    "accounts the compute reaches, so data can be copied to any account.", GUIDE_EXFIL)
+SN_02 = Rule(
+    "EXF-SN-02", "Subnet has no service endpoint policy", Severity.CRITICAL, FixKind.CONFIGURED,
+    "attach the configured service endpoint policy",
+    "The service endpoint policy is what limits storage access to the workspace's own accounts; "
+    "without it the compute can write to any storage account in Azure.", GUIDE_EXFIL)
+SN_03 = Rule(
+    "EXF-SN-03", "Subnet has no network security group", Severity.HIGH, FixKind.CONFIGURED,
+    "attach the configured network security group",
+    "Without an NSG nothing denies outbound internet traffic from the compute.", GUIDE_EXFIL)
+
+RULES = (SN_01, SN_02, SN_03)
+
+_STORAGE_SERVICES = ("microsoft.storage", "microsoft.storage.global")
+_PATH = ("properties",)
+
+
+def evaluate(ctx: Context) -> Iterator[Finding]:
+    cfg = ctx.config
+    for g in ctx.picture.guarded_subnets.values():
+        s = g.subnet
+        if s is None:
+            continue
+        if not any(se.service.lower() in _STORAGE_SERVICES for se in s.service_endpoints):
+            entry = {"service": "Microsoft.Storage", "locations": list(g.regions) or ["*"]}
+            yield SN_01.finding(
+                s.id, SUBNET, f"subnet {s.name} has no Microsoft.Storage service endpoint "
+                f"(has: {', '.join(se.service for se in s.service_endpoints) or 'none'})",
+                edits=[Edit("upsert", (*_PATH, "serviceEndpoints"), entry, key="service")],
+                fix_summary=f"add service endpoint Microsoft.Storage for {', '.join(entry['locations'])}")
+        if not s.sep_ids:
+            sep = cfg.attach_sep_id
+            yield SN_02.finding(
+                s.id, SUBNET, f"subnet {s.name} has no service endpoint policy attached",
+                edits=[Edit("add", (*_PATH, "serviceEndpointPolicies"), {"id": sep})] if sep else (),
+                fix_summary=f"attach service endpoint policy {sep}" if sep else
+                "alert: set EXFILGUARD_ATTACH_SEP_ID to let ExfilGuard attach a policy",
+                fixable=sep is not None)
+        if not s.nsg_id:
+            nsg = cfg.attach_nsg_id
+            yield SN_03.finding(
+                s.id, SUBNET, f"subnet {s.name} has no network security group attached",
+                edits=[Edit("set", (*_PATH, "networkSecurityGroup"), {"id": nsg})] if nsg else (),
+                fix_summary=f"attach network security group {nsg}" if nsg else
+                "alert: set EXFILGUARD_ATTACH_NSG_ID to let ExfilGuard attach an NSG",
+                fixable=nsg is not None)

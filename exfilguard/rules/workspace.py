@@ -1,0 +1,87 @@
+"""Workspace rules: private endpoints for the workspace and its storage, no public network
+access, and a managed network that only reaches approved destinations (seed: "workspace
+... private endpoint", "managed network isolation")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .. import ids
+from ..findings import Finding, FixKind, Severity
+from ..fixes import Edit
+from ..model import STORAGE, WORKSPACE, Workspace
+from .base import GUIDE_EXFIL, GUIDE_MANAGED, Context, Rule
+
+WS_01 = Rule(
+    "EXF-WS-01", "Workspace has no approved private endpoint", Severity.HIGH, FixKind.ALERT,
+    "alert: add a private endpoint to the workspace",
+    "Without a private endpoint the workspace API is reached over the public internet.", GUIDE_EXFIL)
+WS_02 = Rule(
+    "EXF-WS-02", "Workspace allows public network access", Severity.HIGH, FixKind.AUTO,
+    "set publicNetworkAccess to Disabled",
+    "Public network access lets anyone with credentials reach the workspace and its data from anywhere.",
+    GUIDE_EXFIL)
+WS_03 = Rule(
+    "EXF-WS-03", "Workspace storage account has no approved private endpoint", Severity.HIGH, FixKind.ALERT,
+    "alert: add a private endpoint to the storage account",
+    "The default storage account holds the workspace's data; without a private endpoint it is reached "
+    "over public endpoints.", GUIDE_EXFIL)
+WS_04 = Rule(
+    "EXF-WS-04", "Managed network allows internet outbound", Severity.CRITICAL, FixKind.ALERT,
+    "alert: a person must decide to switch to AllowOnlyApprovedOutbound (one-way change)",
+    "AllowInternetOutbound lets managed compute send data anywhere.", GUIDE_MANAGED)
+WS_05 = Rule(
+    "EXF-WS-05", "Managed network allows an unapproved FQDN", Severity.MEDIUM, FixKind.ALERT,
+    "alert: remove the user-defined FQDN rule or add the host to the allow-list",
+    "Each user-defined FQDN outbound rule is a destination data can be sent to.", GUIDE_MANAGED)
+
+RULES = (WS_01, WS_02, WS_03, WS_04, WS_05)
+
+
+def _fqdn_allowed(host: str, allow: list[str]) -> bool:
+    h = host.strip().lower().rstrip(".")
+    for pattern in allow:
+        p = pattern.lower()
+        if h == p:
+            return True
+        if p.startswith("*.") and not h.startswith("*") and h.endswith(p[1:]) and len(h) > len(p) - 1:
+            return True
+    return False
+
+
+def evaluate(ctx: Context) -> Iterator[Finding]:
+    seen_storage: set[str] = set()
+    for ws in ctx.picture.workspaces.values():
+        yield from _evaluate_workspace(ctx, ws)
+        if ws.storage_account_id:
+            k = ids.key(ws.storage_account_id)
+            acct = ctx.picture.storage_accounts.get(k)
+            if acct is not None and k not in seen_storage:
+                seen_storage.add(k)
+                if not any(s.lower() == "approved" for s in acct.private_endpoint_statuses):
+                    yield WS_03.finding(acct.id, STORAGE, f"storage account {acct.name} (default storage of "
+                                        f"workspace {ws.name}) has no approved private endpoint connection")
+
+
+def _evaluate_workspace(ctx: Context, ws: Workspace) -> Iterator[Finding]:
+    mode = (ws.isolation_mode or "").lower()
+    approved = any(s.lower() == "approved" for s in ws.private_endpoint_statuses)
+    if not approved and mode != "allowonlyapprovedoutbound":
+        yield WS_01.finding(ws.id, WORKSPACE, f"workspace {ws.name} has no approved private endpoint connection")
+    if (ws.public_network_access or "Enabled").lower() != "disabled":
+        yield WS_02.finding(ws.id, WORKSPACE, f"workspace {ws.name}: publicNetworkAccess is "
+                            f"{ws.public_network_access or 'not set (Enabled by default)'}",
+                            edits=[Edit("set", ("properties", "publicNetworkAccess"), "Disabled",
+                                        before=ws.public_network_access)],
+                            fix_summary="set publicNetworkAccess: Disabled")
+    if mode == "allowinternetoutbound":
+        yield WS_04.finding(ws.id, WORKSPACE, f"workspace {ws.name} managed network is AllowInternetOutbound")
+    if mode == "allowonlyapprovedoutbound":
+        region = ws.region or ""
+        allow = [p.replace("<region>", region) for p in ctx.config.fqdn_allow_list]
+        bad = [f"{r.name} -> {r.destination}" for r in ws.outbound_rules
+               if r.type.lower() == "fqdn" and r.category.lower() == "userdefined"
+               and not (isinstance(r.destination, str) and _fqdn_allowed(r.destination, allow))]
+        if bad:
+            yield WS_05.finding(ws.id, WORKSPACE, f"workspace {ws.name} allows unapproved FQDNs: {'; '.join(bad)}",
+                                items=bad)

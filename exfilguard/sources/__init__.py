@@ -1,0 +1,1 @@
+"""Where pictures come from: snapshot files, ARM reads, Event Grid events."""
