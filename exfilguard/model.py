@@ -381,7 +381,10 @@ def parse_nsg(body: Mapping[str, Any], rid: str, tkey: str) -> Nsg:
     props = r.obj(body, "properties", "") or {}
     rules = tuple(parse_rule(x, rid) for x in r.objs(props, "securityRules", "properties"))
     defaults_raw = r.objs(props, "defaultSecurityRules", "properties")
-    defaults = tuple(parse_rule(x, rid, default=True) for x in defaults_raw) if defaults_raw else azure_default_rules(rid)
+    if defaults_raw:
+        defaults = tuple(parse_rule(x, rid, default=True) for x in defaults_raw)
+    else:
+        defaults = azure_default_rules(rid)
     return Nsg(**common, rules=rules, default_rules=defaults)
 
 
