@@ -68,6 +68,7 @@ class Picture:
     storage_accounts: dict[str, StorageAccount] = field(default_factory=dict)
     notices: list[Notice] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)
+    read_counts: dict[str, int] = field(default_factory=dict)
     extra_guarded: tuple[str, ...] = ()
     # indexes
     _computes_by_subnet: dict[str, list[Compute]] = field(default_factory=dict)
@@ -165,6 +166,7 @@ def build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str] = (), s
     standalone_subnets: dict[str, dict[str, Subnet]] = defaultdict(dict)
     standalone_defs: dict[str, dict[str, SepDefinition]] = defaultdict(dict)
     ignored: dict[str, int] = defaultdict(int)
+    read: dict[str, int] = defaultdict(int)
     for i, body in enumerate(bodies):
         try:
             res = parse_resource(body)
@@ -177,6 +179,7 @@ def build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str] = (), s
             continue
         k = res.key
         t = res.type
+        read[t] += 1
         if t == NSG:
             pic.nsgs[k] = res  # type: ignore[assignment]
         elif t == RULE:
@@ -205,11 +208,16 @@ def build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str] = (), s
     for vnet in pic.vnets.values():
         for s in vnet.subnets:
             pic.subnets[ids.key(s.id)] = s
-    for vnet_key, rules in standalone_rules.items():
-        if vnet_key not in pic.nsgs:
+    for nsg_key, rules in standalone_rules.items():
+        if nsg_key not in pic.nsgs:
             for r in rules.values():
                 pic.notices.append(Notice("absent", r.id, f"security rule's NSG {r.nsg_id} is not in the {source}"))
+    for sep_key, defs in standalone_defs.items():
+        if sep_key not in pic.seps:
+            for d in defs.values():
+                pic.notices.append(Notice("absent", d.id, f"definition's policy {d.sep_id} is not in the {source}"))
     pic.ignored = dict(ignored)
+    pic.read_counts = dict(read)
     _index(pic)
     return pic
 

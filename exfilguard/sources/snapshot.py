@@ -14,7 +14,7 @@ from typing import Any
 
 from ..picture import Picture, build
 
-DEFAULT_MAX_MB = 64.0
+DEFAULT_MAX_MB = 32.0
 
 
 class SnapshotError(ValueError):

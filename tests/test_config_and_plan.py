@@ -1,0 +1,83 @@
+"""Configuration parsing and the planner: one change per resource, modes and overrides honoured."""
+
+from __future__ import annotations
+
+import pytest
+
+from exfilguard import config, engine, ids
+from exfilguard.fixes import Edit, EditError, Sel, apply_edits
+from tests.support import load_sample, run
+
+
+def test_environment_overrides_and_lists():
+    cfg = config.load(environ={
+        "EXFILGUARD_MODE": "Remediate",
+        "EXFILGUARD_RULE_MODES": "EXF-WS-02=audit, exf-nsg-01=remediate",
+        "EXFILGUARD_EXTRA_SERVICE_TAGS": "AzureKeyVault.<region>, Sql",
+        "EXFILGUARD_CURATED_ENVIRONMENTS": "false",
+        "EXFILGUARD_DENY_PRIORITY": "4000",
+        "EXFILGUARD_QUARANTINE": "yes",
+    })
+    assert cfg.mode == "remediate" and cfg.mode_for("EXF-WS-02") == "audit" and cfg.mode_for("EXF-SN-01") == "remediate"
+    assert cfg.extra_service_tags == ("AzureKeyVault.<region>", "Sql")
+    assert not cfg.curated_environments and cfg.deny_priority == 4000 and cfg.quarantine
+
+
+@pytest.mark.parametrize("var, value", [
+    ("EXFILGUARD_CURATED_ENVIRONMENTS", "maybe"),
+    ("EXFILGUARD_ATTACH_NSG_ID", "/subscriptions/s/resourceGroups/r/providers/Microsoft.Network/"
+                                 "serviceEndpointPolicies/p"),
+    ("EXFILGUARD_STORAGE_ALLOW_LIST", "not-an-id"),
+    ("EXFILGUARD_RULE_MODES", "EXF-WS-02"),
+    ("EXFILGUARD_DENY_PRIORITY", "ninety"),
+])
+def test_invalid_settings_name_themselves(var, value):
+    with pytest.raises(config.ConfigError, match=var):
+        config.load(environ={var: value})
+
+
+def test_plan_merges_edits_into_one_change_per_resource():
+    ev = run(load_sample("drifted-subscription.json"))
+    changes = engine.plan(ev.findings, config.Config(mode="remediate"))
+    targets = [ids.key(c.target_id) for c in changes]
+    assert len(targets) == len(set(targets))
+    nsg_weu = next(c for c in changes if c.target_id.endswith("nsg-ml-westeurope"))
+    assert set(nsg_weu.rule_ids) == {"EXF-NSG-01", "EXF-NSG-02", "EXF-NSG-05"}
+    sep_eus = next(c for c in changes if c.target_id.endswith("sep-ml-eastus"))
+    assert set(sep_eus.rule_ids) == {"EXF-SEP-02", "EXF-SEP-03", "EXF-SEP-04"}
+    assert not any(f.exempt for f in ev.findings if ids.key(f.fix_target) in targets and f.rule_id == "EXF-CMP-04")
+
+
+def test_audit_mode_and_overrides():
+    ev = run(load_sample("drifted-subscription.json"))
+    assert engine.plan(ev.findings, config.Config()) == []  # audit is the default
+    only_ws = config.Config(mode="audit", rule_modes={"EXF-WS-02": "remediate"})
+    assert [c.rule_ids for c in engine.plan(ev.findings, only_ws)] == [("EXF-WS-02",)]
+    cli_remediate_but_rule_audit = config.Config(rule_modes={"EXF-WS-02": "audit"})
+    planned = engine.plan(ev.findings, cli_remediate_but_rule_audit, mode="remediate")
+    assert "EXF-WS-02" not in {r for c in planned for r in c.rule_ids} and planned
+
+
+def test_edits_compose_and_keep_unknown_properties():
+    body = {"id": "x", "properties": {"unknownField": {"a": 1}, "securityRules": [
+        {"name": "r1", "properties": {"access": "Allow", "destinationAddressPrefixes": ["A", "b"]}}]}}
+    out = apply_edits(body, [
+        Edit("remove", ("properties", "securityRules", Sel("name", "R1"), "properties", "destinationAddressPrefixes"),
+             "B"),
+        Edit("set", ("properties", "securityRules", Sel("name", "r1"), "properties", "description"), "d"),
+        Edit("upsert", ("properties", "securityRules"), {"name": "new", "properties": {}}),
+        Edit("add", ("properties", "serviceEndpoints"), {"service": "Microsoft.Storage"}),
+        Edit("add", ("properties", "serviceEndpoints"), {"service": "microsoft.storage"}),
+    ])
+    assert out["properties"]["unknownField"] == {"a": 1}
+    assert out["properties"]["securityRules"][0]["properties"] == {
+        "access": "Allow", "destinationAddressPrefixes": ["A"], "description": "d"}
+    assert [r["name"] for r in out["properties"]["securityRules"]] == ["r1", "new"]
+    assert out["properties"]["serviceEndpoints"] == [{"service": "Microsoft.Storage"}]
+    assert body["properties"]["securityRules"][0]["properties"]["destinationAddressPrefixes"] == ["A", "b"]
+
+
+def test_edit_on_a_vanished_item_is_an_error():
+    with pytest.raises(EditError, match="no element"):
+        apply_edits({"properties": {"securityRules": []}},
+                    [Edit("set", ("properties", "securityRules", Sel("name", "gone"), "properties", "access"), "Deny")])

@@ -1,0 +1,176 @@
+"""The resource model takes every real ARM payload in shared fixtures, and merges nested and
+standalone shapes into one picture."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from exfilguard import ids
+from exfilguard.model import COMPUTE, NSG, SEP, STORAGE, SUBNET, VNET, WORKSPACE, BadResource, parse_resource
+from exfilguard.picture import build
+from tests import factory as f
+from tests.support import SHARED
+
+FIXTURES = SHARED / "fixtures"
+
+
+def example_bodies(doc: dict) -> list:
+    out = []
+    for resp in (doc.get("responses") or {}).values():
+        body = resp.get("body") if isinstance(resp, dict) else None
+        if isinstance(body, dict):
+            out.extend(body["value"] if isinstance(body.get("value"), list) else [body])
+    return out
+
+
+def cassette_bodies(doc: dict) -> list:
+    out = []
+    for it in doc["interactions"]:
+        body = ((it.get("response") or {}).get("body") or {}).get("data")
+        if isinstance(body, dict):
+            out.extend(body["value"] if isinstance(body.get("value"), list) else [body])
+    return out
+
+
+def _spec_files() -> list[Path]:
+    files = sorted((FIXTURES / "azure").glob("*/*.json"))
+    assert len(files) >= 50, "shared fixtures are missing"
+    return [p for p in files if "responses" in json.loads(p.read_text())]
+
+
+def _cassettes() -> list[Path]:
+    files = sorted((FIXTURES / "c7n-cassettes").glob("*.json"))
+    assert len(files) == 25
+    return files
+
+
+def _read_all(paths, extract) -> tuple[Counter, list]:
+    counts: Counter = Counter()
+    notices = []
+    for p in paths:
+        pic = build(extract(json.loads(p.read_text())), source=p.name)
+        counts.update(pic.read_counts)
+        notices.extend(n.message for n in pic.notices if n.kind == "skipped")
+    return counts, notices
+
+
+def test_every_spec_example_response_loads():
+    counts, skipped = _read_all(_spec_files(), example_bodies)
+    # Every 200/201 response body counts once (list pages by element).
+    assert dict(counts) == {
+        NSG: 5, SUBNET: 7, VNET: 5, SEP: 5, WORKSPACE: 2, COMPUTE: 10,
+        "microsoft.network/networksecuritygroups/securityrules": 3,
+        "microsoft.network/serviceendpointpolicies/serviceendpointpolicydefinitions": 2,
+    }
+    # The one upstream body that is not valid for its type (a definition with an NSG rule's id)
+    # is skipped with a message naming the field, not a crash.
+    assert len(skipped) == 1 and "direction" in skipped[0]
+
+
+def test_every_cassette_response_loads():
+    counts, skipped = _read_all(_cassettes(), cassette_bodies)
+    # Bodies as recorded: several cassettes list the same NSGs or accounts before and after an action.
+    assert dict(counts) == {NSG: 58, STORAGE: 26, VNET: 10, WORKSPACE: 3, COMPUTE: 1,
+                            "microsoft.network/networksecuritygroups/securityrules": 1}
+    # Service tags (no id) and an event-subscription body without an ARM id are reported skips.
+    assert len(skipped) == 2
+
+
+def test_big_cassette_nsgs_keep_all_rules():
+    doc = json.loads((FIXTURES / "c7n-cassettes" / "NetworkSecurityGroupTest.test_cidr_and_ingress_no_match.json")
+                     .read_text())
+    pic = build(cassette_bodies(doc))
+    assert sum(len(n.rules) for n in pic.nsgs.values()) == 133
+    assert sum(len(n.default_rules) for n in pic.nsgs.values()) == 258
+
+
+def test_compute_nested_properties_read():
+    doc = json.loads((FIXTURES / "azure/machinelearning/Compute_get_ComputeInstance.json").read_text())
+    c = parse_resource(doc["responses"]["200"]["body"])
+    assert c.subnet_id == "test-subnet-resource-id"
+    assert c.enable_node_public_ip is None and c.public_ip_address == "10.0.0.1"
+    assert c.ssh_public_access == "Enabled"
+    assert c.workspace_id.endswith("/workspaces/workspaces123")
+
+
+def test_c7n_compute_with_null_subnet():
+    doc = json.loads((FIXTURES / "c7n-cassettes" /
+                      "MachineLearningWorkspaceComputeInstancesFilterTest.test_additional_attributes.json").read_text())
+    pic = build(cassette_bodies(doc))
+    [c] = pic.computes.values()
+    assert c.subnet_id is None and c.enable_node_public_ip is True and c.remote_login_public_access == "Enabled"
+
+
+def test_standalone_child_wins_over_inline_and_ids_ignore_case():
+    vid = f.vnet_id("rg", "v")
+    inline = f.subnet(vid, "s", "10.0.0.0/24", endpoints=[])
+    standalone = f.subnet(vid.upper(), "S", "10.0.0.0/24", endpoints=[f.storage_endpoint("westeurope")])
+    standalone["id"] = standalone["id"].replace("/resourceGroups/", "/resourcegroups/")
+    pic = build([standalone, f.vnet("rg", "v", "westeurope", "10.0.0.0/16", [inline])])
+    [s] = pic.subnets.values()
+    assert [e.service for e in s.service_endpoints] == ["Microsoft.Storage"]
+
+
+def test_resource_graph_lowercase_types_and_duplicates_last_wins():
+    a = f.workspace("rg", "w", "westeurope", f.storage_id("rg", "st"), public="Enabled")
+    b = copy.deepcopy(a)
+    b["type"] = b["type"].lower()
+    b["properties"]["publicNetworkAccess"] = "Disabled"
+    pic = build([a, b])
+    [w] = pic.workspaces.values()
+    assert w.public_network_access == "Disabled"
+
+
+def test_child_without_type_uses_its_id():
+    rule = f.rule("r1", 100, nsg=f.nsg_id("rg", "n"))
+    del rule["type"]
+    parsed = parse_resource(rule)
+    assert parsed.type == "microsoft.network/networksecuritygroups/securityrules"
+    assert ids.key(parsed.nsg_id) == ids.key(f.nsg_id("rg", "n"))
+
+
+def test_missing_optional_fields_are_tolerated():
+    pic = build([{"id": f.ws_id("rg", "w"), "type": "Microsoft.MachineLearningServices/workspaces"},
+                 {"id": f.nsg_id("rg", "n"), "type": "Microsoft.Network/networkSecurityGroups", "properties": {}}])
+    assert len(pic.workspaces) == 1 and len(pic.nsgs[ids.key(f.nsg_id("rg", "n"))].default_rules) == 6
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"properties": {"priority": "high"}}, "priority"),
+    ({"properties": {"destinationAddressPrefixes": "Internet"}}, "destinationAddressPrefixes"),
+    ({"properties": {"destinationPortRange": "http"}}, "destinationPortRange"),
+    ({"properties": {"destinationPortRange": "70000"}}, "destinationPortRange"),
+])
+def test_wrong_types_name_the_field(body, field):
+    rule = f.rule("r1", 100, nsg=f.nsg_id("rg", "n"))
+    rule["properties"].update(body["properties"])
+    with pytest.raises(BadResource, match=field):
+        parse_resource(rule)
+
+
+def test_one_bad_resource_is_skipped_with_a_notice():
+    good = f.workspace("rg", "w", "westeurope", f.storage_id("rg", "st"))
+    bad = f.workspace("rg", "w2", "westeurope", f.storage_id("rg", "st"))
+    bad["properties"]["managedNetwork"] = "on"
+    no_id = {"name": "x", "type": "Microsoft.Network/networkSecurityGroups"}
+    pic = build([good, bad, no_id, 42])
+    assert len(pic.workspaces) == 1
+    messages = [n.message for n in pic.notices]
+    assert any("managedNetwork" in m for m in messages)
+    assert any("has no 'id'" in m for m in messages)
+    assert any("must be a JSON object" in m for m in messages)
+
+
+def test_event_grid_arn_resource_info_parses():
+    """ARN events carry the resource body as data.resourceInfo: the same model reads it."""
+    doc = json.loads((FIXTURES / "azure/eventgrid/docs_ResourceNotifications_CreatedOrUpdated.eventgrid-schema.json")
+                     .read_text())
+    event = doc[0] if isinstance(doc, list) else doc
+    info = event["data"]["resourceInfo"]
+    pic = build([info])
+    assert sum(pic.read_counts.values()) + sum(pic.ignored.values()) + len(pic.notices) == 1

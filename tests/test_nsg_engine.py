@@ -1,0 +1,145 @@
+"""The NSG decision engine against baseline.md's semantics, with properties checked by hypothesis."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exfilguard import nsg as engine
+from exfilguard.model import azure_default_rules, parse_nsg, parse_rule
+from tests import factory as f
+
+NSG_ID = f.nsg_id("rg", "n")
+SUBNET = ("10.10.1.0/24",)
+
+
+def rule(name="r", priority=100, **kw):
+    return parse_rule(f.rule(name, priority, nsg=NSG_ID, **kw))
+
+
+def ordered(*rules):
+    body = f.nsg("rg", "n", "westeurope", [])
+    nsg = parse_nsg(body, body["id"], "microsoft.network/networksecuritygroups")
+    return tuple(sorted((*rules, *nsg.default_rules), key=lambda r: (r.priority, r.is_default)))
+
+
+STORAGE = engine.Flow("tcp", 443, "Storage.westeurope")
+
+
+def test_defaults_allow_internet_and_engine_says_so():
+    leaking, why = engine.internet_leak(ordered(), SUBNET)
+    assert leaking and "AllowInternetOutBound" in why
+    assert engine.decide(ordered(), STORAGE, SUBNET)[0] == "allow"
+
+
+def test_missing_default_rules_are_assumed():
+    assert [r.priority for r in azure_default_rules(NSG_ID)] == [65000, 65001, 65500, 65000, 65001, 65500]
+
+
+def test_service_tag_matching():
+    assert engine.tag_matches("Storage", "Storage.WestEurope")
+    assert engine.tag_matches("storage.westeurope", "Storage.WestEurope")
+    assert engine.tag_matches("Internet", "AzureMachineLearning")
+    assert engine.tag_matches("0.0.0.0/0", "Storage.westeurope")
+    assert not engine.tag_matches("Storage.eastus", "Storage.westeurope")
+    assert not engine.tag_matches("AzureCloud", "Storage.westeurope")
+    assert not engine.tag_matches("VirtualNetwork", "Storage.westeurope")
+
+
+def test_plural_fields_and_port_ranges():
+    r = rule(access="Deny", dest=["10.0.0.0/8", "Storage"], ports=["80", "400-500"], protocol="Tcp")
+    assert engine.decide(ordered(r), STORAGE, SUBNET) == ("deny", r)
+    assert engine.decide(ordered(r), engine.Flow("tcp", 501, "Storage.westeurope"), SUBNET)[0] == "allow"
+    assert engine.decide(ordered(r), engine.Flow("udp", 443, "Storage.westeurope"), SUBNET)[0] == "allow"
+
+
+def test_generic_internet_matches_only_wildcards():
+    r = rule(access="Allow", dest="52.0.0.0/8", protocol="*", ports="*")
+    deny = rule("d", 200, access="Deny", dest="Internet", protocol="*", ports="*")
+    assert not engine.internet_leak(ordered(r, deny), SUBNET)[0]
+
+
+def test_application_security_groups_are_conservative():
+    body = f.rule("asg-allow", 100, dest="Internet", protocol="*", ports="*", nsg=NSG_ID)
+    body["properties"].pop("sourceAddressPrefix")
+    body["properties"]["sourceApplicationSecurityGroups"] = [{"id": "/subscriptions/s/asg"}]
+    allow = parse_rule(body)
+    assert engine.source_applies(allow, SUBNET)
+    body["properties"]["access"] = "Deny"
+    assert not engine.source_applies(parse_rule(body), SUBNET)
+
+
+def test_public_prefixes():
+    for p in ("8.8.8.8", "52.0.0.0/8", "2001:db8::/32", "100.128.0.0/16"):
+        assert engine.is_public(p), p
+    for p in ("10.1.2.3", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.1", "169.254.1.1",
+              "fd00::/8", "fe80::1", "::1", "Storage", "*"):
+        assert not engine.is_public(p), p
+
+
+def test_free_priority_walks_down():
+    assert engine.free_priority({4096, 4095}, 4096) == 4094
+    assert engine.free_priority(set(range(100, 4097)), 4096) is None
+
+
+# --- properties -------------------------------------------------------------------------------
+DESTS = st.sampled_from(["*", "Internet", "0.0.0.0/0", "Storage", "Storage.westeurope", "Storage.eastus",
+                         "AzureMachineLearning", "10.0.0.0/8", "52.1.0.0/16", "VirtualNetwork"])
+PORTS = st.sampled_from(["*", "443", "80", "400-500", "8787", "0-65535"])
+PROTOS = st.sampled_from(["*", "Tcp", "Udp", "Icmp"])
+SOURCES = st.sampled_from(["*", "VirtualNetwork", "10.10.0.0/16", "192.168.0.0/16", "AzureLoadBalancer"])
+FLOWS = st.builds(engine.Flow, st.sampled_from(["tcp", "udp", None]), st.sampled_from([443, 80, 8787, None]),
+                  st.sampled_from(["Storage.westeurope", "AzureMachineLearning", None]))
+
+
+@st.composite
+def rule_sets(draw):
+    n = draw(st.integers(min_value=0, max_value=8))
+    priorities = draw(st.lists(st.integers(100, 4096), min_size=n, max_size=n, unique=True))
+    return [rule(f"r{i}", p, access=draw(st.sampled_from(["Allow", "Deny"])), dest=draw(DESTS), ports=draw(PORTS),
+                 protocol=draw(PROTOS), source=draw(SOURCES)) for i, p in enumerate(priorities)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(rule_sets(), FLOWS, st.randoms(use_true_random=False))
+def test_rule_order_in_input_never_changes_a_decision(rules, flow, rnd):
+    shuffled = list(rules)
+    rnd.shuffle(shuffled)
+    assert engine.decide(ordered(*rules), flow, SUBNET)[0] == engine.decide(ordered(*shuffled), flow, SUBNET)[0]
+    assert engine.internet_leak(ordered(*rules), SUBNET)[0] == engine.internet_leak(ordered(*shuffled), SUBNET)[0]
+
+
+@settings(max_examples=150, deadline=None)
+@given(rule_sets(), FLOWS, st.sampled_from(["Allow", "Deny"]), DESTS, PORTS, PROTOS)
+def test_a_rule_after_the_first_match_changes_nothing(rules, flow, access, dest, ports, proto):
+    base = ordered(*rules)
+    decision, decider = engine.decide(base, flow, SUBNET)
+    if decider is None or decider.is_default:
+        return
+    later = rule("later", decider.priority + 1 if decider.priority < 4096 else 4096, access=access, dest=dest,
+                 ports=ports, protocol=proto)
+    if later.priority == decider.priority:
+        return
+    assert engine.decide(ordered(*rules, later), flow, SUBNET)[0] == decision
+
+
+@settings(max_examples=100, deadline=None)
+@given(rule_sets(), FLOWS)
+def test_decision_is_the_first_matching_rule(rules, flow):
+    o = ordered(*rules)
+    decision, decider = engine.decide(o, flow, SUBNET)
+    assert decider is not None  # defaults always end in a catch-all deny
+    assert decision == decider.access
+    assert all(not engine.matches(r, flow, SUBNET) for r in o[: o.index(decider)])
+
+
+@settings(max_examples=100, deadline=None)
+@given(rule_sets())
+def test_full_deny_at_highest_precedence_stops_every_leak(rules):
+    deny = rule("deny-all", 99, access="Deny", dest="Internet", protocol="*", ports="*")
+    assert not engine.internet_leak(ordered(*rules, deny), SUBNET)[0]
+    leaking_without = engine.internet_leak(ordered(*rules), SUBNET)[0]
+    has_full_deny = any(r.access == "deny" and r.protocol == "*" and str(r.dest_ports[0]) == "*"
+                        and r.dest_prefixes[0] in ("*", "Internet", "0.0.0.0/0") for r in rules)
+    if not has_full_deny:
+        assert leaking_without  # defaults alone always let internet traffic out
