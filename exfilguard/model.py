@@ -284,24 +284,23 @@ def _identity(body: Any, parent_id: str | None = None, child_type: str | None = 
         name = body.get("name")
         hint = f" (name {name!r})" if isinstance(name, str) else ""
         raise BadResource("", f"resource{hint} has no 'id'")
-    parsed = ids.try_parse(rid)
     rtype = body.get("type")
     if rtype is not None and not isinstance(rtype, str):
         raise BadResource(rid, f"type must be a string, got {_json_type(rtype)}")
     if rtype:
         tkey = ids.type_key(rtype)
-    elif parsed is not None:
-        tkey = ids.type_key(parsed.type)
     else:
-        raise BadResource(rid, "no 'type' and the id is not an ARM resource ID")
+        parsed = ids.try_parse(rid)
+        if parsed is None:
+            raise BadResource(rid, "no 'type' and the id is not an ARM resource ID")
+        tkey = ids.type_key(parsed.type)
     return rid.strip(), tkey
 
 
 def _common(r: _Reader, body: Mapping[str, Any], rid: str, tkey: str) -> dict[str, Any]:
     name = r.text(body, "name", "")
     if name is None:
-        parsed = ids.try_parse(rid)
-        name = parsed.name if parsed else rid.rsplit("/", 1)[-1]
+        name = rid.rstrip("/").rsplit("/", 1)[-1]
     props = r.obj(body, "properties", "")
     etag = r.text(body, "etag", "")
     if etag is None and props is not None:
@@ -347,10 +346,7 @@ def parse_rule(body: Mapping[str, Any], nsg_id: str | None = None, default: bool
     r = _Reader(rid)
     common = _common(r, body, rid, RULE)
     props = r.obj(body, "properties", "") or {}
-    parent = nsg_id
-    if parent is None:
-        parsed = ids.try_parse(rid)
-        parent = str(parsed.parent) if parsed and parsed.parent else ""
+    parent = nsg_id if nsg_id is not None else ids.parent_id(rid)
     priority = r.get(props, "priority", int, "properties", 0 if not default else 65000)
     direction = (r.text(props, "direction", "properties") or "").lower()
     access = (r.text(props, "access", "properties") or "").lower()
@@ -413,10 +409,7 @@ def parse_subnet(body: Mapping[str, Any], vnet_id: str | None = None) -> Subnet:
     r = _Reader(rid)
     common = _common(r, body, rid, SUBNET)
     props = r.obj(body, "properties", "") or {}
-    parent = vnet_id
-    if parent is None:
-        parsed = ids.try_parse(rid)
-        parent = str(parsed.parent) if parsed and parsed.parent else ""
+    parent = vnet_id if vnet_id is not None else ids.parent_id(rid)
     prefixes = _prefixes(r, props, "addressPrefix", "addressPrefixes")
     endpoints = []
     for i, se in enumerate(r.objs(props, "serviceEndpoints", "properties")):
@@ -445,10 +438,7 @@ def parse_sep_definition(body: Mapping[str, Any], sep_id: str | None = None) -> 
     r = _Reader(rid)
     common = _common(r, body, rid, SEP_DEF)
     props = r.obj(body, "properties", "") or {}
-    parent = sep_id
-    if parent is None:
-        parsed = ids.try_parse(rid)
-        parent = str(parsed.parent) if parsed and parsed.parent else ""
+    parent = sep_id if sep_id is not None else ids.parent_id(rid)
     return SepDefinition(**common, sep_id=parent, service=r.text(props, "service", "properties") or "",
                          service_resources=r.texts(props, "serviceResources", "properties"),
                          description=r.text(props, "description", "properties") or "")
@@ -504,8 +494,7 @@ def parse_compute(body: Mapping[str, Any], rid: str, tkey: str) -> Compute:
     subnet_id = r.text(subnet, "id", f"{where}.subnet") if subnet is not None else None
     endpoints = r.obj(inner, "connectivityEndpoints", where) or {}
     ssh = r.obj(inner, "sshSettings", where) or {}
-    parsed = ids.try_parse(rid)
-    workspace_id = str(parsed.parent) if parsed and parsed.parent else ""
+    workspace_id = ids.parent_id(rid)
     return Compute(**common, workspace_id=workspace_id,
                    compute_type=r.text(props, "computeType", "properties") or "",
                    subnet_id=subnet_id or None,

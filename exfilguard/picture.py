@@ -151,8 +151,7 @@ def _store_children(pic: Picture, standalone_rules: dict, standalone_subnets: di
 
 
 def _parent_key(child_id: str) -> str:
-    parsed = ids.try_parse(child_id)
-    return parsed.parent.key if parsed and parsed.parent else ""
+    return ids.key(ids.parent_id(child_id))
 
 
 def build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str] = (), source: str = "input") -> Picture:

@@ -201,7 +201,8 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
                                      before=rule.description)]
 
     # EXF-NSG-03, on the current state and on the state the other fixes would leave.
-    after = parse_nsg(apply_edits(composed_body(nsg), [*nsg01_edits, *nsg02_edits, *nsg05_edits]), nsg.id, NSG)
+    pending = [*nsg01_edits, *nsg02_edits, *nsg05_edits]
+    after = parse_nsg(apply_edits(composed_body(nsg), pending), nsg.id, NSG) if pending else nsg
     after_outbound = after.ordered("outbound")
     blocked_now: list[str] = []
     allow_edits: dict[str, list[Edit]] = {"EXF-NSG-01": [], "EXF-NSG-02": [], "EXF-NSG-03": []}
