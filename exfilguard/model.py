@@ -74,13 +74,24 @@ class _Reader:
             raise BadResource(self.rid, f"{where}.{name} must be {_json_name(want)}, got {_json_type(value)}")
         return value
 
+    # obj/text are the hot path (hundreds of thousands of calls per sweep): checked inline.
     def obj(self, obj: Mapping[str, Any] | None, name: str, where: str) -> dict | None:
+        value = obj.get(name) if obj is not None else None
+        if value is None or type(value) is dict:
+            return value
         return self.get(obj, name, dict, where)
 
     def text(self, obj: Mapping[str, Any] | None, name: str, where: str) -> str | None:
+        value = obj.get(name) if obj is not None else None
+        if value is None or type(value) is str:
+            return value
         return self.get(obj, name, str, where)
 
     def texts(self, obj: Mapping[str, Any] | None, name: str, where: str) -> tuple[str, ...]:
+        values = obj.get(name) if obj is not None else None
+        if not values:
+            if values is None or type(values) is list:
+                return ()
         values = self.get(obj, name, list, where, [])
         for i, v in enumerate(values):
             if not isinstance(v, str):
@@ -88,6 +99,10 @@ class _Reader:
         return tuple(values)
 
     def objs(self, obj: Mapping[str, Any] | None, name: str, where: str) -> list[dict]:
+        values = obj.get(name) if obj is not None else None
+        if not values:
+            if values is None or type(values) is list:
+                return []
         values = self.get(obj, name, list, where, [])
         for i, v in enumerate(values):
             if not isinstance(v, dict):
