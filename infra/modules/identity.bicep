@@ -1,0 +1,21 @@
+// The user-assigned identity ExfilGuard runs as: storage, Key Vault, Application Insights,
+// Communication Services and the custom ARM role are all granted to this one principal.
+@description('Name of the user-assigned managed identity.')
+param name string
+
+@description('Azure region.')
+param location string
+
+@description('Tags applied to the identity.')
+param tags object = {}
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: name
+  location: location
+  tags: tags
+}
+
+output id string = identity.id
+output name string = identity.name
+output clientId string = identity.properties.clientId
+output principalId string = identity.properties.principalId
