@@ -1,0 +1,354 @@
+"""The words of a message, once, before they become a card, an email or a preview page.
+
+Every channel renders the same :class:`Content`, which is how the email's HTML and text
+parts carry "the same content as the card" without three hand-kept templates drifting.
+Content is also where long lists are cut ("and N more"): :meth:`Content.limited` keeps the
+first *n* list lines, and each renderer picks the largest *n* its size budget allows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+
+from ..findings import Severity
+from . import guidance
+from .model import (
+    ActionKind,
+    Alert,
+    ChangeContext,
+    Escalation,
+    ResolvedNotice,
+    ResourceFacts,
+    TestAlert,
+    format_time,
+)
+
+# A tone is a colour family every renderer knows: Adaptive Card colours / container styles,
+# and the HTML palette in mail.py.
+TONE_BY_SEVERITY = {
+    Severity.CRITICAL: "attention",
+    Severity.HIGH: "attention",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "accent",
+}
+MAX_TEXT = 1500  # one free-text value (a finding detail, a before/after) beyond this is cut
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    text = text or ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    text: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    label: str
+    value: str
+    url: str | None = None
+    mono: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A list line: an emphasised lead (a rule ID) and the rest."""
+
+    lead: str
+    text: str = ""
+    url: str | None = None
+    tone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A resource inside a digest's severity section, with its findings as lines."""
+
+    title: str
+    url: str | None
+    subtitle: str
+    lines: tuple[Line, ...]
+    more: int = 0  # lines cut by :meth:`Content.limited`
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    heading: str
+    text: str = ""
+    lead: str = ""  # shown emphasised before ``text`` (all strings here are plain text, never markup)
+    facts: tuple[Fact, ...] = ()
+    lines: tuple[Line, ...] = ()
+    code: tuple[str, ...] = ()
+    groups: tuple[Group, ...] = ()
+    tone: str | None = None
+    more: int = 0  # lines (or group lines) cut by :meth:`Content.limited`
+    more_label: str = "more"
+
+    def line_count(self) -> int:
+        return len(self.lines) + sum(len(g.lines) for g in self.groups)
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    kind: str                  # alert | digest | escalation | resolved | test
+    badge: str                 # the severity word, or ESCALATION / RESOLVED / TEST
+    tone: str
+    title: str
+    subject: str               # the email subject
+    summary: str = ""
+    title_url: str | None = None
+    sections: tuple[Section, ...] = ()
+    links: tuple[Link, ...] = ()
+    keys: tuple[str, ...] = ()  # dedup keys of the findings this message covers
+    severity: Severity | None = None
+    cut: int = field(default=0)   # total lines cut
+
+    def line_count(self) -> int:
+        return sum(s.line_count() for s in self.sections)
+
+    def limited(self, max_lines: int) -> Content:
+        """The same message keeping only the first ``max_lines`` list lines, in order; each cut
+        place says how many it lost, so a reader knows the list goes on."""
+        budget = max(0, max_lines)
+        total_cut = 0
+        sections = []
+        for s in self.sections:
+            keep_lines = s.lines[:budget]
+            budget -= len(keep_lines)
+            section_more = len(s.lines) - len(keep_lines)   # lines and whole groups lost
+            groups = []
+            for g in s.groups:
+                if budget <= 0:
+                    section_more += len(g.lines)
+                    continue
+                kept = g.lines[:budget]
+                budget -= len(kept)
+                groups.append(replace(g, lines=kept, more=len(g.lines) - len(kept)))
+            total_cut += section_more + sum(g.more for g in groups)
+            sections.append(replace(s, lines=keep_lines, groups=tuple(groups), more=section_more))
+        return replace(self, sections=tuple(sections), cut=total_cut)
+
+
+def _severity_badge(sev: Severity) -> str:
+    return sev.value.upper()
+
+
+def _resource_facts(r: ResourceFacts) -> tuple[Fact, ...]:
+    facts = [
+        Fact("Name", r.name, url=r.portal_url),
+        Fact("Type", f"{r.type_label} ({r.type})" if r.type and r.type_label != r.type else (r.type or "unknown")),
+        Fact("Resource group", r.resource_group or "—"),
+        Fact("Region", r.region or "—"),
+    ]
+    if r.subscription:
+        facts.append(Fact("Subscription", r.subscription))
+    return tuple(facts)
+
+
+def _who_section(change: ChangeContext | None) -> Section:
+    if change is None or not any((change.actor, change.operation, change.event_time, change.correlation_id)):
+        return Section("Who changed it", text="No change event: found by a scheduled sweep or a snapshot, "
+                                              "so the author is not known. The Activity Log names them.")
+    facts = [Fact("Changed by", change.actor or "unknown")]
+    if change.caller and change.app_id:
+        facts.append(Fact("App ID", change.app_id))
+    if change.object_id and change.actor != f"object {change.object_id}":
+        facts.append(Fact("Object ID", change.object_id, mono=True))
+    if change.operation:
+        facts.append(Fact("Operation", change.operation))
+    if change.event_time:
+        facts.append(Fact("Time", format_time(change.event_time)))
+    if change.correlation_id:
+        facts.append(Fact("Correlation ID", change.correlation_id, mono=True))
+    if change.event_id:
+        facts.append(Fact("Event ID", change.event_id, mono=True))
+    return Section("Who changed it", facts=tuple(facts))
+
+
+def _action_section(alert: Alert) -> Section:
+    a = alert.action
+    tone = {ActionKind.FIXED: "good", ActionKind.FIX_FAILED: "attention", ActionKind.EXEMPT: "accent"}.get(a.kind)
+    if a.kind is ActionKind.FIXED:
+        facts = []
+        if a.property_path:
+            facts.append(Fact("Property", a.property_path, mono=True))
+        facts += [Fact("Before", clip(a.before) or "(absent)", mono=True),
+                  Fact("After", clip(a.after) or "(absent)", mono=True)]
+        return Section("What ExfilGuard did", lead=a.headline, text=alert.finding.fix_summary,
+                       facts=tuple(facts), tone=tone)
+    if a.kind is ActionKind.FIX_FAILED:
+        return Section("What ExfilGuard did", lead=a.headline,
+                       text=clip(a.reason) or "no reason given",
+                       tone=tone)
+    if a.kind is ActionKind.EXEMPT:
+        reason = f" Reason: {clip(a.reason, 300)}" if a.reason else ""
+        return Section("What ExfilGuard did", lead=a.headline,
+                       text=f"by the resource's exfilguard-exempt tag.{reason}", tone=tone)
+    if a.kind is ActionKind.WOULD_FIX:
+        return Section("What ExfilGuard did", lead=a.headline,
+                       text=f"in remediate mode it would {a.plan or alert.finding.fix_summary}", tone=tone)
+    return Section("What ExfilGuard did", lead=a.headline,
+                   text="this rule is never changed automatically.",
+                   tone=tone)
+
+
+def alert_content(alert: Alert) -> Content:
+    f = alert.finding
+    r = alert.resource
+    badge = _severity_badge(f.severity)
+    who = f" by {alert.change.actor}" if alert.change and alert.change.actor else ""
+    sections = [
+        Section("Resource", facts=_resource_facts(r)),
+        Section("What changed", text=clip(f.detail),
+                lines=tuple(Line("", clip(item, 300)) for item in f.items), more_label="more items"),
+        _who_section(alert.change),
+        _action_section(alert),
+        Section("Next step", text=alert.next_step),
+        Section("Re-check", text="Evaluate this resource again now:", code=(alert.recheck,)),
+    ]
+    if alert.exemption_tag:
+        sections.append(Section(
+            "Exempt", text=f"If this is accepted, tag {'the virtual network ' if r.tag_holder != r.resource_id else ''}"
+                           f"exfilguard-exempt = {alert.exemption_tag} (reason required), for example:",
+            code=(alert.exemption_command,)))
+    return Content(
+        kind="alert",
+        badge=badge,
+        tone=TONE_BY_SEVERITY[f.severity],
+        title=f"{f.rule_id} · {f.title}",
+        title_url=alert.guidance_url,
+        subject=f"[ExfilGuard] {badge}: {f.rule_id} {f.title} on {r.name} ({alert.action.short})",
+        summary=f"{r.type_label} {r.name} in {r.resource_group or 'its resource group'}"
+                f"{' (' + r.region + ')' if r.region else ''}: {alert.action.short}{who}.",
+        sections=tuple(sections),
+        links=(Link("Open in Azure portal", r.portal_url), Link("Microsoft guidance", alert.guidance_url)),
+        keys=(alert.key,),
+        severity=f.severity,
+    )
+
+
+def digest_content(alerts: list[Alert] | tuple[Alert, ...], *, title: str = "") -> Content:
+    """One message for a sweep: sections by severity (worst first), resources inside them."""
+    by_sev: dict[Severity, dict[str, list[Alert]]] = defaultdict(lambda: defaultdict(list))
+    for a in alerts:
+        by_sev[a.severity][a.resource.resource_id.lower()].append(a)
+    order = sorted(by_sev, key=lambda s: -s.rank)
+    counts = {s: sum(len(v) for v in by_sev[s].values()) for s in order}
+    resources = {a.resource.resource_id.lower() for a in alerts}
+    sections = []
+    for sev in order:
+        groups = []
+        for _, items in sorted(by_sev[sev].items(), key=lambda kv: (kv[1][0].resource.resource_group.lower(),
+                                                                    kv[1][0].resource.name.lower())):
+            r = items[0].resource
+            lines = tuple(Line(a.finding.rule_id, f"{a.finding.title} ({a.action.short})")
+                          for a in sorted(items, key=lambda a: a.finding.rule_id))
+            where = " · ".join(x for x in (r.type_label, r.resource_group, r.region) if x)
+            groups.append(Group(r.name, r.portal_url, where, lines))
+        sections.append(Section(f"{_severity_badge(sev)} · {counts[sev]}", groups=tuple(groups),
+                                tone=TONE_BY_SEVERITY[sev], more_label="more findings"))
+    worst = order[0] if order else Severity.LOW
+    n = len(alerts)
+    tally = ", ".join(f"{counts[s]} {s.value}" for s in order)
+    head = title or "ExfilGuard sweep"
+    sections.append(Section("Next step", text="Open each resource from its link and follow the rule's guidance; "
+                                              "exfilguard scan lists every finding with its fix. Findings alerted "
+                                              "within the dedup window are not repeated here."))
+    if alerts:
+        sample = alerts[0]
+        sections.append(Section("Re-check", text="Evaluate one resource again now:",
+                                code=(sample.recheck.replace(sample.finding.resource_id, "<resource ID>"),)))
+        sections.append(Section("Exempt", text="Accept a finding for a while with the resource's tag "
+                                               "(a subnet's goes on its virtual network; reason required):",
+                                code=("exfilguard-exempt = <RULE-ID>[,<RULE-ID>...];until=<YYYY-MM-DD>;"
+                                      "reason=<why>",)))
+    return Content(
+        kind="digest",
+        badge=_severity_badge(worst),
+        tone=TONE_BY_SEVERITY[worst],
+        title=f"{head}: {n} finding{'s' if n != 1 else ''} on {len(resources)} resource"
+              f"{'s' if len(resources) != 1 else ''}",
+        subject=f"[ExfilGuard] {head}: {n} finding{'s' if n != 1 else ''} ({tally})",
+        summary=f"By severity: {tally}.",
+        sections=tuple(sections),
+        links=(Link("Microsoft guidance", guidance.PREVENT_EXFILTRATION),),
+        keys=tuple(a.key for a in alerts),
+        severity=worst,
+    )
+
+
+def escalation_content(e: Escalation) -> Content:
+    r = e.resource
+    minutes = int(e.window.total_seconds() // 60)
+    actor = e.actor.actor if e.actor else ""
+    facts = list(_resource_facts(r))
+    facts.append(Fact("Rules", ", ".join(e.rule_ids) or "—"))
+    facts.append(Fact("Writes", f"{e.write_count} in {minutes} min"))
+    if e.detected_at:
+        facts.append(Fact("Detected", format_time(e.detected_at)))
+    sections = [
+        Section("What happened", text=f"ExfilGuard fixed {r.name} and something changed it back, "
+                                      f"{e.write_count} writes in {minutes} minutes. ExfilGuard has stopped "
+                                      "fixing this resource so the two do not fight." +
+                                      (f" {e.note}" if e.note else ""), facts=tuple(facts)),
+        _who_section(e.actor),
+        Section("Next step", text=f"Find the automation{' run by ' + actor if actor else ''} (pipeline, policy, "
+                                  "script) that writes this resource and bring its template in line with the "
+                                  "baseline, or exempt the rule with the exfilguard-exempt tag."),
+    ]
+    return Content(
+        kind="escalation",
+        badge="ESCALATION",
+        tone="attention",
+        title=f"Fix loop stopped on {r.name}",
+        subject=f"[ExfilGuard] ESCALATION: fix loop stopped on {r.name}" + (f" (fighting {actor})" if actor else ""),
+        summary=f"Likely other writer: {actor}." if actor else "The other writer is not known.",
+        sections=tuple(sections),
+        links=(Link("Open in Azure portal", r.portal_url),),
+        keys=(e.key,),
+        severity=Severity.CRITICAL,
+    )
+
+
+def resolved_content(notices: list[ResolvedNotice] | tuple[ResolvedNotice, ...]) -> Content:
+    lines = tuple(
+        Line(n.rule_id, f"{n.title + ' · ' if n.title else ''}{n.resource.name} ({n.resource.type_label}, "
+                        f"{n.resource.resource_group or '—'})", url=n.resource.portal_url)
+        for n in sorted(notices, key=lambda n: (-n.severity.rank, n.rule_id, n.resource.name.lower())))
+    one = len(notices) == 1
+    first = notices[0] if notices else None
+    title = (f"Resolved: {first.rule_id} on {first.resource.name}" if one and first
+             else f"Resolved: {len(notices)} findings are gone")
+    return Content(
+        kind="resolved",
+        badge="RESOLVED",
+        tone="good",
+        title=title,
+        subject=f"[ExfilGuard] {title}",
+        summary="These findings were alerted earlier and are no longer present: fixed, exempted "
+                "or the resource was removed.",
+        sections=(Section("No longer found", lines=lines, more_label="more findings"),),
+        links=(Link("Open in Azure portal", first.resource.portal_url),) if one and first else (),
+        keys=tuple(n.key for n in notices),
+        severity=max((n.severity for n in notices), key=lambda s: s.rank) if notices else None,
+    )
+
+
+def test_content(t: TestAlert) -> Content:
+    return Content(
+        kind="test",
+        badge="TEST",
+        tone="accent",
+        title="ExfilGuard test alert",
+        subject="[ExfilGuard] Test alert: the alert channel works",
+        summary="If you can read this, ExfilGuard can reach this channel. Nothing is wrong.",
+        sections=(Section("Sent", facts=(Fact("Time", format_time(t.sent_at)),)),),
+        keys=("TEST",),
+    )
+
+
+test_content.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
