@@ -664,3 +664,20 @@ def test_ml_sdk_reads_workspaces_and_creates_computes() -> None:
         assert created.properties.provisioning_state == "Succeeded"
         assert [c.name for c in client.machine_learning_compute.list_by_workspace("rg-ml", "mlw-1")] \
             == ["cpu-cluster", "cpu-2"]
+
+
+def test_nsg_and_sep_list_their_subnets_like_arm() -> None:
+    """ARM's NSG and SEP bodies carry read-only ``properties.subnets`` back-references; the
+    event handler follows them, so the emulator keeps them true as subnets change."""
+    sample = Path(__file__).resolve().parent.parent / "samples" / "drifted-subscription.json"
+    with ArmEmulator(sample) as emu:
+        nsg_id = next(i for i in emu.ids("Microsoft.Network/networkSecurityGroups") if i.endswith("westeurope"))
+        sep_id = next(i for i in emu.ids("Microsoft.Network/serviceEndpointPolicies") if i.endswith("westeurope"))
+        subnets = [s["id"] for s in emu.get_body(nsg_id)["properties"]["subnets"]]
+        assert [s.rsplit("/", 1)[-1] for s in subnets] == ["snet-training"]
+        assert [s["id"] for s in emu.get_body(sep_id)["properties"]["subnets"]] == subnets
+        subnet = emu.get_body(subnets[0])
+        del subnet["properties"]["networkSecurityGroup"]
+        emu.set_body(subnets[0], subnet)
+        assert emu.get_body(nsg_id)["properties"]["subnets"] == []
+        assert len(emu.get_body(sep_id)["properties"]["subnets"]) == 1

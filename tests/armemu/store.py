@@ -108,6 +108,10 @@ class SortedKeys:
             self._sorted = True
 
 
+_SUBNET_TYPE = "microsoft.network/virtualnetworks/subnets"
+_BACKREF_TYPES = frozenset({arm.NSG_TYPE, "microsoft.network/serviceendpointpolicies"})
+
+
 def _props_without_state(item: dict[str, Any]) -> dict[str, Any]:
     props = item.get("properties")
     props = dict(props) if isinstance(props, dict) else {}
@@ -124,6 +128,9 @@ class Store:
         self._lists: dict[tuple[str, str, str | None], SortedKeys] = {}
         self._standalone: frozenset[str] = frozenset()
         self._bulk = False
+        # ARM's read-only back-references: an NSG's / SEP's properties.subnets[] (target key -> subnets).
+        self._backrefs: dict[str, dict[str, str]] = {}
+        self._refs_of: dict[str, tuple[str, ...]] = {}
 
     # ---- loading -------------------------------------------------------------------------------
 
@@ -177,6 +184,8 @@ class Store:
         if e.type_key == arm.NSG_TYPE:
             props.pop("defaultSecurityRules", None)  # after securityRules, where ARM puts it
             props["defaultSecurityRules"] = self.default_rules(e)
+        if e.type_key in _BACKREF_TYPES:
+            props["subnets"] = [{"id": sid} for sid in self._backrefs.get(e.key, {}).values()]
         out["properties"] = props
         return out
 
@@ -259,6 +268,8 @@ class Store:
         else:
             entry = Entry(stored_path, stored, etag)
             self._index(entry)
+        if type_key == _SUBNET_TYPE:
+            self._update_refs(entry)
         entry.pending_state = pending_state
         entry.pending_until = self._clock() + lro_delay if pending_state else 0.0
         if spec is not None and children is not None:
@@ -372,7 +383,30 @@ class Store:
             self._kids.setdefault(e.slot, {})[e.key] = None
             self._nested.setdefault(e.top_key, set()).add(e.key)
 
+    def _update_refs(self, subnet: Entry) -> None:
+        """Keep NSG / SEP ``properties.subnets`` true as subnets attach and detach."""
+        self._drop_refs(subnet.key)
+        props = subnet.body.get("properties") or {}
+        targets = []
+        nsg = props.get("networkSecurityGroup")
+        if isinstance(nsg, dict) and isinstance(nsg.get("id"), str):
+            targets.append(key(nsg["id"]))
+        for sep in props.get("serviceEndpointPolicies") or []:
+            if isinstance(sep, dict) and isinstance(sep.get("id"), str):
+                targets.append(key(sep["id"]))
+        for t in targets:
+            self._backrefs.setdefault(t, {})[subnet.key] = subnet.id
+        self._refs_of[subnet.key] = tuple(targets)
+
+    def _drop_refs(self, subnet_key: str) -> None:
+        for t in self._refs_of.pop(subnet_key, ()):
+            refs = self._backrefs.get(t)
+            if refs is not None:
+                refs.pop(subnet_key, None)
+
     def _unindex(self, e: Entry) -> None:
+        if e.type_key == _SUBNET_TYPE:
+            self._drop_refs(e.key)
         if e.parent_key is None:
             for lk in self._list_keys(e):
                 sk = self._lists.get(lk)
