@@ -169,3 +169,15 @@ def test_retry_after_parsing():
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     assert retry_after_seconds("Thu, 01 Jan 1970 00:01:40 GMT", now=40.0) == pytest.approx(60.0)
     assert backoff_delay(1, rand=lambda: 1.0) == 1.0 and backoff_delay(10, rand=lambda: 1.0) == 30.0
+
+
+def test_senders_for_the_same_webhook_share_the_pace():
+    # Two invocations on one Functions worker each build a sender: together still 4 per second.
+    with LoopbackReceiver() as rx:
+        a, b = TeamsSender(webhook(rx)), TeamsSender(webhook(rx))
+        for _ in range(3):
+            a.send({"type": "message", "attachments": []})
+            b.send({"type": "message", "attachments": []})
+    arrivals = [p.arrived for p in rx.posts()]
+    assert len(arrivals) == 6
+    assert min(y - x for x, y in itertools.pairwise(arrivals)) >= 0.25 - 0.005

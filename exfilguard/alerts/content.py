@@ -272,7 +272,8 @@ def digest_content(alerts: list[Alert] | tuple[Alert, ...], *, title: str = "") 
         tone=TONE_BY_SEVERITY[worst],
         title=f"{head}: {n} finding{'s' if n != 1 else ''} on {len(resources)} resource"
               f"{'s' if len(resources) != 1 else ''}",
-        subject=f"[ExfilGuard] {head}: {n} finding{'s' if n != 1 else ''} ({tally})",
+        subject=f"[ExfilGuard] {head.removeprefix('ExfilGuard ').capitalize()}: {n} finding{'s' if n != 1 else ''}"
+                f" ({tally})",
         summary=f"By severity: {tally}.",
         sections=tuple(sections),
         links=(Link("Microsoft guidance", guidance.PREVENT_EXFILTRATION),),

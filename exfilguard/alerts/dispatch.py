@@ -35,7 +35,7 @@ from .delivery import (
     DeliveryOutcome,
     new_delivery_id,
 )
-from .ledger import AlertLedger, normalise_scope, refreshed
+from .ledger import AlertLedger, OpenAlert, normalise_scope, refreshed
 from .mail import email_payload
 from .model import ActionKind, Alert, Escalation, ResolvedNotice, ResourceFacts, TestAlert
 from .settings import AlertSettings
@@ -235,28 +235,35 @@ class Dispatcher:
         log.error("no alert channel is configured: %s not sent", kind)
         return [self._outcome(NO_CHANNEL, kind, None, keys, error="no alert channel is configured")]
 
-    def _screen(self, alerts: Iterable[Alert], now: datetime) -> tuple[list[Alert], list[DeliveryOutcome]]:
+    def _known(self, alerts: Sequence[Alert], scope: str | None) -> dict[str, OpenAlert | None]:
+        """Ledger records for these findings: one query for a sweep's scope, else one read each."""
+        known: dict[str, OpenAlert | None] = {}
+        if scope is not None:
+            known.update((r.key, r) for r in self.ledger.open_in_scope(normalise_scope(scope)))
+        for a in alerts:
+            if a.key not in known:
+                known[a.key] = self.ledger.get_open(a.key) if scope is None else None
+        return known
+
+    def _screen(self, alerts: Sequence[Alert], known: dict[str, OpenAlert | None],
+                now: datetime) -> tuple[list[Alert], list[DeliveryOutcome]]:
         """Drop exempt findings and open findings alerted within the dedup window."""
         keep, outcomes = [], []
         for a in alerts:
             if a.action.kind is ActionKind.EXEMPT:
                 outcomes.append(self._outcome(EXEMPT, "alert", None, (a.key,)))
                 continue
-            if a.action.leaves_finding_open:
-                rec = self.ledger.get_open(a.key)
-                if rec is not None and now - rec.last_alerted < self.policy.dedup_window:
-                    outcomes.append(self._outcome(SUPPRESSED, "alert", None, (a.key,)))
-                    continue
+            rec = known.get(a.key)
+            if a.action.leaves_finding_open and rec is not None and now - rec.last_alerted < self.policy.dedup_window:
+                outcomes.append(self._outcome(SUPPRESSED, "alert", None, (a.key,)))
+                continue
             keep.append(a)
         return keep, outcomes
 
-    def _record(self, alerts: Sequence[Alert], now: datetime) -> None:
-        opened = []
-        for a in alerts:
-            if a.action.leaves_finding_open:
-                opened.append(refreshed(self.ledger.get_open(a.key), key=a.key, rule_id=a.finding.rule_id,
-                                        resource_id=a.finding.resource_id, severity=a.severity,
-                                        title=a.finding.title, now=now))
+    def _record(self, alerts: Sequence[Alert], known: dict[str, OpenAlert | None], now: datetime) -> None:
+        opened = [refreshed(known.get(a.key), key=a.key, rule_id=a.finding.rule_id,
+                            resource_id=a.finding.resource_id, severity=a.severity, title=a.finding.title, now=now)
+                  for a in alerts if a.action.leaves_finding_open]
         if opened:
             self.ledger.put_open(opened)
         fixed = [a.key for a in alerts if not a.action.leaves_finding_open]
@@ -266,14 +273,16 @@ class Dispatcher:
     def send_alerts(self, alerts: Iterable[Alert]) -> list[DeliveryOutcome]:
         """Event path: one message per alert, after dedup."""
         now = self._clock()
-        keep, outcomes = self._screen(alerts, now)
+        alerts = list(alerts)
+        known = self._known(alerts, None)
+        keep, outcomes = self._screen(alerts, known, now)
         for a in keep:
             deliveries = self.planner.alert(a)
             if not deliveries:
                 outcomes += self._no_channel("alert", (a.key,))
                 continue
             outcomes += self._deliver(deliveries)
-            self._record([a], now)
+            self._record([a], known, now)
         return outcomes
 
     def send_digest(self, alerts: Iterable[Alert], *, scope: str | None = None,
@@ -283,12 +292,13 @@ class Dispatcher:
         under it that are absent now are closed, with a resolved notice when enabled."""
         now = self._clock()
         alerts = list(alerts)
-        keep, outcomes = self._screen(alerts, now)
+        known = self._known(alerts, scope)
+        keep, outcomes = self._screen(alerts, known, now)
         if keep:
             deliveries = self.planner.digest(keep, title)
             if deliveries:
                 outcomes += self._deliver(deliveries)
-                self._record(keep, now)
+                self._record(keep, known, now)
             else:
                 outcomes += self._no_channel("digest", tuple(a.key for a in keep))
         if scope is not None:

@@ -22,8 +22,9 @@ body{margin:0;background:#f3f2f1;font-family:'Segoe UI',-apple-system,Roboto,'He
 color:#201f1e}
 header{background:#201f1e;color:#fff;padding:12px 24px;font-size:14px;letter-spacing:.02em}
 header strong{font-weight:600}
-main{max-width:720px;margin:0 auto;padding:24px 12px 48px}
-details{margin:16px 0 0;background:#fff;border:1px solid #e1dfdd;border-radius:6px;padding:10px 14px;max-width:640px}
+main{max-width:664px;margin:0 auto;padding:24px 12px 48px}
+details{box-sizing:border-box;margin:16px 0 0;background:#fff;border:1px solid #e1dfdd;border-radius:6px;
+padding:10px 14px;max-width:640px}
 summary{cursor:pointer;font-weight:600;font-size:14px}
 pre.raw{white-space:pre-wrap;word-break:break-all;font:12px Consolas,'DejaVu Sans Mono',monospace;margin:10px 0 0}
 ul.index{list-style:none;padding:0} ul.index li{margin:6px 0;font-size:14px}

@@ -13,11 +13,12 @@ same :class:`~exfilguard.alerts.pacing.MinimumSpacing`, so retries count against
 
 from __future__ import annotations
 
+import hashlib
 import http.client
-import json
 import logging
 import random
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,17 @@ from .pacing import MinimumSpacing, Sleep, backoff_delay, retry_after_seconds
 log = logging.getLogger("exfilguard.alerts.teams")
 
 TEAMS_RATE_INTERVAL = 0.25  # 4 requests per second
+
+_SPACINGS: dict[str, MinimumSpacing] = {}
+_SPACINGS_LOCK = threading.Lock()
+
+
+def shared_spacing(url: str) -> MinimumSpacing:
+    """One pacer per webhook per process, so concurrent invocations on one Functions worker
+    share the budget (keyed by a hash: the URL itself is not kept in another place)."""
+    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()
+    with _SPACINGS_LOCK:
+        return _SPACINGS.setdefault(digest, MinimumSpacing(TEAMS_RATE_INTERVAL))
 
 
 class TeamsSender:
@@ -61,7 +73,7 @@ class TeamsSender:
         self._target = parts.path or "/"
         if parts.query:
             self._target += "?" + parts.query
-        self.spacing = spacing or MinimumSpacing(TEAMS_RATE_INTERVAL)
+        self.spacing = spacing or shared_spacing(url)
         self.max_attempts = max_attempts
         self.max_retry_after = max_retry_after
         self.backoff_base = backoff_base
@@ -129,11 +141,3 @@ class TeamsSender:
             self._sleep(delay)
         raise DeliveryError(f"{last} after {self.max_attempts} attempts", attempts=self.max_attempts,
                             status=status)
-
-
-def describe_payload(payload: dict[str, Any]) -> str:
-    """A log-safe one-liner for a Teams envelope (its card's fallback text)."""
-    try:
-        return str(payload["attachments"][0]["content"].get("fallbackText", ""))
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return json.dumps(payload)[:80]
