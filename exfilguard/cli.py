@@ -102,6 +102,8 @@ def cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
     except LiveScanError as exc:
         raise UsageError(str(exc)) from None
     _emit(evaluation, args.format, out, f"azure://subscriptions/{args.subscription}", extra)
+    if extra.get("incomplete"):  # part of the subscription could not be read: never report that as clean
+        return EXIT_ERROR
     return evaluation.exit_code()
 
 
