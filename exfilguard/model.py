@@ -89,9 +89,8 @@ class _Reader:
 
     def texts(self, obj: Mapping[str, Any] | None, name: str, where: str) -> tuple[str, ...]:
         values = obj.get(name) if obj is not None else None
-        if not values:
-            if values is None or type(values) is list:
-                return ()
+        if not values and (values is None or type(values) is list):
+            return ()
         values = self.get(obj, name, list, where, [])
         for i, v in enumerate(values):
             if not isinstance(v, str):
@@ -100,9 +99,8 @@ class _Reader:
 
     def objs(self, obj: Mapping[str, Any] | None, name: str, where: str) -> list[dict]:
         values = obj.get(name) if obj is not None else None
-        if not values:
-            if values is None or type(values) is list:
-                return []
+        if not values and (values is None or type(values) is list):
+            return []
         values = self.get(obj, name, list, where, [])
         for i, v in enumerate(values):
             if not isinstance(v, dict):
@@ -274,6 +272,8 @@ class Compute(Resource):
     created_on: str | None = None
     ssh_public_access: str | None = None
     remote_login_public_access: str | None = None
+    state: str | None = None
+    min_node_count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,7 +517,10 @@ def parse_compute(body: Mapping[str, Any], rid: str, tkey: str) -> Compute:
                    public_ip_address=r.text(endpoints, "publicIpAddress", f"{where}.connectivityEndpoints"),
                    created_on=r.text(props, "createdOn", "properties"),
                    ssh_public_access=r.text(ssh, "sshPublicAccess", f"{where}.sshSettings"),
-                   remote_login_public_access=r.text(inner, "remoteLoginPortPublicAccess", where))
+                   remote_login_public_access=r.text(inner, "remoteLoginPortPublicAccess", where),
+                   state=r.text(inner, "state", where),
+                   min_node_count=r.get(r.obj(inner, "scaleSettings", where), "minNodeCount", int,
+                                        f"{where}.scaleSettings"))
 
 
 def parse_env_version(body: Mapping[str, Any], rid: str, tkey: str) -> EnvironmentVersion:

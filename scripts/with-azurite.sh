@@ -10,7 +10,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 blob=$(free_port); queue=$(free_port); table=$(free_port)
 "$azurite" --silent --disableTelemetry --skipApiVersionCheck --inMemoryPersistence \
   --blobHost 127.0.0.1 --blobPort "$blob" --queueHost 127.0.0.1 --queuePort "$queue" \
-  --tableHost 127.0.0.1 --tablePort "$table" --location "$workdir" >"$workdir/azurite.log" 2>&1 &
+  --tableHost 127.0.0.1 --tablePort "$table" >"$workdir/azurite.log" 2>&1 &
 pid=$!
 cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$workdir"; }
 trap cleanup EXIT

@@ -460,6 +460,7 @@ def test_cmp02_quarantine_plans_a_stop_or_scale_down():
     res = stack()
     compute_public_ip(res)
     ci(res)["properties"]["properties"]["enableNodePublicIp"] = True
+    cluster(res)["properties"]["properties"]["scaleSettings"]["minNodeCount"] = 2
     ev = run(res, Config(quarantine=True))
     fixes = {x.resource_id.rsplit("/", 1)[-1]: x for x in by_rule(ev, "EXF-CMP-02")}
     assert fixes[f"ci-{REGION}"].edits[0].op == "action"
@@ -531,3 +532,12 @@ def test_findings_are_sorted_by_severity():
         mutate(res)
     ranks = [x.severity.rank for x in run(res).findings]
     assert ranks == sorted(ranks, reverse=True)
+
+
+def test_cmp02_quarantine_leaves_a_stopped_instance_alone():
+    res = stack()
+    inner = ci(res)["properties"]["properties"]
+    inner["enableNodePublicIp"] = True
+    inner["state"] = "Stopped"
+    [finding] = by_rule(run(res, Config(quarantine=True)), "EXF-CMP-02")
+    assert finding.fix_mode == "manual" and finding.edits == ()

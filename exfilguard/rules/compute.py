@@ -39,8 +39,12 @@ SIMPLIFIED_SINCE = "2022-12-01"
 def _quarantine_edits(c: Compute) -> list[Edit]:
     """Stop an instance; scale a cluster to zero nodes. Only when quarantine is configured."""
     if c.compute_type.lower() == "computeinstance":
+        if (c.state or "").lower() in ("stopped", "stopping"):
+            return []  # already quarantined: stopping again would be a write every sweep
         return [Edit("action", ("stop",))]
     if c.compute_type.lower() == "amlcompute":
+        if c.min_node_count == 0:
+            return []  # already scaled to zero nodes
         return [Edit("set", ("properties", "properties", "scaleSettings", "minNodeCount"), 0)]
     return []
 
