@@ -1,0 +1,273 @@
+"""What ExfilGuard does about an evaluation, the same for an event, an HTTP call and a sweep.
+
+1. Plan the fixes the mode allows (``engine.plan``), one write per resource.
+2. Ask the loop guard for each write. Past N writes to one resource in the window, the
+   write is skipped and, once per window, an escalation names the other writer: two
+   automations reverting each other forever would burn ARM quota and hide the real problem.
+3. Write through :func:`exfilguard.writer.apply_change` (If-Match, re-plan on 412).
+4. Alert about what is still wrong (alert-only rules, audit mode, failed or blocked fixes)
+   and about what was fixed, so the person whose change was reverted learns why.
+5. Audit every write, block and escalation.
+
+A what-if (HTTP ``"remediate": false``) stops after planning: no write, no alert.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .. import engine, ids, telemetry
+from ..engine import Evaluation
+from ..events import ChangeEvent
+from ..findings import Finding
+from ..fixes import PlannedChange
+from ..picture import Picture
+from ..state import Actor, AuditEntry, Reservation
+from .runtime import Services
+
+log = telemetry.get_logger("exfilguard.actions")
+
+_WRITTEN = ("applied",)
+
+
+@dataclass
+class Invocation:
+    """One trigger's run: which services, which ARM client, why, and the event if any."""
+
+    services: Services
+    client: Any
+    trigger: str  # event | http | sweep | timer
+    event: ChangeEvent | None = None
+    what_if: bool = False
+
+    def audit(self, decision: str, **fields: Any) -> None:
+        ev = self.event
+        if ev is not None:
+            fields.setdefault("event_id", ev.event_id)
+            fields.setdefault("correlation_id", ev.correlation_id)
+            fields.setdefault("event_type", ev.event_type)
+            fields.setdefault("operation", ev.operation_name or ev.resource_type)
+            fields.setdefault("actor", ev.caller.actor)
+        self.services.state.audit(AuditEntry(trigger=self.trigger, decision=decision, **fields))
+
+    @property
+    def actor(self) -> Actor | None:
+        """The other writer behind this run (the event's caller), for the loop guard's memory."""
+        ev = self.event
+        if ev is None or not (ev.caller.actor or ev.principal_id):
+            return None
+        return Actor(caller=ev.caller.actor, app_id=ev.caller.app_id, object_id=ev.caller.object_id or ev.principal_id,
+                     operation=ev.operation_name or ev.event_type, event_id=ev.event_id,
+                     correlation_id=ev.correlation_id, time=ev.time)
+
+
+@dataclass
+class Actions:
+    """What was done, for the HTTP answer, the sweep report and the tests."""
+
+    writes: list[Any] = field(default_factory=list)  # WriteResult
+    blocked: list[str] = field(default_factory=list)
+    escalated: list[str] = field(default_factory=list)
+    alerts: list[Any] = field(default_factory=list)  # DeliveryOutcome
+    alert_error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"writes": [w.to_json() for w in self.writes]}
+        if self.blocked:
+            out["loopGuardBlocked"] = self.blocked
+        if self.escalated:
+            out["escalated"] = self.escalated
+        if self.alerts:
+            out["alerts"] = _alert_summary(self.alerts)
+        if self.alert_error:
+            out["alertError"] = self.alert_error
+        return out
+
+
+def findings_json(findings: tuple[Finding, ...] | list[Finding]) -> tuple[dict, ...]:
+    """The audit log's compact form of findings."""
+    return tuple({"ruleId": f.rule_id, "resourceId": f.resource_id, "severity": f.severity.value,
+                  "exempt": f.exempt, "fix": f.fix_mode} for f in findings)
+
+
+def act(inv: Invocation, bodies: list[dict], evaluation: Evaluation, picture: Picture) -> Actions:
+    """Steps 1-5 of the module docstring for one evaluation."""
+    from ..live import _order as write_order
+    from ..live import body_index, replanner
+    from ..writer import apply_change, planned
+
+    cfg = inv.services.settings.config
+    out = Actions()
+    telemetry.findings([f.rule_id for f in evaluation.open_findings])
+    current = body_index(bodies)
+    fixable = engine.plan(evaluation.findings, cfg, "remediate")
+    if inv.what_if:
+        out.writes = [planned(c, current.get(ids.key(c.target_id))) for c in fixable]
+        return out
+    to_write = sorted(engine.plan(evaluation.findings, cfg), key=write_order)
+    replans = replanner(bodies, cfg, None)
+    for change in to_write:
+        reservation = _reserve(inv, change)
+        if not reservation.allowed:
+            out.blocked.append(change.target_id)
+            inv.audit("loop-guard", resource_id=change.target_id,
+                      outcome=f"not written: {reservation.writes_in_window} fix writes within the last "
+                              f"{int(inv.services.settings.loop_window.total_seconds() // 60)} minutes",
+                      findings=tuple({"ruleId": r, "resourceId": change.target_id} for r in change.rule_ids))
+            if reservation.escalate:
+                _escalate(inv, change, reservation, out)
+            continue
+        try:
+            result = apply_change(inv.client, change, replans(change.target_id),
+                                  current=current.get(ids.key(change.target_id)))
+        except BaseException:
+            inv.services.state.release_write(reservation)
+            raise
+        if result.status not in _WRITTEN:
+            inv.services.state.release_write(reservation)
+        _audit_write(inv, result)
+        out.writes.append(result)
+    written = {ids.key(c.target_id) for c in to_write}
+    out.writes += [planned(c, current.get(ids.key(c.target_id))) for c in fixable
+                   if ids.key(c.target_id) not in written]
+    _alert(inv, evaluation, picture, out)
+    return out
+
+
+# ---------------------------------------------------------------------------------- loop guard
+def _reserve(inv: Invocation, change: PlannedChange) -> Reservation:
+    s = inv.services.settings
+    return inv.services.state.reserve_write(change.target_id, max_writes=s.loop_max_writes, window=s.loop_window,
+                                            actor=inv.actor)
+
+
+def _escalate(inv: Invocation, change: PlannedChange, reservation: Reservation, out: Actions) -> None:
+    from ..alerts.model import ChangeContext, Escalation, ResourceFacts
+
+    s = inv.services.settings
+    actor = reservation.actor
+    who = ChangeContext(caller=actor.caller, app_id=actor.app_id, object_id=actor.object_id,
+                        operation=actor.operation, event_time=actor.time, correlation_id=actor.correlation_id,
+                        event_id=actor.event_id) if actor else None
+    minutes = int(s.loop_window.total_seconds() // 60)
+    escalation = Escalation(
+        resource=ResourceFacts.from_resource_id(change.target_id), rule_ids=change.rule_ids,
+        write_count=reservation.writes_in_window, window=s.loop_window, actor=who, detected_at=datetime.now(UTC),
+        note=(f"Automatic fixing resumes when the {minutes}-minute window has passed. The other writer's last "
+              f"change: {actor.operation or 'unknown operation'}, correlation ID {actor.correlation_id} (search the "
+              "Activity Log for it)." if actor and actor.correlation_id else
+              f"Automatic fixing resumes when the {minutes}-minute window has passed."))
+    out.escalated.append(change.target_id)
+    log.warning("loop guard: %s written %d times in %d min; escalating (other writer: %s)", change.target_id,
+                reservation.writes_in_window, minutes, (who.actor if who else "") or "unknown")
+    telemetry.failure("loop-guard")
+    outcomes = _notify(inv, out, lambda n: n.send_escalation(escalation))
+    inv.audit("escalated", resource_id=change.target_id, actor=(who.actor if who else ""),
+              outcome=_alert_words(outcomes) if outcomes is not None else f"escalation not sent: {out.alert_error}",
+              detail=escalation.note)
+
+
+# ---------------------------------------------------------------------------------- writes
+def _audit_write(inv: Invocation, result: Any) -> None:
+    decision = {"applied": "fixed", "not-needed": "fix-not-needed", "conflict": "fix-conflict"}.get(
+        result.status, "fix-failed")
+    telemetry.fix(result.status, result.rule_ids)
+    if result.status not in _WRITTEN and result.status != "not-needed":
+        telemetry.failure(f"fix-{result.status}")
+    log.info("%s %s (%s): %s", decision, result.target_id, ", ".join(result.rule_ids), result.message)
+    inv.audit(decision, resource_id=result.target_id, outcome=f"{result.status}: {result.message}",
+              detail=json.dumps({"changed": result.changed, "attempts": result.attempts,
+                                 "httpStatus": result.http_status}, default=str),
+              findings=tuple({"ruleId": r, "resourceId": result.target_id} for r in result.rule_ids))
+
+
+# ---------------------------------------------------------------------------------- alerts
+def _short(value: Any, limit: int = 300) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _action_for(finding: Finding, by_target: dict[str, Any], blocked: set[str]) -> Any:
+    """The ActionTaken of one finding; None when nothing needs saying (someone else fixed it)."""
+    from ..alerts.model import ActionTaken
+
+    k = ids.key(finding.fix_target)
+    if finding.exempt:
+        return "default"
+    if k in blocked and finding.fix_mode == "auto":
+        return ActionTaken.fix_failed("loop guard: automatic fixing of this resource is paused (see the "
+                                      "escalation)")
+    result = by_target.get(k)
+    if result is None or finding.rule_id not in result.rule_ids:
+        return "default"  # alert-only, or audit mode's would-fix: Alert.build derives it
+    if result.status == "applied":
+        path, change = next(iter(result.changed.items()), ("", {"before": "", "after": ""}))
+        return ActionTaken.fixed(_short(change.get("before")), _short(change.get("after")), property_path=path)
+    if result.status == "not-needed":
+        return None
+    if result.status == "planned":
+        return "default"
+    return ActionTaken.fix_failed(result.message or result.status)
+
+
+def _alert(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actions) -> None:
+    from ..alerts.model import Alert, ChangeContext
+
+    ev = inv.event
+    change = None
+    if ev is not None:
+        change = ChangeContext(caller=ev.caller.actor if ev.caller.name or ev.caller.upn else "",
+                               app_id=ev.caller.app_id, object_id=ev.caller.object_id or ev.principal_id,
+                               operation=ev.operation_name or ev.event_type, event_time=ev.time,
+                               correlation_id=ev.correlation_id, event_id=ev.event_id)
+    by_target = {ids.key(w.target_id): w for w in out.writes}
+    blocked = {ids.key(b) for b in out.blocked}
+    endpoint = inv.services.settings.http_endpoint
+    alerts = []
+    for f in evaluation.findings:
+        action = _action_for(f, by_target, blocked)
+        if action is None:
+            continue
+        res = picture.get(f.resource_id)
+        region = (res.location or "") if res is not None else ""
+        alerts.append(Alert.build(f, action=None if action == "default" else action, change=change, region=region,
+                                  http_endpoint=endpoint))
+    sweep = inv.trigger in ("sweep", "timer")
+    if not alerts and not sweep:
+        return
+    scope = inv.services.settings.subscription_id
+    outcomes = _notify(inv, out, (lambda n: n.send_digest(alerts, scope=scope, title="ExfilGuard sweep")) if sweep
+                       else (lambda n: n.send_alerts(alerts)))
+    if outcomes is None:
+        inv.audit("alert-failed", outcome=out.alert_error, findings=findings_json([a.finding for a in alerts]))
+        return
+    out.alerts += outcomes
+    if outcomes:
+        inv.audit("alerted", outcome=_alert_words(outcomes), findings=findings_json([a.finding for a in alerts]))
+
+
+def _notify(inv: Invocation, out: Actions, send: Any) -> list[Any] | None:
+    """Send through the dispatcher. Alerting must not undo the audit of writes already made,
+    so a failure here is logged, counted and audited by the caller, then the run goes on."""
+    try:
+        return list(send(inv.services.notifier()))
+    except Exception as exc:
+        out.alert_error = f"{type(exc).__name__}: {exc}"
+        log.exception("alerting failed")
+        telemetry.failure("alerts")
+        return None
+
+
+def _alert_summary(outcomes: list[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        k = f"{o.kind}:{o.status}"
+        counts[k] = counts.get(k, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _alert_words(outcomes: list[Any]) -> str:
+    return ", ".join(f"{k} x{n}" for k, n in _alert_summary(outcomes).items()) or "nothing to send"

@@ -1,0 +1,273 @@
+"""HTTP re-evaluation: ``POST /api/evaluate`` and ``GET /api/evaluate/status/{id}``.
+
+The body is validated before anything else happens, and every failure is a 4xx answer
+whose message says exactly what is wrong: a caller fixing a script wants "resourceId:
+subscription ... is not the guarded one", not "bad request". The endpoint acts only on the
+guarded subscription, so a leaked function key cannot point ExfilGuard at anything else, and
+resource IDs are checked strictly (no ``..``, ``%2f``, query strings or placeholders).
+
+A single resource is evaluated synchronously (well inside the 230 s an HTTP function may
+take: the ARM client used here retries less). The whole subscription can take longer, so
+it is queued and answered with 202 and a status URL to poll.
+
+Nothing raises out of this module: an unexpected error is logged with a traceback and
+answered 500, ARM failing 502, Table or queue storage failing 503.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from .. import engine, events, ids, model, report, telemetry
+from ..picture import build
+from ..state import AuditEntry, StateError
+from . import actions
+from .closure import ClosureReader
+from .runtime import Services
+from .settings import SettingsError
+
+log = telemetry.get_logger("exfilguard.http")
+
+FIELDS = ("resourceId", "scope", "remediate")
+_SWEEP_ID = re.compile(r"[0-9a-f]{32}")
+EVALUATED_TYPES = model.UNDERSTOOD_TYPES
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer independent of azure.functions (function_app.py converts it)."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json_text(self) -> str:
+        return json.dumps(self.body, indent=2)
+
+
+class BadRequest(ValueError):
+    """The request is wrong; the message is the answer's ``error``."""
+
+
+def _error(status: int, message: str, **extra: Any) -> Answer:
+    return Answer(status, {"error": message, **extra})
+
+
+@dataclass(frozen=True)
+class EvaluateRequest:
+    resource_id: ids.ResourceId | None
+    remediate: bool
+
+
+def _reject_constant(name: str) -> Any:
+    raise BadRequest(f"body is not valid JSON: {name} is not a JSON number")
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise BadRequest(f"body has the key {k!r} twice")
+        out[k] = v
+    return out
+
+
+def parse_body(body: bytes, headers: Mapping[str, str], *, max_bytes: int, subscription_id: str) -> EvaluateRequest:
+    """Validate a POST /api/evaluate body; raises :class:`BadRequest` with the precise reason."""
+    declared = headers.get("content-length") or headers.get("Content-Length")
+    if declared and declared.strip().isdigit() and int(declared) > max_bytes:
+        raise BadRequest(f"body is {int(declared)} bytes; the limit is {max_bytes} bytes (EXFILGUARD_MAX_BODY_BYTES)")
+    if len(body) > max_bytes:
+        raise BadRequest(f"body is {len(body)} bytes; the limit is {max_bytes} bytes (EXFILGUARD_MAX_BODY_BYTES)")
+    if not body.strip():
+        raise BadRequest('body is empty; send {"resourceId": "<ARM resource ID>"} or {"scope": "subscription"}')
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"body is not UTF-8 text (byte {exc.start})") from None
+    try:
+        doc = json.loads(text, object_pairs_hook=_object_without_duplicates, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise BadRequest("body is not acceptable JSON: nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise BadRequest(f"body must be a JSON object such as {{\"resourceId\": \"...\"}}, got {_kind(doc)}")
+    unknown = [k for k in doc if k not in FIELDS]
+    if unknown:
+        raise BadRequest(f"unknown field {_show(unknown[0])}; allowed: {', '.join(FIELDS)}")
+    remediate = doc.get("remediate", True)
+    if not isinstance(remediate, bool):
+        raise BadRequest(f"remediate must be true or false, got {_kind(remediate)}")
+    has_id, has_scope = "resourceId" in doc, "scope" in doc
+    if has_id == has_scope:
+        raise BadRequest('give exactly one of resourceId (one resource) or scope: "subscription" (everything)')
+    if has_scope:
+        scope = doc["scope"]
+        if scope != "subscription":
+            raise BadRequest(f'scope must be "subscription", got {_show(scope)}')
+        return EvaluateRequest(None, remediate)
+    try:
+        rid = events.parse_guarded_id(doc["resourceId"], subscription_id)
+    except events.UnguardedResourceId as exc:
+        raise BadRequest(f"resourceId: {exc}") from None
+    if ids.type_key(rid.type) not in EVALUATED_TYPES:
+        raise BadRequest(f"resourceId: type {rid.type} is not one ExfilGuard evaluates (NSGs and their rules, "
+                         "VNets and subnets, service endpoint policies and their definitions, ML workspaces, "
+                         "computes and environment versions, storage accounts)")
+    return EvaluateRequest(rid, remediate)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# ---------------------------------------------------------------------------------- handlers
+def evaluate(body: bytes, headers: Mapping[str, str], url: str, services: Callable[[], Services]) -> Answer:
+    """POST /api/evaluate. Never raises."""
+    started = time.perf_counter()
+    answer = _error(500, "internal error")
+    try:
+        answer = _evaluate(body, headers, url, services)
+        return answer
+    except Exception as exc:  # the host would answer 500 with nothing useful; say what happened
+        log.exception("POST /api/evaluate failed")
+        telemetry.failure("http")
+        answer = _error(500, f"internal error: {type(exc).__name__}; the function log has the details")
+        return answer
+    finally:
+        telemetry.handler_latency("evaluate", (time.perf_counter() - started) * 1000, str(answer.status))
+
+
+def _evaluate(body: bytes, headers: Mapping[str, str], url: str, services: Callable[[], Services]) -> Answer:
+    try:
+        svc = services()
+    except SettingsError as exc:
+        log.error("configuration error: %s", exc)
+        return _error(500, f"the function app is misconfigured: {exc}")
+    try:
+        request = parse_body(body, headers, max_bytes=svc.settings.max_body_bytes,
+                             subscription_id=svc.settings.subscription_id)
+    except BadRequest as exc:
+        log.info("rejected POST /api/evaluate: %s", exc)
+        return _error(400, str(exc))
+    try:
+        if request.resource_id is None:
+            return _start_sweep(svc, request, url)
+        return _evaluate_resource(svc, request)
+    except StateError as exc:
+        log.error("state storage failed: %s", exc)
+        telemetry.failure("state")
+        return _error(503, f"state storage is unavailable: {exc}")
+
+
+def _evaluate_resource(svc: Services, request: EvaluateRequest) -> Answer:
+    from ..sources.arm import ArmError
+
+    rid = request.resource_id
+    assert rid is not None
+    cfg = svc.settings.config
+    client = svc.arm_client(interactive=True)
+    inv = actions.Invocation(services=svc, client=client, trigger="http", what_if=not request.remediate)
+    try:
+        with telemetry.bound(trigger="http", resource=str(rid)):
+            read = ClosureReader(client, svc.state, cfg).around(ids.type_key(rid.type), str(rid))
+            target = rid.parent if ids.type_key(rid.type) in (model.RULE, model.SEP_DEF) else rid
+            assert target is not None
+            if not read.affected and any(ids.key(g) == target.key for g in read.gone):
+                return _error(404, f"{target} does not exist")
+            bodies = read.body_list()
+            picture = build(bodies, cfg.guarded_subnets, source="arm")
+            evaluation = engine.evaluate(picture, cfg, only=read.affected.values())
+            done = actions.act(inv, bodies, evaluation, picture)
+            inv.audit("evaluated", resource_id=str(rid), findings=actions.findings_json(evaluation.findings),
+                      outcome=f"{len(evaluation.open_findings)} open finding(s); what-if" if inv.what_if
+                      else f"{len(evaluation.open_findings)} open finding(s)",
+                      detail="; ".join(read.notes))
+            extra = {
+                "resourceId": str(rid),
+                "evaluated": sorted(read.affected.values(), key=str.lower),
+                "mode": "what-if" if inv.what_if else cfg.mode,
+                "actions": done.to_json(),
+                "armRequests": dict(sorted(client.counts.items())),
+            }
+            if not read.affected:
+                extra["note"] = ("; ".join(read.notes) or
+                                 "the resource is not guarded (no ML compute uses it); nothing to evaluate")
+            return Answer(200, report.to_json(evaluation, extra))
+    except ArmError as exc:
+        log.error("ARM failed while evaluating %s: %s", rid, exc)
+        telemetry.failure("arm")
+        return _error(502, f"Azure Resource Manager: {exc.message}", arm=exc.to_json())
+    finally:
+        client.close()
+
+
+def _status_url(url: str, sweep_id: str) -> str:
+    parts = urlsplit(url)
+    base = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    return f"{base}/api/evaluate/status/{sweep_id}"
+
+
+def _start_sweep(svc: Services, request: EvaluateRequest, url: str) -> Answer:
+    record = svc.state.create_sweep(trigger="http", remediate=request.remediate)
+    svc.state.enqueue_sweep({"sweepId": record.sweep_id, "whatIf": not request.remediate})
+    status_url = _status_url(url, record.sweep_id)
+    svc.state.audit(AuditEntry(trigger="http", decision="sweep-queued",
+                                       resource_id=f"/subscriptions/{svc.settings.subscription_id}",
+                                       outcome=f"sweep {record.sweep_id} queued",
+                                       detail="what-if" if not request.remediate else ""))
+    log.info("sweep %s queued", record.sweep_id)
+    return Answer(202, {"id": record.sweep_id, "status": record.state, "statusUrl": status_url},
+                  {"Location": status_url, "Retry-After": "10"})
+
+
+def status(sweep_id: str, services: Callable[[], Services]) -> Answer:
+    """GET /api/evaluate/status/{id}: progress while it runs, then the report. Never raises."""
+    started = time.perf_counter()
+    answer = _error(500, "internal error")
+    try:
+        if not isinstance(sweep_id, str) or not _SWEEP_ID.fullmatch(sweep_id):
+            answer = _error(400, f"{_show(sweep_id)} is not a sweep ID (32 lowercase hex digits from the 202 answer)")
+            return answer
+        svc = services()
+        record = svc.state.get_sweep(sweep_id)
+        if record is None:
+            answer = _error(404, f"no sweep {sweep_id}")
+            return answer
+        body = record.to_json()
+        if record.state == "succeeded":
+            body["report"] = svc.state.read_report(sweep_id)
+            answer = Answer(200, body)
+        elif record.state == "failed":
+            answer = Answer(200, body)
+        else:
+            answer = Answer(202, body, {"Retry-After": "10"})
+        return answer
+    except SettingsError as exc:
+        log.error("configuration error: %s", exc)
+        answer = _error(500, f"the function app is misconfigured: {exc}")
+        return answer
+    except StateError as exc:
+        log.error("state storage failed: %s", exc)
+        answer = _error(503, f"state storage is unavailable: {exc}")
+        return answer
+    except Exception as exc:
+        log.exception("GET /api/evaluate/status failed")
+        telemetry.failure("http")
+        answer = _error(500, f"internal error: {type(exc).__name__}; the function log has the details")
+        return answer
+    finally:
+        telemetry.handler_latency("evaluation_status", (time.perf_counter() - started) * 1000, str(answer.status))

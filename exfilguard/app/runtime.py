@@ -1,0 +1,92 @@
+"""The long-lived pieces one Function app process shares between invocations.
+
+Storage clients, the alert dispatcher and the ARM credential are built on first use and
+kept, since building them costs more than most invocations. They are keyed by the settings
+they were built from, so a changed app setting (or a test's environment) gets fresh ones.
+The ARM client itself is made per invocation: its request counts are that invocation's
+cost, which the audit log records, and it is not meant for concurrent writes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..state import State
+from . import settings as settings_mod
+from .settings import AppSettings
+
+_PREFIXES = ("EXFILGUARD_", "AzureWebJobsStorage", "APPLICATIONINSIGHTS_", "AZURE_CLIENT_ID")
+
+
+class Notifier(Protocol):
+    """What the triggers need from alerting (``exfilguard.alerts.dispatch.Dispatcher``)."""
+
+    def send_alerts(self, alerts: Iterable[Any]) -> list[Any]: ...
+
+    def send_digest(self, alerts: Iterable[Any], *, scope: str | None = None, title: str = "") -> list[Any]: ...
+
+    def send_escalation(self, escalation: Any) -> list[Any]: ...
+
+    def retry_pending(self) -> list[Any]: ...
+
+
+@dataclass
+class Services:
+    settings: AppSettings
+    state: State
+    environ: Mapping[str, str]
+    _notifier: Notifier | None = None
+    _credential: Any = ...
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def arm_client(self, *, interactive: bool = False) -> Any:
+        """A fresh ARM client for one invocation. ``interactive`` (HTTP) retries less, so an
+        answer comes well inside the 230 s HTTP limit even when ARM is throttling."""
+        from .. import endpoint as endpoint_mod
+        from ..sources.arm import ArmClient
+
+        endpoint = endpoint_mod.resolve_endpoint(None, environ=self.environ)
+        with self._lock:
+            if self._credential is ...:
+                self._credential = endpoint_mod.make_credential(endpoint, environ=self.environ)
+            credential = self._credential
+        kwargs: dict[str, Any] = {"retry_total": 3, "backoff_max": 8} if interactive else {}
+        if endpoint_mod.is_loopback_http(endpoint):
+            kwargs["polling_interval"] = 0.01  # the emulator's LROs finish at once
+        return ArmClient(self.settings.subscription_id, endpoint, credential=credential, **kwargs)
+
+    def notifier(self) -> Notifier:
+        with self._lock:
+            if self._notifier is None:
+                from ..alerts.dispatch import Dispatcher
+                from ..alerts.settings import AlertSettings
+                from ..alerts.table_ledger import TableLedger
+
+                ledger = TableLedger(self.state.table(f"{self.settings.state_prefix}alerts"))
+                self._notifier = Dispatcher.from_settings(AlertSettings.from_env(self.environ), ledger)
+            return self._notifier
+
+
+_cache: dict[tuple[tuple[str, str], ...], Services] = {}
+_cache_lock = threading.Lock()
+
+
+def services(environ: Mapping[str, str] | None = None) -> Services:
+    """The services for the current settings; raises ``SettingsError`` on a bad setting."""
+    env = os.environ if environ is None else environ
+    fingerprint = tuple(sorted((k, v) for k, v in env.items() if k.startswith(_PREFIXES)))
+    with _cache_lock:
+        found = _cache.get(fingerprint)
+        if found is not None:
+            return found
+        app = settings_mod.load(env)
+        state = State(app.storage, prefix=app.state_prefix, queue_name=app.sweep_queue)
+        found = Services(settings=app, state=state, environ=dict(env))
+        if len(_cache) > 16:  # settings changed many times (tests): keep memory bounded
+            _cache.clear()
+        _cache[fingerprint] = found
+        return found

@@ -1,0 +1,177 @@
+"""Full sweeps of the guarded subscription: the nightly timer and the HTTP-requested one.
+
+A sweep reads everything the baseline looks at (``ArmClient.read_subscription``), evaluates
+it like a snapshot scan, acts like an event does (loop guard included), and stores the
+report for ``GET /api/evaluate/status/{id}``. It also rebuilds the compute index from what
+it read, which is what keeps NSG events cheap, and records every exemption it found expired:
+an expired exemption's findings count again from that sweep on, so they are fixed or alerted
+in the same run.
+
+Progress is written to the sweep's status row at each step of the read (one resource type
+or one workspace's children), which is what the status endpoint shows while it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from .. import engine, report, telemetry
+from ..findings import Notice
+from ..picture import Picture, build
+from ..state import AuditEntry, IndexedCompute, IndexedSubnet, SweepRecord
+from . import actions
+from .runtime import Services
+
+log = telemetry.get_logger("exfilguard.sweep")
+
+
+class SweepError(RuntimeError):
+    """The sweep could not produce a report (nothing readable); recorded on the sweep and raised."""
+
+
+class BadSweepMessage(ValueError):
+    """A queue message that is not a sweep request; never retried."""
+
+
+def parse_message(body: bytes | str) -> tuple[str, bool]:
+    """(sweep ID, what-if) from a queue message written by the HTTP endpoint."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadSweepMessage(f"sweep message is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise BadSweepMessage("sweep message must be a JSON object")
+    sweep_id = doc.get("sweepId")
+    what_if = doc.get("whatIf", False)
+    if not isinstance(sweep_id, str) or len(sweep_id) != 32 or not all(c in "0123456789abcdef" for c in sweep_id):
+        raise BadSweepMessage(f"sweep message has no valid sweepId: {sweep_id!r}")
+    if not isinstance(what_if, bool):
+        raise BadSweepMessage("sweep message whatIf must be true or false")
+    return sweep_id, what_if
+
+
+def index_rows(picture: Picture) -> tuple[list[IndexedCompute], list[IndexedSubnet]]:
+    """The compute index as a full read shows it."""
+    computes = [IndexedCompute(c.id, c.workspace_id, c.subnet_id or "") for c in picture.computes.values()]
+    subnets = [IndexedSubnet(g.id, g.subnet.nsg_id or "", tuple(g.subnet.sep_ids))
+               for g in picture.guarded_subnets.values() if g.subnet is not None]
+    return computes, subnets
+
+
+def run_sweep(services: Services, *, trigger: str, what_if: bool = False,
+              record: SweepRecord | None = None) -> dict[str, Any]:
+    """Sweep, act, store the report; returns it. A failure is recorded on the sweep and raised,
+    so the queue retries the message (and finally parks it in the poison queue) and the
+    timer's failure shows in the function's log."""
+    from ..sources.arm import ArmError
+
+    started = time.perf_counter()
+    state = services.state
+    cfg = services.settings.config
+    record = record or state.create_sweep(trigger=trigger, remediate=not what_if)
+    record = replace(record, state="running", started=datetime.now(UTC), progress="reading the subscription",
+                     error="")
+    state.update_sweep(record)
+    client = services.arm_client()
+    inv = actions.Invocation(services=services, client=client, trigger=trigger, what_if=what_if)
+    outcome = "failed"
+    with telemetry.bound(trigger=trigger, sweep_id=record.sweep_id):
+        try:
+            last_step = [""]
+
+            def progress(step: str, count: int) -> None:
+                nonlocal record
+                if step != last_step[0]:
+                    last_step[0] = step
+                    record = replace(record, progress=f"reading {step}", resources=count)
+                    state.update_sweep(record)
+
+            read_errors: list[ArmError] = []
+
+            def on_error(exc: ArmError) -> None:
+                if exc.code == "AuthenticationFailed":
+                    raise exc
+                log.warning("sweep read error: %s", exc.message)
+                read_errors.append(exc)
+
+            bodies = client.read_subscription(progress=progress, on_error=on_error)
+            if read_errors and not bodies:
+                raise SweepError("nothing could be read: " + "; ".join(e.message for e in read_errors[:5]))
+            picture = build(bodies, cfg.guarded_subnets, source=f"subscription {services.settings.subscription_id}")
+            evaluation = engine.evaluate(picture, cfg)
+            if read_errors:
+                evaluation = replace(evaluation, notices=(*evaluation.notices, *(
+                    Notice("read-error", e.resource_id, e.message) for e in read_errors)))
+            record = replace(record, progress="evaluated; acting", resources=len(bodies),
+                             findings=len(evaluation.open_findings))
+            state.update_sweep(record)
+            computes, subnets = index_rows(picture)
+            state.rebuild_index(computes, subnets)
+            done = actions.act(inv, bodies, evaluation, picture)
+            for n in evaluation.notices:
+                if n.kind == "expired-exemption":
+                    inv.audit("exemption-expired", resource_id=n.resource_id, detail=n.message)
+            finished = replace(record, state="succeeded", finished=datetime.now(UTC), progress="done")
+            extra: dict[str, Any] = {"sweep": finished.to_json(), "mode": "what-if" if what_if else cfg.mode,
+                                     "actions": done.to_json(), "armRequests": dict(sorted(client.counts.items()))}
+            if read_errors:
+                extra["incomplete"] = True
+                extra["errors"] = [e.to_json() for e in read_errors]
+            doc = report.to_json(evaluation, extra)
+            state.store_report(record.sweep_id, doc)
+            state.update_sweep(finished)
+            inv.audit("swept", resource_id=f"/subscriptions/{services.settings.subscription_id}",
+                      findings=actions.findings_json(evaluation.open_findings),
+                      outcome=f"{len(bodies)} resources, {len(evaluation.open_findings)} open finding(s), "
+                              f"{len(done.writes)} fix(es) planned or written, {len(done.blocked)} blocked",
+                      detail=f"sweep {record.sweep_id}")
+            log.info("sweep %s: %d resources, %d open findings", record.sweep_id, len(bodies),
+                     len(evaluation.open_findings))
+            outcome = "succeeded"
+            return doc
+        except Exception as exc:
+            log.exception("sweep %s failed", record.sweep_id)
+            telemetry.failure("sweep")
+            state.update_sweep(replace(record, state="failed", finished=datetime.now(UTC), error=f"{exc}"))
+            state.audit(AuditEntry(trigger=trigger, decision="sweep-failed",
+                                   resource_id=f"/subscriptions/{services.settings.subscription_id}",
+                                   detail=f"sweep {record.sweep_id}: {exc}"))
+            raise
+        finally:
+            client.close()
+            telemetry.handler_latency(f"sweep:{trigger}", (time.perf_counter() - started) * 1000, outcome)
+
+
+def sweep_from_queue(body: bytes | str, services: Services) -> dict[str, Any] | None:
+    """The ``sweep_queue`` trigger. A malformed message is logged and audited, not retried;
+    a message for a sweep that already finished (queues deliver at least once) is skipped."""
+    try:
+        sweep_id, what_if = parse_message(body)
+    except BadSweepMessage as exc:
+        log.error("%s", exc)
+        services.state.audit(AuditEntry(trigger="sweep", decision="malformed", detail=str(exc)))
+        return None
+    record = services.state.get_sweep(sweep_id)
+    if record is not None and record.state == "succeeded":
+        log.info("sweep %s already finished; duplicate message ignored", sweep_id)
+        return None
+    if record is None:
+        record = services.state.create_sweep(trigger="http", remediate=not what_if, sweep_id=sweep_id)
+    return run_sweep(services, trigger="sweep", what_if=what_if, record=record)
+
+
+def scheduled_sweep(services: Services) -> dict[str, Any]:
+    """The timer: resend alerts that failed earlier, then sweep."""
+    try:
+        outcomes = services.notifier().retry_pending()
+        if outcomes:
+            log.info("resent %d pending alert deliveries", len(outcomes))
+    except Exception:  # alert retry must not cancel the sweep; the next timer run retries again
+        log.exception("retrying pending alerts failed")
+        telemetry.failure("alerts")
+    return run_sweep(services, trigger="timer")
+

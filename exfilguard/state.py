@@ -1,0 +1,576 @@
+"""What the Function app remembers between invocations, in Azure Table storage and one queue.
+
+- **Audit log** (``<prefix>audit``): one row per decision (an event dropped, evaluated,
+  fixed, blocked by the loop guard...), partitioned by UTC day so a day's trail is one query.
+- **Loop guard** (``<prefix>loopguard``): per written resource, the times of recent fix
+  writes, when the last escalation went out, and who last changed the resource. One entity
+  per resource updated with ETag concurrency, so two instances handling two events about the
+  same resource cannot both take the last write slot.
+- **Compute index** (``<prefix>index``): compute -> subnet (and workspace), and guarded
+  subnet -> NSG / policies, so an NSG event finds the computes behind it without listing
+  every compute in the subscription. Events about computes and sweeps keep it current.
+- **Sweeps** (``<prefix>sweeps``): status and the final report of asynchronous sweeps, the
+  report split over rows because one Table property holds at most 64 KiB.
+- **Sweep queue**: requests for asynchronous sweeps; the ``sweep_queue`` function consumes it.
+  Messages are base64-encoded, as the Functions host's queue trigger expects by default.
+
+Azure SDK imports happen inside methods: importing this module must stay cheap for the
+Function app's cold start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from . import ids
+from .app.settings import StorageSettings
+
+log = logging.getLogger("exfilguard.state")
+
+MAX_TEXT = 30_000  # characters per string property (the service limit is 64 KiB of UTF-16)
+_REPORT_CHUNK = 30_000
+_CAS_ATTEMPTS = 12
+
+
+class StateError(RuntimeError):
+    """Table or queue storage refused or failed; the message names the table and operation."""
+
+
+def _row(resource_id: str) -> str:
+    """A Table key for an ARM ID: IDs hold '/', which keys may not, and can exceed 1 KiB."""
+    return hashlib.sha256(ids.key(resource_id).encode()).hexdigest()
+
+
+def _clip(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 20] + f"... [{len(text)} chars]"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def _from_iso(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+# ---------------------------------------------------------------------------------- records
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One decision. ``decision`` is a stable word (see docs/function-app.md); ``outcome`` and
+    ``detail`` say what happened in words a person reads in the portal's table browser."""
+
+    trigger: str  # event | http | sweep | timer
+    decision: str
+    resource_id: str = ""
+    event_id: str = ""
+    correlation_id: str = ""
+    event_type: str = ""
+    operation: str = ""
+    actor: str = ""
+    outcome: str = ""
+    detail: str = ""
+    findings: tuple[dict, ...] = ()
+    time: datetime = field(default_factory=_now)
+
+    def to_entity(self) -> dict[str, Any]:
+        t = self.time.astimezone(UTC)
+        return {
+            "PartitionKey": t.strftime("%Y%m%d"),
+            "RowKey": f"{t:%H%M%S%f}-{uuid.uuid4().hex[:12]}",
+            "Time": t,
+            "Trigger": self.trigger,
+            "Decision": self.decision,
+            "ResourceId": _clip(self.resource_id, 2048),
+            "EventId": _clip(self.event_id, 256),
+            "CorrelationId": _clip(self.correlation_id, 256),
+            "EventType": _clip(self.event_type, 256),
+            "Operation": _clip(self.operation, 512),
+            "Actor": _clip(self.actor, 512),
+            "Outcome": _clip(self.outcome, 2048),
+            "Detail": _clip(self.detail),
+            "Findings": _clip(json.dumps(list(self.findings), separators=(",", ":"))),
+        }
+
+    @classmethod
+    def from_entity(cls, e: dict[str, Any]) -> AuditEntry:
+        try:
+            findings = tuple(json.loads(e.get("Findings") or "[]"))
+        except ValueError:  # clipped: keep the row readable rather than fail the query
+            findings = ({"clipped": e.get("Findings", "")[:200]},)
+        return cls(trigger=e.get("Trigger", ""), decision=e.get("Decision", ""), resource_id=e.get("ResourceId", ""),
+                   event_id=e.get("EventId", ""), correlation_id=e.get("CorrelationId", ""),
+                   event_type=e.get("EventType", ""), operation=e.get("Operation", ""), actor=e.get("Actor", ""),
+                   outcome=e.get("Outcome", ""), detail=e.get("Detail", ""), findings=findings,
+                   time=_from_iso(e.get("Time")) or _now())
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who last changed a guarded resource, kept for the escalation alert."""
+
+    caller: str = ""
+    app_id: str = ""
+    object_id: str = ""
+    operation: str = ""
+    event_id: str = ""
+    correlation_id: str = ""
+    time: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"caller": self.caller, "appId": self.app_id, "objectId": self.object_id, "operation": self.operation,
+                "eventId": self.event_id, "correlationId": self.correlation_id,
+                "time": _iso(self.time) if self.time else ""}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Actor | None:
+        if not isinstance(data, dict):
+            return None
+        return cls(caller=data.get("caller", ""), app_id=data.get("appId", ""), object_id=data.get("objectId", ""),
+                   operation=data.get("operation", ""), event_id=data.get("eventId", ""),
+                   correlation_id=data.get("correlationId", ""), time=_from_iso(data.get("time")))
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The loop guard's answer to "may I write this resource now?"."""
+
+    resource_id: str
+    allowed: bool
+    writes_in_window: int  # including this one when allowed
+    escalate: bool  # denied, and no escalation went out for this resource within the window
+    actor: Actor | None  # the last other writer known for the resource
+    slot: str = ""  # the reserved write time, to give it back when the write did not happen
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedCompute:
+    compute_id: str
+    workspace_id: str
+    subnet_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedSubnet:
+    subnet_id: str
+    nsg_id: str
+    sep_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRecord:
+    sweep_id: str
+    state: str  # queued | running | succeeded | failed
+    trigger: str
+    remediate: bool
+    requested: datetime
+    started: datetime | None = None
+    finished: datetime | None = None
+    progress: str = ""
+    resources: int = 0
+    findings: int = 0
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.sweep_id, "status": self.state, "trigger": self.trigger,
+                               "remediate": self.remediate, "requested": _iso(self.requested)}
+        if self.started:
+            out["started"] = _iso(self.started)
+        if self.finished:
+            out["finished"] = _iso(self.finished)
+        out["progress"] = {"message": self.progress, "resources": self.resources, "findings": self.findings}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+# ---------------------------------------------------------------------------------- storage
+class State:
+    """All of ExfilGuard's state behind one object; clients are created on first use."""
+
+    def __init__(self, storage: StorageSettings, *, prefix: str = "exfilguard",
+                 queue_name: str = "exfilguard-sweeps") -> None:
+        self.storage = storage
+        self.prefix = prefix
+        self.queue_name = queue_name
+        self.audit_table = f"{prefix}audit"
+        self.loop_table = f"{prefix}loopguard"
+        self.index_table = f"{prefix}index"
+        self.sweep_table = f"{prefix}sweeps"
+        self._service: Any = None
+        self._queue: Any = None
+        self._tables: dict[str, Any] = {}
+        self._credential: Any = None
+        self._lock = threading.Lock()
+
+    # ---- clients -----------------------------------------------------------------------------
+    def _storage_credential(self) -> Any:
+        if self._credential is None:
+            from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+            if self.storage.credential == "managedidentity":
+                self._credential = ManagedIdentityCredential(client_id=self.storage.client_id)
+            else:
+                self._credential = DefaultAzureCredential(managed_identity_client_id=self.storage.client_id)
+        return self._credential
+
+    def table(self, name: str) -> Any:
+        """A table client (created if missing), for state kept by other modules (the alert ledger)."""
+        return self._table(name)
+
+    def _table(self, name: str) -> Any:
+        with self._lock:
+            client = self._tables.get(name)
+            if client is not None:
+                return client
+            from azure.core.exceptions import AzureError
+            from azure.data.tables import TableServiceClient
+
+            if self._service is None:
+                if self.storage.connection_string:
+                    self._service = TableServiceClient.from_connection_string(self.storage.connection_string)
+                else:
+                    self._service = TableServiceClient(endpoint=self.storage.table_uri,
+                                                       credential=self._storage_credential())
+            try:
+                client = self._service.create_table_if_not_exists(name)
+            except AzureError as exc:
+                raise StateError(f"table {name}: cannot create or open it ({_why(exc)})") from exc
+            self._tables[name] = client
+            return client
+
+    def queue(self) -> Any:
+        """The sweep queue client (base64 messages, as the queue trigger decodes them)."""
+        with self._lock:
+            if self._queue is not None:
+                return self._queue
+            from azure.core.exceptions import AzureError, ResourceExistsError
+            from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+            policies = {"message_encode_policy": TextBase64EncodePolicy(),
+                        "message_decode_policy": TextBase64DecodePolicy()}
+            if self.storage.connection_string:
+                q = QueueClient.from_connection_string(self.storage.connection_string, self.queue_name, **policies)
+            else:
+                q = QueueClient(account_url=self.storage.queue_uri, queue_name=self.queue_name,
+                                credential=self._storage_credential(), **policies)
+            try:
+                q.create_queue()
+            except ResourceExistsError:
+                pass  # the normal case after the first run
+            except AzureError as exc:
+                raise StateError(f"queue {self.queue_name}: cannot create or open it ({_why(exc)})") from exc
+            self._queue = q
+            return q
+
+    # ---- audit ---------------------------------------------------------------------------------
+    def audit(self, entry: AuditEntry) -> None:
+        from azure.core.exceptions import AzureError
+
+        try:
+            self._table(self.audit_table).create_entity(entry.to_entity())
+        except AzureError as exc:
+            raise StateError(f"table {self.audit_table}: cannot record {entry.decision} for "
+                             f"{entry.resource_id or entry.event_id} ({_why(exc)})") from exc
+
+    def audit_entries(self, *, event_id: str | None = None, resource_id: str | None = None,
+                      day: datetime | None = None) -> list[AuditEntry]:
+        """Rows of one UTC day (default today), optionally of one event or resource, oldest first."""
+        when = (day or _now()).astimezone(UTC)
+        query = "PartitionKey eq @pk"
+        params: dict[str, Any] = {"pk": when.strftime("%Y%m%d")}
+        if event_id is not None:
+            query += " and EventId eq @eid"
+            params["eid"] = event_id
+        rows = [AuditEntry.from_entity(e) for e in self._query(self.audit_table, query, params)]
+        if resource_id is not None:
+            k = ids.key(resource_id)
+            rows = [r for r in rows if ids.key(r.resource_id) == k]
+        return rows
+
+    def _query(self, table: str, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        from azure.core.exceptions import AzureError
+
+        try:
+            return list(self._table(table).query_entities(query, parameters=params))
+        except AzureError as exc:
+            raise StateError(f"table {table}: query failed ({_why(exc)})") from exc
+
+    # ---- loop guard ------------------------------------------------------------------------------
+    def reserve_write(self, resource_id: str, *, max_writes: int, window: timedelta, actor: Actor | None = None,
+                      now: datetime | None = None) -> Reservation:
+        """Take one write slot for ``resource_id`` if fewer than ``max_writes`` were taken in
+        ``window``; otherwise deny, and say whether this denial is the window's first (the one
+        that escalates). ``actor`` (the other writer whose change prompted this fix) is kept."""
+        now = now or _now()
+        pk = _row(resource_id)
+
+        def change(entity: dict[str, Any] | None) -> tuple[dict[str, Any] | None, Reservation]:
+            writes = [t for t in _times(entity) if t > now - window]
+            known = Actor.from_json(_loads((entity or {}).get("LastActor"))) if entity else None
+            last_actor = actor if actor is not None and (actor.caller or actor.app_id or actor.object_id) else known
+            escalated = _from_iso((entity or {}).get("EscalatedAt"))
+            base = {"PartitionKey": pk, "RowKey": "writes", "ResourceId": _clip(resource_id, 2048),
+                    "LastActor": json.dumps(last_actor.to_json()) if last_actor else "",
+                    "EscalatedAt": _iso(escalated) if escalated else ""}
+            if len(writes) >= max_writes:
+                first_denial = escalated is None or escalated <= now - window
+                if first_denial:
+                    base["EscalatedAt"] = _iso(now)
+                base["Writes"] = json.dumps([_iso(t) for t in writes])
+                return base, Reservation(resource_id, False, len(writes), first_denial, last_actor)
+            writes.append(now)
+            base["Writes"] = json.dumps([_iso(t) for t in writes])
+            return base, Reservation(resource_id, True, len(writes), False, last_actor, slot=_iso(now))
+
+        return self._compare_and_swap(self.loop_table, pk, "writes", change)
+
+    def release_write(self, reservation: Reservation) -> None:
+        """Give back a slot whose write did not happen (nothing to change, conflict, failure)."""
+        if not reservation.allowed or not reservation.slot:
+            return
+        pk = _row(reservation.resource_id)
+        slot = _from_iso(reservation.slot)
+
+        def change(entity: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
+            if entity is None:
+                return None, None
+            writes = _times(entity)
+            if slot in writes:
+                writes.remove(slot)
+            updated = dict(entity)
+            updated["Writes"] = json.dumps([_iso(t) for t in writes])
+            return updated, None
+
+        self._compare_and_swap(self.loop_table, pk, "writes", change)
+
+    def loop_status(self, resource_id: str) -> tuple[list[datetime], datetime | None, Actor | None]:
+        """(recent write times, last escalation, last other writer) of one resource."""
+        entity = self._get(self.loop_table, _row(resource_id), "writes")
+        if entity is None:
+            return [], None, None
+        return (_times(entity), _from_iso(entity.get("EscalatedAt")),
+                Actor.from_json(_loads(entity.get("LastActor"))))
+
+    def _get(self, table: str, pk: str, rk: str) -> dict[str, Any] | None:
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        try:
+            return self._table(table).get_entity(pk, rk)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise StateError(f"table {table}: read failed ({_why(exc)})") from exc
+
+    def _compare_and_swap(self, table: str, pk: str, rk: str, change: Any) -> Any:
+        """Read-modify-write one entity with ETag concurrency, retrying when another instance won."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
+        from azure.data.tables import UpdateMode
+
+        client = self._table(table)
+        for _ in range(_CAS_ATTEMPTS):
+            current = self._get(table, pk, rk)
+            new, result = change(current)
+            if new is None:
+                return result
+            try:
+                if current is None:
+                    client.create_entity(new)
+                else:
+                    client.update_entity(new, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                                         match_condition=MatchConditions.IfNotModified)
+                return result
+            except (ResourceModifiedError, ResourceExistsError):
+                continue  # another instance changed it first: read again
+            except AzureError as exc:
+                raise StateError(f"table {table}: update failed ({_why(exc)})") from exc
+        raise StateError(f"table {table}: entity {pk}/{rk} kept changing; gave up after {_CAS_ATTEMPTS} attempts")
+
+    # ---- compute index ---------------------------------------------------------------------------
+    def index_populated(self) -> bool:
+        return self._get(self.index_table, "meta", "populated") is not None
+
+    def computes_on(self, subnet_ids: Iterable[str]) -> dict[str, list[IndexedCompute]]:
+        """Indexed computes by subnet key, for the given subnets."""
+        wanted = {ids.key(s) for s in subnet_ids}
+        out: dict[str, list[IndexedCompute]] = {k: [] for k in wanted}
+        if not wanted:
+            return out
+        for e in self._query(self.index_table, "PartitionKey eq 'compute'", {}):
+            sk = e.get("SubnetKey", "")
+            if sk in wanted:
+                out[sk].append(IndexedCompute(e.get("ComputeId", ""), e.get("WorkspaceId", ""),
+                                              e.get("SubnetId", "")))
+        for v in out.values():
+            v.sort(key=lambda c: ids.key(c.compute_id))
+        return out
+
+    def computes(self) -> list[IndexedCompute]:
+        return [IndexedCompute(e.get("ComputeId", ""), e.get("WorkspaceId", ""), e.get("SubnetId", ""))
+                for e in self._query(self.index_table, "PartitionKey eq 'compute'", {})]
+
+    def subnets_attached_to(self, nsg_or_sep_id: str) -> list[IndexedSubnet]:
+        """Guarded subnets last seen with this NSG or service endpoint policy attached.
+
+        Used when ARM's back-reference (``properties.subnets`` of the NSG or policy) is
+        absent; a scan of the subnet partition, which holds only guarded subnets."""
+        k = ids.key(nsg_or_sep_id)
+        out = []
+        for e in self._query(self.index_table, "PartitionKey eq 'subnet'", {}):
+            seps = tuple(_loads(e.get("SepIds")) or ())
+            if ids.key(e.get("NsgId", "") or "-") == k or any(ids.key(s) == k for s in seps):
+                out.append(IndexedSubnet(e.get("SubnetId", ""), e.get("NsgId", ""), seps))
+        return out
+
+    def index_compute(self, compute_id: str, workspace_id: str, subnet_id: str | None) -> None:
+        self._upsert(self.index_table, {"PartitionKey": "compute", "RowKey": _row(compute_id),
+                                        "ComputeId": compute_id, "WorkspaceId": workspace_id,
+                                        "SubnetId": subnet_id or "", "SubnetKey": ids.key(subnet_id or "")})
+
+    def forget_compute(self, compute_id: str) -> None:
+        self._delete(self.index_table, "compute", _row(compute_id))
+
+    def note_subnet(self, subnet_id: str, nsg_id: str | None, sep_ids: Sequence[str]) -> None:
+        """Remember a guarded subnet's attachments (from a VNet or subnet body just read)."""
+        self._upsert(self.index_table, {"PartitionKey": "subnet", "RowKey": _row(subnet_id), "SubnetId": subnet_id,
+                                        "NsgId": nsg_id or "", "SepIds": json.dumps(list(sep_ids))})
+
+    def rebuild_index(self, computes: Iterable[IndexedCompute], subnets: Iterable[IndexedSubnet]) -> int:
+        """Replace the index with what a full read of the subscription found; returns rows kept."""
+        from azure.core.exceptions import AzureError
+
+        client = self._table(self.index_table)
+        keep: dict[tuple[str, str], dict[str, Any]] = {}
+        for c in computes:
+            keep[("compute", _row(c.compute_id))] = {
+                "PartitionKey": "compute", "RowKey": _row(c.compute_id), "ComputeId": c.compute_id,
+                "WorkspaceId": c.workspace_id, "SubnetId": c.subnet_id or "", "SubnetKey": ids.key(c.subnet_id or "")}
+        for s in subnets:
+            keep[("subnet", _row(s.subnet_id))] = {"PartitionKey": "subnet", "RowKey": _row(s.subnet_id),
+                                                   "SubnetId": s.subnet_id, "NsgId": s.nsg_id or "",
+                                                   "SepIds": json.dumps(list(s.sep_ids))}
+        try:
+            stale = [(e["PartitionKey"], e["RowKey"]) for e in client.list_entities(select=["PartitionKey", "RowKey"])
+                     if e["PartitionKey"] in ("compute", "subnet") and (e["PartitionKey"], e["RowKey"]) not in keep]
+        except AzureError as exc:
+            raise StateError(f"table {self.index_table}: list failed ({_why(exc)})") from exc
+        for pk, rk in stale:
+            self._delete(self.index_table, pk, rk)
+        for entity in keep.values():
+            self._upsert(self.index_table, entity)
+        self.mark_index_populated()
+        return len(keep)
+
+    def mark_index_populated(self) -> None:
+        self._upsert(self.index_table, {"PartitionKey": "meta", "RowKey": "populated", "Time": _now()})
+
+    def _upsert(self, table: str, entity: dict[str, Any]) -> None:
+        from azure.core.exceptions import AzureError
+        from azure.data.tables import UpdateMode
+
+        try:
+            self._table(table).upsert_entity(entity, mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            raise StateError(f"table {table}: write failed ({_why(exc)})") from exc
+
+    def _delete(self, table: str, pk: str, rk: str) -> None:
+        from azure.core.exceptions import AzureError
+
+        try:
+            self._table(table).delete_entity(pk, rk)  # absent rows are not an error for delete_entity
+        except AzureError as exc:
+            raise StateError(f"table {table}: delete failed ({_why(exc)})") from exc
+
+    # ---- sweeps --------------------------------------------------------------------------------
+    def create_sweep(self, *, trigger: str, remediate: bool, sweep_id: str | None = None) -> SweepRecord:
+        record = SweepRecord(sweep_id=sweep_id or uuid.uuid4().hex, state="queued", trigger=trigger,
+                             remediate=remediate, requested=_now())
+        self._upsert(self.sweep_table, _sweep_entity(record))
+        return record
+
+    def update_sweep(self, record: SweepRecord) -> None:
+        self._upsert(self.sweep_table, _sweep_entity(record))
+
+    def get_sweep(self, sweep_id: str) -> SweepRecord | None:
+        e = self._get(self.sweep_table, "sweep", sweep_id)
+        if e is None:
+            return None
+        return SweepRecord(sweep_id=sweep_id, state=e.get("State", ""), trigger=e.get("Trigger", ""),
+                           remediate=bool(e.get("Remediate")), requested=_from_iso(e.get("Requested")) or _now(),
+                           started=_from_iso(e.get("Started")), finished=_from_iso(e.get("Finished")),
+                           progress=e.get("Progress", ""), resources=int(e.get("Resources") or 0),
+                           findings=int(e.get("Findings") or 0), error=e.get("Error", ""))
+
+    def latest_sweep(self, trigger: str | None = None) -> SweepRecord | None:
+        rows = self._query(self.sweep_table, "PartitionKey eq 'sweep'", {})
+        records = [r for r in (self.get_sweep(e["RowKey"]) for e in rows) if r is not None
+                   and (trigger is None or r.trigger == trigger)]
+        return max(records, key=lambda r: r.requested, default=None)
+
+    def store_report(self, sweep_id: str, report: dict[str, Any]) -> None:
+        text = json.dumps(report, separators=(",", ":"))
+        pk = f"report-{sweep_id}"
+        chunks = [text[i:i + _REPORT_CHUNK] for i in range(0, len(text), _REPORT_CHUNK)] or [""]
+        for i, chunk in enumerate(chunks):
+            self._upsert(self.sweep_table, {"PartitionKey": pk, "RowKey": f"{i:05d}", "Data": chunk})
+
+    def read_report(self, sweep_id: str) -> dict[str, Any] | None:
+        rows = self._query(self.sweep_table, "PartitionKey eq @pk", {"pk": f"report-{sweep_id}"})
+        if not rows:
+            return None
+        text = "".join(r.get("Data", "") for r in sorted(rows, key=lambda r: r["RowKey"]))
+        return json.loads(text)
+
+    def enqueue_sweep(self, message: dict[str, Any]) -> None:
+        from azure.core.exceptions import AzureError
+
+        try:
+            self.queue().send_message(json.dumps(message, separators=(",", ":")))
+        except AzureError as exc:
+            raise StateError(f"queue {self.queue_name}: cannot enqueue the sweep ({_why(exc)})") from exc
+
+
+def _sweep_entity(r: SweepRecord) -> dict[str, Any]:
+    return {"PartitionKey": "sweep", "RowKey": r.sweep_id, "State": r.state, "Trigger": r.trigger,
+            "Remediate": r.remediate, "Requested": _iso(r.requested),
+            "Started": _iso(r.started) if r.started else "", "Finished": _iso(r.finished) if r.finished else "",
+            "Progress": _clip(r.progress, 2048), "Resources": r.resources, "Findings": r.findings,
+            "Error": _clip(r.error, 4096)}
+
+
+def _times(entity: dict[str, Any] | None) -> list[datetime]:
+    if not entity:
+        return []
+    values = _loads(entity.get("Writes")) or []
+    return [t for t in (_from_iso(v) for v in values) if t is not None]
+
+
+def _loads(text: Any) -> Any:
+    if not isinstance(text, str) or not text:
+        return None
+    return json.loads(text)
+
+
+def _why(exc: BaseException) -> str:
+    """A one-line reason from an Azure SDK error, without the multi-line service dump."""
+    message = getattr(exc, "message", None) or str(exc)
+    first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+    status = getattr(exc, "status_code", None)
+    return f"{status}: {first}" if status else first

@@ -1,0 +1,75 @@
+"""ExfilGuard's Azure Functions entry points (Python v2 programming model): triggers only.
+
+- ``on_resource_event`` (Event Grid): an ARM change in the subscription -> re-read, evaluate,
+  fix or alert. The Bicep event subscription targets this name.
+- ``evaluate`` (HTTP POST /api/evaluate, function key): re-evaluate one resource now, or queue
+  a sweep of the subscription and answer 202 with a status URL.
+- ``evaluation_status`` (HTTP GET /api/evaluate/status/{id}, function key): a queued sweep's
+  progress, then its report.
+- ``sweep_queue`` (Storage queue): runs the sweeps the HTTP endpoint queued.
+- ``scheduled_sweep`` (timer, ``EXFILGUARD_SWEEP_SCHEDULE``, default daily 02:00 UTC).
+
+Everything else lives in ``exfilguard.app``. Nothing imported here at module level imports an
+Azure management SDK, azure.identity, the storage SDKs, OpenTelemetry or rich: the host
+imports this file on every cold start, and those load only when a handler needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import azure.functions as func
+
+from exfilguard import telemetry
+from exfilguard.app import event_handler, http_api, sweep
+from exfilguard.app import settings as app_settings
+from exfilguard.app.runtime import Services, services
+
+app = func.FunctionApp()
+
+
+def _services() -> Services:
+    """Every trigger's way in: Azure Monitor is configured on first use, not at import."""
+    telemetry.configure()
+    return services()
+
+
+def _http(answer: http_api.Answer) -> func.HttpResponse:
+    return func.HttpResponse(answer.json_text(), status_code=answer.status, headers=answer.headers,
+                             mimetype="application/json", charset="utf-8")
+
+
+@app.function_name("on_resource_event")
+@app.event_grid_trigger(arg_name="event")
+def on_resource_event(event: func.EventGridEvent) -> None:
+    outcome = event_handler.handle_event(event, _services())
+    logging.getLogger("exfilguard").info("event %s: %s %s", outcome.event_id, outcome.decision, outcome.reason)
+
+
+@app.function_name("evaluate")
+@app.route(route="evaluate", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def evaluate(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(http_api.evaluate(req.get_body(), req.headers, req.url, _services))
+
+
+@app.function_name("evaluation_status")
+@app.route(route="evaluate/status/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def evaluation_status(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(http_api.status(req.route_params.get("id", ""), _services))
+
+
+@app.function_name("sweep_queue")
+@app.queue_trigger(arg_name="msg", queue_name=app_settings.sweep_queue_binding(), connection="AzureWebJobsStorage")
+def sweep_queue(msg: func.QueueMessage) -> None:
+    sweep.sweep_from_queue(msg.get_body(), _services())
+
+
+@app.function_name("scheduled_sweep")
+@app.schedule(schedule=app_settings.sweep_schedule_binding(), arg_name="timer", run_on_startup=False,
+              use_monitor=True)
+def scheduled_sweep(timer: func.TimerRequest) -> None:
+    if timer.past_due:
+        logging.getLogger("exfilguard").warning("scheduled sweep is running late")
+    doc = sweep.scheduled_sweep(_services())
+    logging.getLogger("exfilguard").info("scheduled sweep: %s", json.dumps(doc.get("summary", {})))
