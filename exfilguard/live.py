@@ -88,7 +88,7 @@ def replanner(bodies: list[dict], config: Config, mode: str | None) -> Callable[
     return for_target
 
 
-def _order(change: PlannedChange) -> tuple[int, str]:
+def write_order(change: PlannedChange) -> tuple[int, str]:
     parsed = ids.try_parse(change.target_id)
     rank = _WRITE_ORDER.get(ids.type_key(parsed.type), 9) if parsed else 9
     return rank, ids.key(change.target_id)
@@ -103,7 +103,7 @@ def remediate(client: Any, bodies: list[dict], evaluation: Evaluation, config: C
     the configuration decide per rule. ``dry_run`` reads but returns the requests unsent.
     """
     index = body_index(bodies)
-    to_write = [] if mode == "audit" else sorted(plan(evaluation.findings, config, mode), key=_order)
+    to_write = [] if mode == "audit" else sorted(plan(evaluation.findings, config, mode), key=write_order)
     replans = replanner(bodies, config, mode)
     results = [apply_change(client, change, replans(change.target_id), current=index.get(ids.key(change.target_id)),
                             dry_run=dry_run)
@@ -114,7 +114,7 @@ def remediate(client: Any, bodies: list[dict], evaluation: Evaluation, config: C
     held = [f for f in evaluation.findings
             if should_apply(f, config, "remediate") and (ids.key(f.fix_target), f.rule_id) not in written]
     results += [planned(c, index.get(ids.key(c.target_id)))
-                for c in sorted(plan(held, replace(config, rule_modes={}), "remediate"), key=_order)]
+                for c in sorted(plan(held, replace(config, rule_modes={}), "remediate"), key=write_order)]
     return results
 
 

@@ -38,27 +38,8 @@ _ACTION = re.compile(r"^(?P<compute>/subscriptions/.+/workspaces/[^/]+/computes/
                      r"/(?P<action>start|stop|restart)/?$", re.IGNORECASE)
 
 
-def with_environment_containers(resources: list[dict]) -> list[dict]:
-    """Add the environment container ARM has above every environment version.
-
-    Snapshots carry versions only, but a live sweep finds versions by listing containers
-    first, exactly as AML's API requires.
-    """
-    out = list(resources)
-    have = {r["id"].lower() for r in resources}
-    for r in resources:
-        if r.get("type", "").lower().endswith("/environments/versions"):
-            cid = r["id"].rsplit("/versions/", 1)[0]
-            if cid.lower() not in have:
-                have.add(cid.lower())
-                out.append({"id": cid, "name": cid.rsplit("/", 1)[-1],
-                            "type": "Microsoft.MachineLearningServices/workspaces/environments",
-                            "properties": {"latestVersion": r["name"], "isArchived": False}})
-    return out
-
-
 def sample(path: Path = DRIFTED) -> list[dict]:
-    return with_environment_containers(json.loads(path.read_text(encoding="utf-8")))
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 class _ExtendedApp(ArmApp):

@@ -63,25 +63,6 @@ def sample(name: str) -> list[dict]:
     return json.loads((SAMPLES / name).read_text())
 
 
-def with_environment_containers(bodies: list[dict]) -> list[dict]:
-    """The bodies plus the environment containers ARM keeps above environment versions.
-
-    Snapshots (and the bundled samples) carry versions only, and the emulator serves a
-    container only when it is given one; a sweep lists containers to find versions."""
-    out = copy.deepcopy(bodies)
-    seen = set()
-    for b in bodies:
-        rid = b.get("id", "")
-        if "/environments/" in rid and "/versions/" in rid:
-            container = rid.rsplit("/versions/", 1)[0]
-            if container.lower() not in seen:
-                seen.add(container.lower())
-                out.append({"id": container, "name": container.rsplit("/", 1)[-1],
-                            "type": "Microsoft.MachineLearningServices/workspaces/environments",
-                            "properties": {"isArchived": False, "latestVersion": rid.rsplit("/", 1)[-1]}})
-    return out
-
-
 def snapshot_scan(bodies: list[dict], tmp_path: Path, config: Any = None) -> list[dict]:
     """``exfilguard scan --snapshot`` on these bodies: its findings as report JSON, sorted."""
     from exfilguard.config import Config

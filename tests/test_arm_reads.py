@@ -303,3 +303,12 @@ def test_lro_polls_follow_retry_after_unless_overridden(emu: ExtendedEmulator) -
         assert nsg is not None
         client.put(NSG_WEU, nsg, nsg["etag"])
     assert waits == [0.3]
+
+
+def test_a_hanging_arm_is_cut_off_by_the_read_timeout(emu: ExtendedEmulator) -> None:
+    """The HTTP trigger must answer within 230 s: a request ARM never answers ends with a
+    clear, transient error after the client's read timeout instead of azure-core's 300 s."""
+    emu.latency = 1.5
+    with client_for(emu, retry_total=0, read_timeout=0.3) as client, pytest.raises(ArmError) as caught:
+        client.get(NSG_WEU)
+    assert caught.value.status is None and caught.value.transient

@@ -681,3 +681,16 @@ def test_nsg_and_sep_list_their_subnets_like_arm() -> None:
         emu.set_body(subnets[0], subnet)
         assert emu.get_body(nsg_id)["properties"]["subnets"] == []
         assert len(emu.get_body(sep_id)["properties"]["subnets"]) == 1
+
+
+def test_environment_containers_are_listed_from_their_versions() -> None:
+    """AML's API finds environment versions by listing containers first; snapshots carry
+    versions only, so the emulator derives the containers the way ARM would list them."""
+    sample = Path(__file__).resolve().parent.parent / "samples" / "drifted-subscription.json"
+    with ArmEmulator(sample) as emu:
+        ws = next(i for i in emu.ids("Microsoft.MachineLearningServices/workspaces") if i.endswith("westeurope"))
+        with urllib.request.urlopen(f"{emu.url}{ws}/environments?api-version=2025-12-01") as resp:
+            names = sorted(c["name"] for c in json.load(resp)["value"])
+        assert names == ["legacy-sklearn", "training-env"]
+        with urllib.request.urlopen(f"{emu.url}{ws}/environments/legacy-sklearn/versions?api-version=2025-12-01") as r:
+            assert [v["name"] for v in json.load(r)["value"]] == ["1"]

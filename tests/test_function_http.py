@@ -20,7 +20,6 @@ from tests.function_support import (
     sample,
     snapshot_scan,
     sorted_findings,
-    with_environment_containers,
 )
 
 
@@ -64,7 +63,7 @@ def test_missing_resource_is_404_and_arm_failure_is_502(monkeypatch):
 
 
 def test_subscription_sweep_runs_through_the_queue_to_its_report(monkeypatch, tmp_path):
-    data = with_environment_containers(sample("drifted-subscription.json"))
+    data = sample("drifted-subscription.json")
     with running_app(monkeypatch, data) as app:
         status, body = app.post({"scope": "subscription", "remediate": False},
                                 url="https://exfilguard-x.azurewebsites.net/api/evaluate?code=secret")

@@ -10,13 +10,13 @@ import pytest
 from exfilguard import ids
 from exfilguard.app.sweep import SweepError
 from tests import factory
-from tests.function_support import running_app, sample, snapshot_scan, sorted_findings, with_environment_containers
+from tests.function_support import running_app, sample, snapshot_scan, sorted_findings
 
 NSG_EUS = factory.nsg_id("rg-ml-eus", "nsg-ml-eastus")
 
 
 def test_sweep_over_the_emulator_finds_what_a_snapshot_scan_finds(monkeypatch, tmp_path):
-    data = with_environment_containers(sample("drifted-subscription.json"))
+    data = sample("drifted-subscription.json")
     with running_app(monkeypatch, data, mode="audit") as app:
         app.timer()
         record = app.state.latest_sweep("timer")
@@ -35,7 +35,7 @@ def test_sweep_over_the_emulator_finds_what_a_snapshot_scan_finds(monkeypatch, t
 
 
 def test_sweep_in_remediate_mode_fixes_everything_fixable(monkeypatch, tmp_path):
-    data = with_environment_containers(sample("drifted-subscription.json"))
+    data = sample("drifted-subscription.json")
     with running_app(monkeypatch, data, mode="remediate") as app:
         app.timer()
         first = app.state.read_report(app.state.latest_sweep("timer").sweep_id)
@@ -57,7 +57,7 @@ def test_sweep_in_remediate_mode_fixes_everything_fixable(monkeypatch, tmp_path)
 
 
 def test_expired_exemption_is_rechecked_and_recorded(monkeypatch, tmp_path):
-    data = with_environment_containers(sample("drifted-subscription.json"))
+    data = sample("drifted-subscription.json")
     nsg = next(b for b in data if ids.key(b["id"]) == ids.key(NSG_EUS))
     nsg["tags"] = {"exfilguard-exempt": "EXF-NSG-04;until=2021-06-30;reason=vendor appliance"}
     with running_app(monkeypatch, data, mode="audit") as app:

@@ -95,8 +95,7 @@ def findings_json(findings: tuple[Finding, ...] | list[Finding]) -> tuple[dict, 
 
 def act(inv: Invocation, bodies: list[dict], evaluation: Evaluation, picture: Picture) -> Actions:
     """Steps 1-5 of the module docstring for one evaluation."""
-    from ..live import _order as write_order
-    from ..live import body_index, replanner
+    from ..live import body_index, replanner, write_order
     from ..writer import apply_change, planned
 
     cfg = inv.services.settings.config

@@ -54,7 +54,9 @@ class Services:
             if self._credential is ...:
                 self._credential = endpoint_mod.make_credential(endpoint, environ=self.environ)
             credential = self._credential
-        kwargs: dict[str, Any] = {"retry_total": 3, "backoff_max": 8} if interactive else {}
+        # Interactive (HTTP): at most 4 tries of 30 s plus backoff, well inside the 230 s limit.
+        kwargs: dict[str, Any] = {"retry_total": 3, "backoff_max": 8, "read_timeout": 30.0,
+                                  "connection_timeout": 10.0} if interactive else {}
         if endpoint_mod.is_loopback_http(endpoint):
             kwargs["polling_interval"] = 0.01  # the emulator's LROs finish at once
         return ArmClient(self.settings.subscription_id, endpoint, credential=credential, **kwargs)

@@ -202,7 +202,8 @@ class ArmClient:
 
     def __init__(self, subscription_id: str, endpoint: str | None = None, credential: Any = ..., *,
                  retry_total: int = 6, backoff_factor: float = 0.4, backoff_max: float = 20,
-                 polling_interval: float | None = None, lro_timeout: float = DEFAULT_LRO_TIMEOUT) -> None:
+                 polling_interval: float | None = None, lro_timeout: float = DEFAULT_LRO_TIMEOUT,
+                 connection_timeout: float = 20.0, read_timeout: float = 120.0) -> None:
         if not subscription_id or "/" in subscription_id:
             raise ValueError(f"subscription ID {subscription_id!r} is not a subscription ID")
         self.subscription_id = subscription_id.strip()
@@ -219,6 +220,9 @@ class ArmClient:
         self.backoff_max = backoff_max
         self.polling_interval = polling_interval
         self.lro_timeout = lro_timeout
+        # Per-request limits: azure-core's default is 300 s, longer than an HTTP trigger may take.
+        self.connection_timeout = connection_timeout
+        self.read_timeout = read_timeout
         self.counts: dict[str, int] = {}
         self.last_status: int | None = None
         """HTTP status of the last write's first answer (200/201/202), for the audit log."""
@@ -238,6 +242,8 @@ class ArmClient:
                                       retry_backoff_factor=self.backoff_factor,
                                       retry_backoff_max=self.backoff_max),
             "per_retry_policies": [counter_cls(self.counts, self._lock)],
+            "connection_timeout": self.connection_timeout,
+            "read_timeout": self.read_timeout,
         }
         if self.loopback:
             from azure.core.pipeline.policies import SansIOHTTPPolicy

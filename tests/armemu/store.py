@@ -225,9 +225,30 @@ class Store:
         else:
             kids = self._kids.get((owner.key, segment), {})
             items = [self.compose(self.entries[k]) for k in kids if k in self.entries]
+            if not items and f"{owner.type.lower()}/{segment}" in arm.PATH_ONLY_TYPES:
+                items = self._containers(owner, segment)
         offset = int(token) if token and token.isdigit() else 0
         end = offset + size
         return items[offset:end], (str(end) if end < len(items) else None)
+
+    def _containers(self, owner: ArmPath, segment: str) -> list[dict[str, Any]]:
+        """Containers ARM keeps above versions (environments), derived from the stored versions:
+        snapshots carry versions only, and a sweep finds versions by listing containers."""
+        prefix = f"{owner.key}/{segment}/"
+        names: dict[str, str] = {}
+        for k in sorted(self._nested.get(owner.key.rsplit("/", 2 * (len(owner.names) - 1))[0]
+                                         if len(owner.names) > 1 else owner.key, ())):
+            if k.startswith(prefix):
+                e = self.entries.get(k)
+                if e is not None and len(e.path.names) == len(owner.names) + 2:
+                    names.setdefault(e.path.names[len(owner.names)].lower(), e.path.names[len(owner.names)])
+        out = []
+        for name in names.values():
+            cid = f"{owner.resource_id}/{segment}/{name}"
+            out.append({"id": cid, "name": name,
+                        "type": "Microsoft.MachineLearningServices/workspaces/environments",
+                        "properties": {"isArchived": False}})
+        return out
 
     # ---- writes --------------------------------------------------------------------------------
 
