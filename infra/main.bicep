@@ -1,7 +1,7 @@
 // ExfilGuard: deploy once per subscription.
 //   azd up
 //   az deployment sub create --location <region> --template-file infra/main.bicep --parameters environmentName=<name> location=<region>
-// See docs/deploy.md (README "Deploy").
+// See README.md, section "Deploy".
 targetScope = 'subscription'
 
 // ---------------------------------------------------------------------------------------------

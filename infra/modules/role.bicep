@@ -1,5 +1,5 @@
 // ExfilGuard's custom role: exactly the ARM actions its rules read and remediate, no wildcards,
-// assignable and assigned at this subscription only. docs/deploy.md lists every action with
+// assignable and assigned at this subscription only. README.md lists every action with
 // the rule that needs it; tests/test_infra.py checks that the two lists agree.
 targetScope = 'subscription'
 
