@@ -40,8 +40,9 @@ test: $(STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 	$(BIN)/ruff check .
 	scripts/with-azurite.sh $(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: $(STAMP)
-	$(BIN)/python -m bench.run
+bench: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m compileall -q exfilguard function_app.py
+	scripts/with-azurite.sh $(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache bench/results.json

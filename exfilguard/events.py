@@ -54,6 +54,8 @@ _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 # ARM names use letters, digits and a few punctuation marks. Anything else in an ID that
 # arrives from outside ('%', '\\', '{', ':', quotes...) is a trick or a placeholder.
 _SAFE_SEGMENT = re.compile(r"[\w\-.()]+")
+_SAFE_PATH = re.compile(r"/*(?:[\w\-.()]+/)*[\w\-.()]+/*")  # the usual case: every segment safe, in one match
+_DOT_SEGMENT = re.compile(r"(?:^|/)\.+(?:/|$)")
 MAX_ID_LENGTH = 2048
 
 
@@ -278,9 +280,10 @@ def parse_guarded_id(text: Any, subscription_id: str, *, tolerate_stray_space: b
         rid = ids.parse(raw)
     except ids.BadResourceId as exc:
         raise UnguardedResourceId(str(exc)) from None
-    for seg in raw.strip("/").split("/"):
-        if not _SAFE_SEGMENT.fullmatch(seg) or set(seg) == {"."}:
-            raise UnguardedResourceId(f"resource ID segment {seg!r} is not a valid ARM name: {_short(raw)}")
+    if _SAFE_PATH.fullmatch(raw) is None or _DOT_SEGMENT.search(raw) is not None:
+        for seg in raw.strip("/").split("/"):
+            if not _SAFE_SEGMENT.fullmatch(seg) or set(seg) == {"."}:
+                raise UnguardedResourceId(f"resource ID segment {seg!r} is not a valid ARM name: {_short(raw)}")
     if not _GUID.fullmatch(rid.subscription):
         raise UnguardedResourceId(f"subscription {rid.subscription!r} in {_short(raw)} is not a subscription ID")
     if rid.subscription.lower() != subscription_id.strip().lower():

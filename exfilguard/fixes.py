@@ -64,6 +64,19 @@ class EditError(ValueError):
     """An edit does not fit the body (a selected rule vanished, a list is not a list)."""
 
 
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON data (objects, arrays, scalars), several times faster than
+    ``copy.deepcopy`` on ARM bodies; anything that is not JSON is handed to ``deepcopy``."""
+    t = type(value)
+    if t is dict:
+        return {k: copy_json(v) for k, v in value.items()}
+    if t is list:
+        return [copy_json(v) for v in value]
+    if t is str or t is int or t is float or t is bool or value is None:
+        return value
+    return copy.deepcopy(value)
+
+
 def _eq(a: Any, b: Any) -> bool:
     if isinstance(a, str) and isinstance(b, str):
         return ids.key(a) == ids.key(b) if a.startswith("/") or b.startswith("/") else a.lower() == b.lower()
@@ -113,7 +126,7 @@ def apply_edit(body: dict, edit: Edit) -> None:
             raise EditError("cannot set a list selector")
         if not isinstance(node, dict):
             raise EditError(f"{edit.describe()}: parent is not an object")
-        node[last] = copy.deepcopy(edit.value)
+        node[last] = copy_json(edit.value)
         return
     node, last = _container(body, edit.path, True)
     target = _descend(node, last, True, edit.describe()) if isinstance(last, Sel) else node[last]
@@ -123,12 +136,12 @@ def apply_edit(body: dict, edit: Edit) -> None:
         want = edit.value.get(edit.key) if isinstance(edit.value, dict) else None
         for i, item in enumerate(target):
             if isinstance(item, dict) and want is not None and _eq(item.get(edit.key), want):
-                target[i] = copy.deepcopy(edit.value)
+                target[i] = copy_json(edit.value)
                 return
-        target.append(copy.deepcopy(edit.value))
+        target.append(copy_json(edit.value))
     elif edit.op == "add":
         if not any(_eq(item, edit.value) for item in target):
-            target.append(copy.deepcopy(edit.value))
+            target.append(copy_json(edit.value))
     elif edit.op == "remove":
         target[:] = [item for item in target if not _eq(item, edit.value)]
     else:
@@ -137,7 +150,7 @@ def apply_edit(body: dict, edit: Edit) -> None:
 
 def apply_edits(body: dict, edits: Iterable[Edit]) -> dict:
     """A deep copy of ``body`` with ``edits`` applied in order; the input is not touched."""
-    out = copy.deepcopy(body)
+    out = copy_json(body)
     for e in edits:
         apply_edit(out, e)
     return out

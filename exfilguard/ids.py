@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 _SEGMENT = re.compile(r"^[^/?#\s]+$")
+_PLAIN_PATH = re.compile(r"(?:/[^/?#\s]+)+")  # every segment as _SEGMENT wants it, nothing to strip
 
 
 class BadResourceId(ValueError):
@@ -93,13 +94,16 @@ def parse(resource_id: str) -> ResourceId:
     text = resource_id.strip()
     if not text.startswith("/"):
         raise BadResourceId(f"resource ID must start with '/subscriptions/': {resource_id!r}")
-    parts = text.rstrip("/").split("/")[1:]
-    for p in parts:
-        if p.strip() == "":
-            raise BadResourceId(f"resource ID has an empty segment: {resource_id!r}")
-        if p in (".", "..") or not _SEGMENT.match(p.strip()):
-            raise BadResourceId(f"resource ID has an invalid segment {p!r}: {resource_id!r}")
-    parts = [p.strip() for p in parts]
+    path = text.rstrip("/")
+    parts = path.split("/")[1:]
+    # One match for the usual ID (no blank, empty or dot segment); segment by segment otherwise.
+    if _PLAIN_PATH.fullmatch(path) is None or "." in parts or ".." in parts:
+        for p in parts:
+            if p.strip() == "":
+                raise BadResourceId(f"resource ID has an empty segment: {resource_id!r}")
+            if p in (".", "..") or not _SEGMENT.match(p.strip()):
+                raise BadResourceId(f"resource ID has an invalid segment {p!r}: {resource_id!r}")
+        parts = [p.strip() for p in parts]
     if len(parts) < 2 or parts[0].lower() != "subscriptions":
         raise BadResourceId(f"resource ID must start with '/subscriptions/<id>': {resource_id!r}")
     sub = parts[1]

@@ -107,13 +107,26 @@ class Flow:
 
 
 def matches(rule: SecurityRule, flow: Flow, subnet_prefixes: Sequence[str]) -> bool:
-    if not _protocol_covers(rule, flow.protocol) or not _ports_cover(rule, flow.port):
-        return False
-    if flow.tag is None:
-        dest_ok = any(d.lower() in GENERIC_INTERNET for d in rule.dest_prefixes)
+    # The destination first: it rules out most rules for a given flow (decide() asks every
+    # rule in turn). The same tests as tag_matches(), with the flow's tag lowered once.
+    tag = flow.tag
+    if tag is None:
+        for d in rule.dest_prefixes:
+            if d.lower() in GENERIC_INTERNET:
+                break
+        else:
+            return False
     else:
-        dest_ok = any(tag_matches(d, flow.tag) for d in rule.dest_prefixes)
-    return dest_ok and source_applies(rule, subnet_prefixes)
+        t = tag.lower()
+        base = t.split(".", 1)[0] if "." in t else None
+        for d in rule.dest_prefixes:
+            x = d.strip().lower()
+            if x in GENERIC_INTERNET or x in (t, base):
+                break
+        else:
+            return False
+    return (_protocol_covers(rule, flow.protocol) and _ports_cover(rule, flow.port)
+            and source_applies(rule, subnet_prefixes))
 
 
 def decide(ordered: Iterable[SecurityRule], flow: Flow,

@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ log = logging.getLogger("exfilguard.state")
 MAX_TEXT = 30_000  # characters per string property (the service limit is 64 KiB of UTF-16)
 _REPORT_CHUNK = 30_000
 _CAS_ATTEMPTS = 12
+_POPULATED_MEMORY_S = 300.0
 
 
 class StateError(RuntimeError):
@@ -218,6 +220,7 @@ class State:
         self._tables: dict[str, Any] = {}
         self._credential: Any = None
         self._lock = threading.Lock()
+        self._populated_at: float | None = None
 
     # ---- clients -----------------------------------------------------------------------------
     def _storage_credential(self) -> Any:
@@ -405,7 +408,15 @@ class State:
 
     # ---- compute index ---------------------------------------------------------------------------
     def index_populated(self) -> bool:
-        return self._get(self.index_table, "meta", "populated") is not None
+        """Whether a sweep (or a first event) has filled the index. The app never removes the
+        marker, and asking costs a Table round trip on the way to every NSG event's fix, so a
+        yes is remembered for a few minutes (a no is asked again every time)."""
+        if self._populated_at is not None and time.monotonic() - self._populated_at < _POPULATED_MEMORY_S:
+            return True
+        populated = self._get(self.index_table, "meta", "populated") is not None
+        if populated:
+            self._populated_at = time.monotonic()
+        return populated
 
     def computes_on(self, subnet_ids: Iterable[str]) -> dict[str, list[IndexedCompute]]:
         """Indexed computes by subnet key, for the given subnets."""
@@ -480,6 +491,7 @@ class State:
 
     def mark_index_populated(self) -> None:
         self._upsert(self.index_table, {"PartitionKey": "meta", "RowKey": "populated", "Time": _now()})
+        self._populated_at = time.monotonic()
 
     def _upsert(self, table: str, entity: dict[str, Any]) -> None:
         from azure.core.exceptions import AzureError

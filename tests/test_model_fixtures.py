@@ -174,3 +174,54 @@ def test_event_grid_arn_resource_info_parses():
     info = event["data"]["resourceInfo"]
     pic = build([info])
     assert sum(pic.read_counts.values()) + sum(pic.ignored.values()) + len(pic.notices) == 1
+
+
+def _rules_in(bodies: list) -> list[tuple[dict, str | None, bool]]:
+    """Every security rule body in ``bodies`` (standalone, custom and default), with its NSG."""
+    out = []
+    for b in bodies:
+        if not isinstance(b, dict) or not isinstance(b.get("type"), str):
+            continue
+        t = b["type"].lower()
+        props = b.get("properties") if isinstance(b.get("properties"), dict) else {}
+        if t == NSG:
+            for key, default in (("securityRules", False), ("defaultSecurityRules", True)):
+                out += [(r, b.get("id"), default) for r in props.get(key) or [] if isinstance(r, dict)]
+        elif t.endswith("/securityrules"):
+            out.append((b, None, False))
+    return out
+
+
+def test_fast_rule_reading_agrees_with_the_checked_reading():
+    """Well-typed rules take a fast path; it must build exactly what the field-by-field reading
+    builds, and leave everything it is unsure of (misfits included) to that reading."""
+    from exfilguard.model import _fast_rule, _parse_rule_checked
+    from tests.armemu import ArmEmulator
+
+    bodies = [b for p in _spec_files() for b in example_bodies(json.loads(p.read_text()))]
+    bodies += [b for p in _cassettes() for b in cassette_bodies(json.loads(p.read_text()))]
+    samples = [json.loads(p.read_text()) for p in sorted((Path(__file__).parent.parent / "samples").glob("*.json"))]
+    composed = ArmEmulator(samples[0])  # bodies as ARM's GET composes them (default rules, etags)
+    bodies += [b for s in samples for b in s] + [composed.get_body(b["id"]) for b in samples[0]]
+    rules = _rules_in(bodies)
+    fast = 0
+    for body, nsg, default in rules:
+        got = _fast_rule(body, nsg, default)
+        try:
+            want = _parse_rule_checked(body, nsg, default)
+        except BadResource:
+            assert got is None, body
+            continue
+        if got is not None:
+            fast += 1
+            assert got == want and got.raw is want.raw and got.nsg_id == want.nsg_id, body
+    assert len(rules) > 300 and fast > 0.9 * len(rules), (fast, len(rules))
+    # Misfits go to the checked reading, which names the field.
+    rule = f.rule("r1", 100, nsg=f.nsg_id("rg", "n"))
+    for field, value in (("priority", True), ("destinationPortRanges", ["80", 7]), ("access", "Maybe"),
+                         ("sourceApplicationSecurityGroups", {"id": "x"})):
+        bad = copy.deepcopy(rule)
+        bad["properties"][field] = value
+        assert _fast_rule(bad, None, False) is None
+        with pytest.raises(BadResource, match=field if field != "access" else "access"):
+            parse_resource(bad)

@@ -57,8 +57,8 @@ class Services:
         # Interactive (HTTP): at most 4 tries of 30 s plus backoff, well inside the 230 s limit.
         kwargs: dict[str, Any] = {"retry_total": 3, "backoff_max": 8, "read_timeout": 30.0,
                                   "connection_timeout": 10.0} if interactive else {}
-        if endpoint_mod.is_loopback_http(endpoint):
-            kwargs["polling_interval"] = 0.01  # the emulator's LROs finish at once
+        # Long-running operations are polled as ARM's Retry-After says, loopback or not: what is
+        # measured against the emulator is what runs in Azure.
         return ArmClient(self.settings.subscription_id, endpoint, credential=credential, **kwargs)
 
     def notifier(self) -> Notifier:

@@ -11,12 +11,13 @@ flows working travel with the fix that would otherwise break them, so one write 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from types import MappingProxyType
 
 from .. import nsg as engine
 from ..findings import Finding, FixKind, Severity
 from ..fixes import Edit, Sel, apply_edits
-from ..model import NSG, Nsg, SecurityRule, parse_nsg
+from ..model import NSG, Nsg, SecurityRule, parse_rule
 from ..picture import GuardedSubnet
 from .base import GUIDE_EXFIL, GUIDE_TRAINING, Context, Rule
 
@@ -134,6 +135,20 @@ def composed_body(nsg: Nsg) -> dict:
     return body
 
 
+def _after(nsg: Nsg, edits: Sequence[Edit]) -> Nsg:
+    """The NSG as ``edits`` would leave it: what ``parse_nsg`` makes of the edited body.
+
+    The edits change custom rules only, so the default rules are kept, and so is every
+    custom rule whose JSON came through unchanged (the same JSON parses to the same rule)."""
+    body = apply_edits(composed_body(nsg), edits)
+    unchanged = {r.name: r for r in nsg.rules}
+    rules = []
+    for raw in (body.get("properties") or {}).get("securityRules") or ():
+        old = unchanged.get(raw.get("name")) if isinstance(raw, dict) else None
+        rules.append(old if old is not None and old.raw == raw else parse_rule(raw, nsg.id))
+    return replace(nsg, raw=body, rules=tuple(rules))
+
+
 def evaluate(ctx: Context) -> Iterator[Finding]:
     for k in ctx.picture.guarded_nsg_keys():
         yield from _evaluate_nsg(ctx, ctx.picture.nsgs[k], ctx.picture.subnets_of_nsg(k))
@@ -202,8 +217,8 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
 
     # EXF-NSG-03, on the current state and on the state the other fixes would leave.
     pending = [*nsg01_edits, *nsg02_edits, *nsg05_edits]
-    after = parse_nsg(apply_edits(composed_body(nsg), pending), nsg.id, NSG) if pending else nsg
-    after_outbound = after.ordered("outbound")
+    after = _after(nsg, pending) if pending else nsg
+    after_outbound = after.ordered("outbound") if pending else outbound
     blocked_now: list[str] = []
     allow_edits: dict[str, list[Edit]] = {"EXF-NSG-01": [], "EXF-NSG-02": [], "EXF-NSG-03": []}
     planned: set[str] = set()
@@ -213,7 +228,7 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
         for region in g.regions:
             for flow in required_flows(ctx, region):
                 now, now_rule = engine.decide(outbound, flow, prefixes)
-                later, later_rule = engine.decide(after_outbound, flow, prefixes)
+                later, later_rule = engine.decide(after_outbound, flow, prefixes) if pending else (now, now_rule)
                 if now == "deny":
                     blocked_now.append(f"{flow.label()} blocked by {now_rule.name if now_rule else 'no rule'}")
                 if later != "deny" or flow.tag.lower() in planned:
