@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import ids, operations
+from .frozen import quick_init
 from .operations import Operation
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
@@ -68,6 +69,7 @@ class UnguardedResourceId(ValueError):
 
 
 # ---------------------------------------------------------------------------------- model
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who made the change, from the event's claims. ARN events carry no claims: all empty."""
@@ -91,6 +93,7 @@ class Caller:
         return ""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ChangeEvent:
     """An event reduced to what routing, own-write recognition and the audit log need."""
@@ -114,6 +117,7 @@ class ChangeEvent:
         return self.event_type.lower().startswith(_ARN_PREFIX)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Route:
     """A guarded resource the event may have changed: re-read ``reread`` and evaluate around it."""
@@ -129,6 +133,7 @@ class Route:
         return self.operation.reread_type
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Drop:
     """The event is ignored on purpose; ``kind`` is stable (audit and metrics), ``reason`` is for people."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .fixes import Edit
+from .frozen import quick_init
 
 
 class Severity(str, Enum):
@@ -39,6 +40,7 @@ class Exemption:
     reason: str
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One (rule, resource) violation.
@@ -82,6 +84,7 @@ class Finding:
         return out
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Notice:
     """Something worth telling that is not a finding: expired exemptions, absent references,

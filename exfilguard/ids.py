@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .frozen import quick_init
+
 _SEGMENT = re.compile(r"^[^/?#\s]+$")
 _PLAIN_PATH = re.compile(r"(?:/[^/?#\s]+)+")  # every segment as _SEGMENT wants it, nothing to strip
 
@@ -23,6 +25,7 @@ def key(resource_id: str) -> str:
     return resource_id.strip().rstrip("/").replace(" /", "/").lower()
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ResourceId:
     """A parsed ARM resource ID: ``/subscriptions/s/resourceGroups/g/providers/NS/t1/n1/t2/n2``."""

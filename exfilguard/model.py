@@ -12,12 +12,13 @@ field: callers skip that one resource with a notice instead of crashing the whol
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
 from . import ids
+from .frozen import quick_init
 
 NSG = "microsoft.network/networksecuritygroups"
 RULE = "microsoft.network/networksecuritygroups/securityrules"
@@ -149,31 +150,7 @@ def _tags(r: _Reader, body: Mapping[str, Any]) -> Mapping[str, str]:
 
 
 # --------------------------------------------------------------------------- views
-def _quick_init(cls: type) -> type:
-    """Give a frozen, slotted view class an ``__init__`` equal to the one ``dataclass`` writes
-    (same parameters and defaults, each field stored with the slot's own setter, so the
-    instance stays frozen) without its per-field global look-ups: a sweep builds hundreds of
-    thousands of views, and the generated one is most of what building a rule costs."""
-    params, lines = [], []
-    ns: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        if f.default_factory is not MISSING:
-            raise TypeError(f"{cls.__name__}.{f.name}: default factories are not supported here")
-        if f.default is MISSING:
-            params.append(f.name)
-        else:
-            ns[f"_default_{f.name}"] = f.default
-            params.append(f"{f.name}=_default_{f.name}")
-        ns[f"_set_{f.name}"] = getattr(cls, f.name).__set__
-        lines.append(f"    _set_{f.name}(self, {f.name})\n")
-    exec(f"def __init__(self, {', '.join(params)}):\n{''.join(lines)}", ns)  # built from the field names only
-    init = ns["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[misc]
-    return cls
-
-
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Resource:
     id: str
@@ -193,7 +170,7 @@ class Resource:
         return region_key(self.location)
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PortRange:
     lo: int
@@ -211,7 +188,7 @@ class PortRange:
 ALL_PORTS = (PortRange(0, 65535),)
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SecurityRule(Resource):
     nsg_id: str = ""
@@ -228,7 +205,7 @@ class SecurityRule(Resource):
     is_default: bool = False
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Nsg(Resource):
     rules: tuple[SecurityRule, ...] = ()
@@ -240,14 +217,14 @@ class Nsg(Resource):
                             key=lambda r: (r.priority, r.is_default)))
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ServiceEndpoint:
     service: str
     locations: tuple[str, ...]
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Subnet(Resource):
     vnet_id: str = ""
@@ -257,13 +234,13 @@ class Subnet(Resource):
     service_endpoints: tuple[ServiceEndpoint, ...] = ()
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class VirtualNetwork(Resource):
     subnets: tuple[Subnet, ...] = ()
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SepDefinition(Resource):
     sep_id: str = ""
@@ -272,14 +249,14 @@ class SepDefinition(Resource):
     description: str = ""
 
 
-@_quick_init
-@_quick_init
+@quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ServiceEndpointPolicy(Resource):
     definitions: tuple[SepDefinition, ...] = ()
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OutboundRule:
     name: str
@@ -289,7 +266,7 @@ class OutboundRule:
     status: str
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Workspace(Resource):
     storage_account_id: str | None = None
@@ -299,7 +276,7 @@ class Workspace(Resource):
     private_endpoint_statuses: tuple[str, ...] = ()
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Compute(Resource):
     workspace_id: str = ""
@@ -314,13 +291,13 @@ class Compute(Resource):
     min_node_count: int | None = None
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class EnvironmentVersion(Resource):
     image: str | None = None
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class StorageAccount(Resource):
     private_endpoint_statuses: tuple[str, ...] = ()
@@ -520,21 +497,18 @@ def _fast_rule(body: Any, nsg_id: str | None, default: bool) -> SecurityRule | N
             return None
         values = [v for v in (one, *texts) if v not in (None, "")]
         ports = tuple(_port_range(v) for v in values) if values else ALL_PORTS
-    if None in ports:
+    if any(p is None for p in ports):
         return None
     src_asg, dst_asg = get("sourceApplicationSecurityGroups"), get("destinationApplicationSecurityGroups")
     if (src_asg or dst_asg) and (_fast_objs(src_asg) is None or _fast_objs(dst_asg) is None):
         return None
     if (src_asg is not None and type(src_asg) is not list) or (dst_asg is not None and type(dst_asg) is not list):
         return None
+    # Positional, in field order (a sweep builds a rule per microsecond or two; keywords cost one).
     return SecurityRule(
-        id=rid, type=RULE, name=name if name is not None else rid.rstrip("/").rsplit("/", 1)[-1],
-        location=location, tags=tags, etag=etag, raw=body,
-        nsg_id=nsg_id if nsg_id is not None else ids.parent_id(rid),
-        direction=direction, access=access, priority=priority, protocol=(protocol or "*").lower(),
-        source_prefixes=sources, dest_prefixes=dests, dest_ports=ports,  # type: ignore[arg-type]
-        source_asg=bool(src_asg), dest_asg=bool(dst_asg), description=description or "", is_default=default,
-    )
+        rid, RULE, name if name is not None else rid.rstrip("/").rsplit("/", 1)[-1], location, tags, etag, body,
+        nsg_id if nsg_id is not None else ids.parent_id(rid), direction, access, priority, (protocol or "*").lower(),
+        sources, dests, ports, bool(src_asg), bool(dst_asg), description or "", default)  # type: ignore[arg-type]
 
 
 def _parse_rule_checked(body: Mapping[str, Any], nsg_id: str | None, default: bool) -> SecurityRule:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .frozen import quick_init
 from .model import SecurityRule
 
 GENERIC_INTERNET = frozenset({"*", "internet", "0.0.0.0/0"})
@@ -93,6 +94,7 @@ def source_applies(rule: SecurityRule, subnet_prefixes: Sequence[str]) -> bool:
     return False
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Flow:
     """An outbound flow: ``protocol``/``port`` None mean "all" (used by EXF-NSG-01)."""

@@ -10,8 +10,9 @@ flows working travel with the fix that would otherwise break them, so one write 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
+from functools import lru_cache
 from types import MappingProxyType
 
 from .. import nsg as engine
@@ -70,8 +71,13 @@ _PERMITTED: dict[str, MappingProxyType | None] = {
 }
 
 
-def _permitted(ctx: Context, regions: Sequence[str]) -> dict[str, MappingProxyType | None]:
+def _permitted(ctx: Context, regions: Sequence[str]) -> Mapping[str, MappingProxyType | None]:
     """Permitted tag (lowercase, regions expanded) -> documented protocol/ports."""
+    return _permitted_for(tuple(regions), tuple(ctx.config.extra_service_tags))
+
+
+@lru_cache(maxsize=256)
+def _permitted_for(regions: tuple[str, ...], extra_tags: tuple[str, ...]) -> Mapping[str, MappingProxyType | None]:
     out: dict[str, MappingProxyType | None] = {}
     for pattern, spec in _PERMITTED.items():
         if "<region>" in pattern:
@@ -79,20 +85,25 @@ def _permitted(ctx: Context, regions: Sequence[str]) -> dict[str, MappingProxyTy
                 out[pattern.replace("<region>", r)] = spec
         else:
             out[pattern] = spec
-    for extra in ctx.config.extra_service_tags:
+    for extra in extra_tags:
         if "<region>" in extra:
             for r in regions:
                 out.setdefault(extra.lower().replace("<region>", r), _ANY)
         else:
             out.setdefault(extra.lower(), _ANY)
-    return out
+    return MappingProxyType(out)
 
 
 def required_flows(ctx: Context, region: str) -> list[engine.Flow]:
+    return list(_required_flows(region, ctx.config.curated_environments))
+
+
+@lru_cache(maxsize=256)
+def _required_flows(region: str, curated: bool) -> tuple[engine.Flow, ...]:
     tags = [f"BatchNodeManagement.{region}", "AzureMachineLearning", f"Storage.{region}"]
-    if ctx.config.curated_environments:
+    if curated:
         tags += [f"MicrosoftContainerRegistry.{region}", "AzureFrontDoor.FirstParty"]
-    return [engine.Flow("tcp", 443, t) for t in tags]
+    return tuple(engine.Flow("tcp", 443, t) for t in tags)
 
 
 def _offending_destination(dest: str, permitted: dict) -> bool:
@@ -226,7 +237,7 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
     for g in subnets:
         prefixes = g.subnet.address_prefixes if g.subnet else ()
         for region in g.regions:
-            for flow in required_flows(ctx, region):
+            for flow in _required_flows(region, ctx.config.curated_environments):
                 now, now_rule = engine.decide(outbound, flow, prefixes)
                 later, later_rule = engine.decide(after_outbound, flow, prefixes) if pending else (now, now_rule)
                 if now == "deny":
