@@ -452,10 +452,16 @@ def _fast_rule(body: Any, nsg_id: str | None, default: bool) -> SecurityRule | N
         return None
     rid = body.get("id")
     rtype = body.get("type")
-    if type(rid) is not str or type(rtype) is not str or not rtype:
+    name = body.get("name")
+    if rid is None and nsg_id and type(name) is str:  # a rule nested in its NSG without its own ID
+        rid = f"{nsg_id}/{'defaultSecurityRules' if default else 'securityRules'}/{name}"
+        if not rtype and ids.try_parse(rid) is None:
+            return None
+    elif type(rtype) is not str or not rtype:
+        return None
+    if type(rid) is not str or (rtype is not None and type(rtype) is not str):
         return None
     rid = rid.strip()
-    name = body.get("name")
     props = body.get("properties")
     etag = body.get("etag")
     location = body.get("location")

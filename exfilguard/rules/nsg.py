@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 from .. import nsg as engine
 from ..findings import Finding, FixKind, Severity
-from ..fixes import Edit, Sel, apply_edits
+from ..fixes import Edit, Sel, apply_edit, apply_edits, copy_json
 from ..model import NSG, Nsg, SecurityRule, parse_rule
 from ..picture import GuardedSubnet
 from .base import GUIDE_EXFIL, GUIDE_TRAINING, Context, Rule
@@ -151,7 +151,16 @@ def _after(nsg: Nsg, edits: Sequence[Edit]) -> Nsg:
 
     The edits change custom rules only, so the default rules are kept, and so is every
     custom rule whose JSON came through unchanged (the same JSON parses to the same rule)."""
-    body = apply_edits(composed_body(nsg), edits)
+    body = composed_body(nsg)
+    if all(tuple(e.path[:2]) == _RULES_PATH for e in edits):
+        # The usual case: every edit is inside securityRules, so only the rules need copying
+        # (not the default rules and subnet references the rest of the body carries).
+        props = body["properties"]
+        props["securityRules"] = copy_json(props["securityRules"])
+        for e in edits:
+            apply_edit(body, e)
+    else:
+        body = apply_edits(body, edits)
     unchanged = {r.name: r for r in nsg.rules}
     rules = []
     for raw in (body.get("properties") or {}).get("securityRules") or ():

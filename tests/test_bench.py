@@ -1,0 +1,33 @@
+"""``make bench`` itself: the harness produces every key of bench/results.json (behaviour only:
+``--quick`` sizes are tiny and no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.function_support import REPO, azurite_connection
+
+KEYS = {"cold_import_s", "cold_first_decision_s", "peak_rss_mb", "engine_events_per_s", "arm_requests_per_event",
+        "sweep_s", "sweep_growth", "remediation_overhead_ratio", "targets", "machine"}
+KINDS = {"securityRules/write", "subnets/write", "virtualNetworks/write", "computes/write",
+         "serviceEndpointPolicies/write"}
+
+
+def test_quick_bench_writes_every_key(tmp_path):
+    out = tmp_path / "results.json"
+    env = {**os.environ, "AZURITE_CONNECTION_STRING": azurite_connection()}
+    proc = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--out", str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert set(results) == KEYS
+    assert set(results["arm_requests_per_event"]) == KINDS
+    for counts in results["arm_requests_per_event"].values():
+        assert counts["writes"] == 1 and counts["reads"] >= 1  # every drift was fixed with one write
+    assert len(results["sweep_s"]) == 3
+    assert results["machine"]["cores"] and results["machine"]["python"]
+    assert all({"target", "value", "holds"} <= set(t) for t in results["targets"].values())
+    assert "holds?" in proc.stdout
