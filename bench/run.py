@@ -78,7 +78,7 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
 def run(quick: bool) -> tuple[dict[str, Any], list[str]]:
     storage = storage_connection()
     # The handlers log each decision (the Functions host collects it); here it would drown the table.
-    logging.getLogger("exfilguard").setLevel(logging.ERROR)
+    logging.getLogger("exfilguard").setLevel(logging.CRITICAL)
     notes: list[str] = []
     info = machine()
     _log("compiling bytecode (as a deployment package is built)")

@@ -14,7 +14,7 @@ from . import exemptions, ids
 from .config import Config
 from .findings import Finding, Notice, Severity
 from .fixes import PlannedChange
-from .picture import Picture
+from .picture import Picture, cyclic_gc_paused
 from .rules import FAMILIES, RULES, Context
 
 
@@ -44,7 +44,15 @@ def today_utc() -> date:
 def evaluate(picture: Picture, config: Config, today: date | None = None,
              only: Iterable[str] | None = None) -> Evaluation:
     """All findings for the picture. ``only`` (resource IDs) limits the findings kept to
-    those resources, for event handling where the picture holds neighbours too."""
+    those resources, for event handling where the picture holds neighbours too.
+
+    Like :func:`exfilguard.picture.build`, it runs with the cyclic collector paused: over a
+    big picture its passes cost more than the rules themselves, and nothing here is cyclic."""
+    with cyclic_gc_paused():
+        return _evaluate(picture, config, today, only)
+
+
+def _evaluate(picture: Picture, config: Config, today: date | None, only: Iterable[str] | None) -> Evaluation:
     ctx = Context(picture=picture, config=config, today=today or today_utc())
     found: list[Finding] = []
     for family in FAMILIES:

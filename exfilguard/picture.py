@@ -8,8 +8,10 @@ no rule scans the whole picture per resource. Building it is linear in the input
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from . import ids
@@ -159,7 +161,31 @@ def build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str] = (), s
 
     A body that does not fit its type is skipped with a notice naming the resource and the
     field, so one malformed resource never hides the findings of the others.
+
+    The cyclic garbage collector is paused while building: every view made here stays alive
+    and none is part of a reference cycle, so its passes over the growing heap only cost time
+    (half of a 100,000-resource sweep, and more the bigger the input). Reference counting
+    still frees every temporary; the collector resumes afterwards.
     """
+    with cyclic_gc_paused():
+        return _build(bodies, extra_guarded_subnets, source)
+
+
+@contextlib.contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (if it runs) for a burst of long-lived, acyclic
+    allocations; reference counting frees everything else as usual."""
+    collecting = gc.isenabled()
+    if collecting:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], source: str) -> Picture:
     pic = Picture(extra_guarded=tuple(extra_guarded_subnets))
     standalone_rules: dict[str, dict[str, SecurityRule]] = defaultdict(dict)
     standalone_subnets: dict[str, dict[str, Subnet]] = defaultdict(dict)
