@@ -250,7 +250,6 @@ class SepDefinition(Resource):
 
 
 @quick_init
-@quick_init
 @dataclass(frozen=True, slots=True)
 class ServiceEndpointPolicy(Resource):
     definitions: tuple[SepDefinition, ...] = ()
