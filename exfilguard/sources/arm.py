@@ -6,14 +6,13 @@ change, including ones the SDK models do not know. So the SDK models are never t
 in-memory form of a resource:
 
 - Network resources (NSGs and rules, VNets and subnets, service endpoint policies and their
-  definitions) and storage accounts (private endpoint connections only) are requested through
-  an ARM pipeline assembled here exactly as ``azure-mgmt-network``'s client assembles its own
-  (the same azure-core and azure-mgmt-core policies, in the same order), with API version
-  2024-05-01. Importing ``azure.mgmt.network`` loads every model of the Network API, about
-  0.4 s and 35 MB at a cold start, to build URLs this module builds itself.
+  definitions) are read and written with ``NetworkManagementClient``'s own operations, with a
+  ``cls=`` hook that returns the response JSON and the request body passed as bytes.
 - Machine Learning resources go through ``MachineLearningServicesMgmtClient``'s pipeline with
   API version 2025-12-01: the stable SDK (1.0.1) models API 2020-08-01, which lacks
   ``enableNodePublicIp``, ``publicNetworkAccess`` and ``managedNetwork``.
+- Storage accounts (private endpoint connections only) are a raw GET through the network
+  client's pipeline, so the package needs no storage management SDK.
 - Lists are paged by following ``nextLink`` through the same pipelines (retry, auth and
   counting policies included), keeping each page's JSON byte for byte.
 
@@ -28,6 +27,7 @@ Function trigger that only parses an event, a snapshot scan) stays cheap.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import random
 import re
@@ -39,7 +39,7 @@ from urllib.parse import quote, urlsplit
 
 from .. import endpoint as endpoint_mod
 from .. import ids
-from ..model import WORKSPACE
+from ..model import NSG, RULE, SEP, SEP_DEF, SUBNET, VNET, WORKSPACE
 
 ML_API_VERSION = "2025-12-01"
 STORAGE_API_VERSION = "2023-05-01"
@@ -49,6 +49,16 @@ NETWORK_API_VERSION = "2024-05-01"
 ML_NAMESPACE = "microsoft.machinelearningservices"
 STORAGE_NAMESPACE = "microsoft.storage"
 NETWORK_NAMESPACE = "microsoft.network"
+
+# Network types the SDK has typed operations for: type key -> operations attribute.
+_NETWORK_OPERATIONS = {
+    NSG: "network_security_groups",
+    RULE: "security_rules",
+    VNET: "virtual_networks",
+    SUBNET: "subnets",
+    SEP: "service_endpoint_policies",
+    SEP_DEF: "service_endpoint_policy_definitions",
+}
 
 # What a subscription sweep lists at the top level, in this order.
 SWEEP_TYPES = (
@@ -135,6 +145,16 @@ def _error(status: int | None, code: str | None, text: str, resource_id: str, re
                     replayed=replayed)
 
 
+def _raw_json(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
+    """``cls=`` hook for SDK operations: the response JSON exactly as ARM sent it."""
+    return pipeline_response.http_response.json()
+
+
+def _pipeline_response(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
+    """``cls=`` hook for ``begin_*``: hand back the initial response to poll it ourselves."""
+    return pipeline_response
+
+
 class _NoCredential:
     """Stands in where the SDK insists on a credential but no token may be sent (loopback)."""
 
@@ -207,7 +227,7 @@ class ArmClient:
         self.last_status: int | None = None
         """HTTP status of the last write's first answer (200/201/202), for the audit log."""
         self._lock = threading.Lock()
-        self._arm: Any = None
+        self._network: Any = None
         self._ml: Any = None
         self._sleep: Callable[[float], None] = time.sleep
 
@@ -233,36 +253,14 @@ class ArmClient:
         return kwargs
 
     @property
-    def arm(self) -> Any:
-        """The ARM pipeline for network and storage requests, built on first use: the policies
-        ``NetworkManagementClient`` puts in its pipeline, in its order (our retry policy, our
-        per-try counter, no token on loopback), without importing the network SDK."""
-        if self._arm is None:
-            from azure.core.pipeline import policies
-            from azure.mgmt.core import ARMPipelineClient
-            from azure.mgmt.core.policies import (
-                ARMAutoResourceProviderRegistrationPolicy,
-                ARMChallengeAuthenticationPolicy,
-                ARMHttpLoggingPolicy,
-            )
+    def network(self) -> Any:
+        """``NetworkManagementClient``, built on first use."""
+        if self._network is None:
+            from azure.mgmt.network import NetworkManagementClient
 
-            from .. import __version__
-
-            kwargs = self._client_kwargs()
-            base_url, scopes = kwargs.pop("base_url"), kwargs.pop("credential_scopes")
-            retry, auth = kwargs.pop("retry_policy"), kwargs.pop("authentication_policy", None)
-            if auth is None:
-                cred = self._credential if self._credential is not None else _NoCredential()
-                auth = ARMChallengeAuthenticationPolicy(cred, *scopes)
-            redirect = policies.RedirectPolicy()
-            self._arm = ARMPipelineClient(base_url=base_url, policies=[
-                policies.RequestIdPolicy(), policies.HeadersPolicy(),
-                policies.UserAgentPolicy(sdk_moniker=f"exfilguard/{__version__}"), policies.ProxyPolicy(),
-                policies.ContentDecodePolicy(), ARMAutoResourceProviderRegistrationPolicy(), redirect, retry, auth,
-                policies.CustomHookPolicy(), policies.NetworkTraceLoggingPolicy(), policies.DistributedTracingPolicy(),
-                policies.SensitiveHeaderCleanupPolicy(), ARMHttpLoggingPolicy(),
-            ], **kwargs)
-        return self._arm
+            cred = self._credential if self._credential is not None else _NoCredential()
+            self._network = NetworkManagementClient(cred, self.subscription_id, **self._client_kwargs())
+        return self._network
 
     @property
     def ml(self) -> Any:
@@ -275,10 +273,10 @@ class ArmClient:
         return self._ml
 
     def close(self) -> None:
-        for client in (self._arm, self._ml):
+        for client in (self._network, self._ml):
             if client is not None:
                 client.close()
-        self._arm = self._ml = None
+        self._network = self._ml = None
 
     def __enter__(self) -> ArmClient:
         return self
@@ -309,7 +307,7 @@ class ArmClient:
     def _pipeline_for(self, type_key: str) -> Any:
         """The SDK pipeline a raw request of this type travels through."""
         self.api_version(type_key)
-        return self.ml._client if type_key.startswith(ML_NAMESPACE + "/") else self.arm
+        return self.ml._client if type_key.startswith(ML_NAMESPACE + "/") else self.network._client
 
     def _send(self, pipeline: Any, method: str, url: str, resource_id: str, *, api_version: str | None = None,
               body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
@@ -389,7 +387,20 @@ class ArmClient:
     # ------------------------------------------------------------------ reads
     def get(self, resource_id: str) -> dict | None:
         """The resource's ARM JSON as ARM sent it; None when it does not exist (404)."""
-        tkey = ids.type_key(ids.parse(resource_id).type)
+        rid = ids.parse(resource_id)
+        tkey = ids.type_key(rid.type)
+        op_name = _NETWORK_OPERATIONS.get(tkey)
+        if op_name is not None:
+            from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+            operations = getattr(self.network, op_name)
+            try:
+                return operations.get(rid.resource_group, *rid.names, api_version=NETWORK_API_VERSION,
+                                      cls=_raw_json)
+            except ResourceNotFoundError:
+                return None
+            except AzureError as exc:
+                raise self._from_sdk_error(exc, resource_id) from exc
         response = self._send(self._pipeline_for(tkey), "GET", self.url(resource_id), resource_id,
                               api_version=self.api_version(tkey))
         if response.status_code == 404:
@@ -484,14 +495,29 @@ class ArmClient:
         async operation has succeeded only its provisioningState is stale, so that is set from
         the operation instead of paying a GET for it.
         """
-        tkey = ids.type_key(ids.parse(resource_id).type)
+        rid = ids.parse(resource_id)
+        tkey = ids.type_key(rid.type)
         data = json.dumps(body, separators=(",", ":")).encode()
         headers = {"If-Match": etag} if etag else {}
         before = self._count("PUT")
-        pipeline = self._pipeline_for(tkey)
-        response = self._send(pipeline, "PUT", self.url(resource_id), resource_id,
-                              api_version=self.api_version(tkey), body=data, headers=headers)
-        self._check(response, resource_id, (200, 201, 202), self._count("PUT") - before > 1)
+        op_name = _NETWORK_OPERATIONS.get(tkey)
+        if op_name is not None:
+            from azure.core.exceptions import AzureError
+
+            operations = getattr(self.network, op_name)
+            try:
+                poller = operations.begin_create_or_update(
+                    rid.resource_group, *rid.names, io.BytesIO(data), content_type="application/json",
+                    headers=headers, api_version=NETWORK_API_VERSION, polling=False, cls=_pipeline_response)
+                response = poller.result().http_response
+            except AzureError as exc:
+                raise self._from_sdk_error(exc, resource_id, self._count("PUT") - before > 1) from exc
+            pipeline = self.network._client
+        else:
+            pipeline = self._pipeline_for(tkey)
+            response = self._send(pipeline, "PUT", self.url(resource_id), resource_id,
+                                  api_version=self.api_version(tkey), body=data, headers=headers)
+            self._check(response, resource_id, (200, 201, 202), self._count("PUT") - before > 1)
         self.last_status = response.status_code
         written = response.json() if response.text() else dict(body)
         state = self._await(pipeline, response, resource_id)
