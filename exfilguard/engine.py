@@ -55,10 +55,14 @@ def evaluate(picture: Picture, config: Config, today: date | None = None,
 def _evaluate(picture: Picture, config: Config, today: date | None, only: Iterable[str] | None) -> Evaluation:
     ctx = Context(picture=picture, config=config, today=today or today_utc())
     found: list[Finding] = []
+    keep = {ids.key(i) for i in only} if only is not None else None
+    # An event's picture holds neighbours too: families whose findings could not be about the
+    # resources kept are not run at all (a security rule event runs the NSG family only).
+    wanted = {t for k in keep if (t := ids.type_of(k)) is not None} if keep is not None else None
     for family in FAMILIES:
-        found.extend(family.evaluate(ctx))
-    if only is not None:
-        keep = {ids.key(i) for i in only}
+        if wanted is None or any(t in wanted for t in family.TARGETS):
+            found.extend(family.evaluate(ctx))
+    if keep is not None:
         found = [f for f in found if ids.key(f.resource_id) in keep]
     notices = list(picture.notices)
     notices.extend(_absent_references(picture))

@@ -32,6 +32,7 @@ CMP_04 = Rule(
     "Public SSH lets anyone with a key copy data straight off the node.", GUIDE_TRAINING)
 
 RULES = (CMP_01, CMP_02, CMP_03, CMP_04)
+TARGETS = (COMPUTE,)  # resource types its findings are about
 
 SIMPLIFIED_SINCE = "2022-12-01"
 

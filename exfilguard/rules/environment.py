@@ -17,6 +17,7 @@ ENV_01 = Rule(
     "images are served from mcr.microsoft.com.", GUIDE_EXFIL)
 
 RULES = (ENV_01,)
+TARGETS = (ENV_VERSION,)  # resource types its findings are about
 
 
 def evaluate(ctx: Context) -> Iterator[Finding]:

@@ -51,6 +51,7 @@ NSG_05 = Rule(
     "the session.", GUIDE_TRAINING)
 
 RULES = (NSG_01, NSG_02, NSG_03, NSG_04, NSG_05)
+TARGETS = (NSG,)  # resource types its findings are about
 
 DENY_RULE_NAME = "exfilguard-deny-internet-outbound"
 _RULES_PATH = ("properties", "securityRules")

@@ -34,6 +34,7 @@ SEP_04 = Rule(
     "exfiltration target.", GUIDE_EXFIL)
 
 RULES = (SEP_01, SEP_02, SEP_03, SEP_04)
+TARGETS = (SEP,)  # resource types its findings are about
 
 ML_ALIAS = "/services/Azure/MachineLearning"
 ALIAS_DEFINITION = "exfilguard-aml-alias"

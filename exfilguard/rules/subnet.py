@@ -27,6 +27,7 @@ SN_03 = Rule(
     "Without an NSG nothing denies outbound internet traffic from the compute.", GUIDE_EXFIL)
 
 RULES = (SN_01, SN_02, SN_03)
+TARGETS = (SUBNET,)  # resource types its findings are about
 
 _STORAGE_SERVICES = ("microsoft.storage", "microsoft.storage.global")
 _PATH = ("properties",)

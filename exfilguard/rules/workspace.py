@@ -36,6 +36,7 @@ WS_05 = Rule(
     "Each user-defined FQDN outbound rule is a destination data can be sent to.", GUIDE_MANAGED)
 
 RULES = (WS_01, WS_02, WS_03, WS_04, WS_05)
+TARGETS = (WORKSPACE, STORAGE)  # resource types its findings are about
 
 
 def _fqdn_allowed(host: str, allow: list[str]) -> bool:
