@@ -127,29 +127,21 @@ class Picture:
 
 
 # ---------------------------------------------------------------------- building
+def _fold(parents: dict, children: dict[str, dict], field_name: str) -> None:
+    """Fold standalone children into their parents' ``field_name`` (a standalone child wins)."""
+    for parent_key, kids in children.items():
+        parent = parents.get(parent_key)
+        if parent is None:
+            continue
+        merged = {ids.key(c.id): c for c in getattr(parent, field_name)}
+        merged.update(kids)
+        parents[parent_key] = replace(parent, **{field_name: tuple(merged.values())})
+
+
 def _store_children(pic: Picture, standalone_rules: dict, standalone_subnets: dict, standalone_defs: dict) -> None:
-    """Fold standalone children into their parents (a standalone child wins)."""
-    for nsg_key, rules in standalone_rules.items():
-        nsg = pic.nsgs.get(nsg_key)
-        if nsg is None:
-            continue
-        merged = {ids.key(r.id): r for r in nsg.rules}
-        merged.update(rules)
-        pic.nsgs[nsg_key] = replace(nsg, rules=tuple(merged.values()))
-    for vnet_key, subnets in standalone_subnets.items():
-        vnet = pic.vnets.get(vnet_key)
-        if vnet is None:
-            continue
-        merged = {ids.key(s.id): s for s in vnet.subnets}
-        merged.update(subnets)
-        pic.vnets[vnet_key] = replace(vnet, subnets=tuple(merged.values()))
-    for sep_key, defs in standalone_defs.items():
-        sep = pic.seps.get(sep_key)
-        if sep is None:
-            continue
-        merged = {ids.key(d.id): d for d in sep.definitions}
-        merged.update(defs)
-        pic.seps[sep_key] = replace(sep, definitions=tuple(merged.values()))
+    _fold(pic.nsgs, standalone_rules, "rules")
+    _fold(pic.vnets, standalone_subnets, "subnets")
+    _fold(pic.seps, standalone_defs, "definitions")
 
 
 def _parent_key(child_id: str) -> str:
