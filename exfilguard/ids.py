@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .frozen import quick_init
 
@@ -20,6 +21,12 @@ class BadResourceId(ValueError):
     """An ARM resource ID that does not have the ``/subscriptions/<id>/...`` shape."""
 
 
+# key() and parse() are pure functions of a string, asked about the same few IDs many times
+# while one event is handled (routing, closure, picture, rules): small LRU caches answer those.
+_CACHED_IDS = 4096
+
+
+@lru_cache(maxsize=_CACHED_IDS)
 def key(resource_id: str) -> str:
     """The comparison key of an ARM ID: lowercase, no trailing slash, no stray spaces."""
     return resource_id.strip().rstrip("/").replace(" /", "/").lower()
@@ -94,6 +101,12 @@ def parse(resource_id: str) -> ResourceId:
     """
     if not isinstance(resource_id, str):
         raise BadResourceId(f"resource ID must be a string, got {type(resource_id).__name__}")
+    return _parse(resource_id)
+
+
+@lru_cache(maxsize=_CACHED_IDS)
+def _parse(resource_id: str) -> ResourceId:
+    """:func:`parse` of a string; its result is immutable, so it is shared (errors are not cached)."""
     text = resource_id.strip()
     if not text.startswith("/"):
         raise BadResourceId(f"resource ID must start with '/subscriptions/': {resource_id!r}")

@@ -554,29 +554,83 @@ def parse_nsg(body: Mapping[str, Any], rid: str, tkey: str) -> Nsg:
     rules = tuple(parse_rule(x, rid) for x in r.objs(props, "securityRules", "properties"))
     defaults_raw = r.objs(props, "defaultSecurityRules", "properties")
     if defaults_raw:
-        defaults = tuple(parse_rule(x, rid, default=True) for x in defaults_raw)
+        defaults = tuple(_azure_default_rule(x, rid) or parse_rule(x, rid, default=True) for x in defaults_raw)
     else:
         defaults = azure_default_rules(rid)
     return Nsg(**common, rules=rules, default_rules=defaults)
 
 
+# Azure's six default rules as ARM returns them in every NSG's defaultSecurityRules:
+# (name, description, direction, access, priority, source prefix, destination prefix).
+_AZURE_DEFAULTS = (
+    ("AllowVnetInBound", "Allow inbound traffic from all VMs in VNET", "Inbound", "Allow", 65000,
+     "VirtualNetwork", "VirtualNetwork"),
+    ("AllowAzureLoadBalancerInBound", "Allow inbound traffic from azure load balancer", "Inbound", "Allow", 65001,
+     "AzureLoadBalancer", "*"),
+    ("DenyAllInBound", "Deny all inbound traffic", "Inbound", "Deny", 65500, "*", "*"),
+    ("AllowVnetOutBound", "Allow outbound traffic from all VMs to all VMs in VNET", "Outbound", "Allow", 65000,
+     "VirtualNetwork", "VirtualNetwork"),
+    ("AllowInternetOutBound", "Allow outbound traffic from all VMs to Internet", "Outbound", "Allow", 65001,
+     "*", "Internet"),
+    ("DenyAllOutBound", "Deny all outbound traffic", "Outbound", "Deny", 65500, "*", "*"),
+)
+_DEFAULT_RULE_TYPE = "Microsoft.Network/networkSecurityGroups/defaultSecurityRules"
+# Every property parse_rule reads (but etag: the template path wants it on the body).
+_RULE_FIELDS = ("priority", "direction", "access", "protocol", "description", "sourceAddressPrefix",
+                "sourceAddressPrefixes", "destinationAddressPrefix", "destinationAddressPrefixes",
+                "destinationPortRange", "destinationPortRanges", "sourceApplicationSecurityGroups",
+                "destinationApplicationSecurityGroups")
+
+
+@lru_cache(maxsize=1)
+def _default_templates() -> Mapping[str, tuple[tuple[Any, ...], SecurityRule]]:
+    """Name -> (the values of ``_RULE_FIELDS`` ARM returns for that default rule, the rule
+    :func:`parse_rule` makes of it), built once by parsing Azure's own bodies."""
+    out = {}
+    for name, description, direction, access, priority, source, destination in _AZURE_DEFAULTS:
+        props = {"provisioningState": "Succeeded", "description": description, "protocol": "*",
+                 "sourcePortRange": "*", "destinationPortRange": "*", "sourceAddressPrefix": source,
+                 "destinationAddressPrefix": destination, "access": access, "priority": priority,
+                 "direction": direction, "sourcePortRanges": [], "destinationPortRanges": [],
+                 "sourceAddressPrefixes": [], "destinationAddressPrefixes": []}
+        body = {"name": name, "id": f"/n/defaultSecurityRules/{name}", "etag": "e", "type": _DEFAULT_RULE_TYPE,
+                "properties": props}
+        out[name] = (tuple(map(props.get, _RULE_FIELDS)), parse_rule(body, "/n", default=True))
+    return MappingProxyType(out)
+
+
+def _azure_default_rule(body: Any, nsg_id: str) -> SecurityRule | None:
+    """:func:`parse_rule` of a default rule exactly as Azure defines it, from a template.
+
+    Azure fixes its default rules and makes them read-only, so nearly every NSG body carries
+    the same six; comparing the fields parse_rule reads to Azure's values is much cheaper than
+    parsing them. None (parse it the usual way) for anything else, so the result is always
+    the rule parse_rule returns."""
+    if type(body) is not dict:
+        return None
+    name, props, rid, etag = body.get("name"), body.get("properties"), body.get("id"), body.get("etag")
+    known = _default_templates().get(name) if type(name) is str else None
+    if (known is None or type(props) is not dict or type(etag) is not str or type(props.get("priority")) is not int
+            or body.get("type") != _DEFAULT_RULE_TYPE or body.get("location") is not None
+            or body.get("tags") is not None or rid != f"{nsg_id}/defaultSecurityRules/{name}"):
+        return None
+    values, t = known
+    if tuple(map(props.get, _RULE_FIELDS)) != values:
+        return None
+    return SecurityRule(rid, RULE, name, None, _EMPTY, etag, body, nsg_id, t.direction, t.access, t.priority,
+                        t.protocol, t.source_prefixes, t.dest_prefixes, t.dest_ports, t.source_asg, t.dest_asg,
+                        t.description, True)
+
+
 def azure_default_rules(nsg_id: str) -> tuple[SecurityRule, ...]:
     """Azure's six default rules, assumed when a body omits ``defaultSecurityRules``."""
-    spec = (
-        ("AllowVnetInBound", "inbound", "allow", 65000, "VirtualNetwork", "VirtualNetwork"),
-        ("AllowAzureLoadBalancerInBound", "inbound", "allow", 65001, "AzureLoadBalancer", "*"),
-        ("DenyAllInBound", "inbound", "deny", 65500, "*", "*"),
-        ("AllowVnetOutBound", "outbound", "allow", 65000, "VirtualNetwork", "VirtualNetwork"),
-        ("AllowInternetOutBound", "outbound", "allow", 65001, "*", "Internet"),
-        ("DenyAllOutBound", "outbound", "deny", 65500, "*", "*"),
-    )
     out = []
-    for name, direction, access, prio, src, dst in spec:
+    for name, _, direction, access, prio, src, dst in _AZURE_DEFAULTS:
         rid = f"{nsg_id}/defaultSecurityRules/{name}"
         out.append(SecurityRule(id=rid, type=DEFAULT_RULE, name=name, location=None, tags=_EMPTY, etag=None,
-                                raw=MappingProxyType({}), nsg_id=nsg_id, direction=direction, access=access,
-                                priority=prio, protocol="*", source_prefixes=(src,), dest_prefixes=(dst,),
-                                is_default=True))
+                                raw=MappingProxyType({}), nsg_id=nsg_id, direction=direction.lower(),
+                                access=access.lower(), priority=prio, protocol="*", source_prefixes=(src,),
+                                dest_prefixes=(dst,), is_default=True))
     return tuple(out)
 
 

@@ -192,6 +192,37 @@ def _rules_in(bodies: list) -> list[tuple[dict, str | None, bool]]:
     return out
 
 
+def test_azure_default_rules_from_the_template_agree_with_the_checked_reading():
+    """Default rules exactly as Azure defines them are built from a template: the same rule the
+    checked reading builds (raw included); anything else, even one field off, is parsed."""
+    from exfilguard.model import _azure_default_rule, _parse_rule_checked
+    from tests.armemu import ArmEmulator
+
+    samples = [json.loads(p.read_text()) for p in sorted((Path(__file__).parent.parent / "samples").glob("*.json"))]
+    composed = ArmEmulator(samples[0])
+    bodies = [b for s in samples for b in s] + [composed.get_body(b["id"]) for b in samples[0]]
+    defaults = [(body, nsg) for body, nsg, default in _rules_in(bodies) if default]
+    templated = 0
+    for body, nsg in defaults:
+        got = _azure_default_rule(body, nsg)
+        if got is not None:
+            templated += 1
+            want = _parse_rule_checked(body, nsg, True)
+            assert got == want and got.raw is want.raw and got.nsg_id == want.nsg_id, body
+    assert templated >= 6, templated
+    body, nsg = next((b, n) for b, n in defaults if _azure_default_rule(b, n) is not None)
+    for where, field, value in (("properties", "priority", 65000.0), ("properties", "priority", 65001),
+                                ("properties", "destinationAddressPrefix", "Storage"),
+                                ("properties", "sourceAddressPrefixes", ["10.0.0.0/8"]),
+                                ("properties", "description", "changed"), ("", "location", "westeurope"),
+                                ("", "tags", {"a": "b"}), ("", "etag", None), ("", "id", body["id"] + "x"),
+                                ("", "type", "Microsoft.Network/networkSecurityGroups/securityRules")):
+        bad = copy.deepcopy(body)
+        (bad[where] if where else bad)[field] = value
+        assert _azure_default_rule(bad, nsg) is None, (field, value)
+    assert _azure_default_rule({**body, "name": ["x"]}, nsg) is None
+
+
 def test_fast_rule_reading_agrees_with_the_checked_reading():
     """Well-typed rules take a fast path; it must build exactly what the field-by-field reading
     builds, and leave everything it is unsure of (misfits included) to that reading."""
