@@ -575,17 +575,12 @@ _AZURE_DEFAULTS = (
     ("DenyAllOutBound", "Deny all outbound traffic", "Outbound", "Deny", 65500, "*", "*"),
 )
 _DEFAULT_RULE_TYPE = "Microsoft.Network/networkSecurityGroups/defaultSecurityRules"
-# Every property parse_rule reads (but etag: the template path wants it on the body).
-_RULE_FIELDS = ("priority", "direction", "access", "protocol", "description", "sourceAddressPrefix",
-                "sourceAddressPrefixes", "destinationAddressPrefix", "destinationAddressPrefixes",
-                "destinationPortRange", "destinationPortRanges", "sourceApplicationSecurityGroups",
-                "destinationApplicationSecurityGroups")
 
 
 @lru_cache(maxsize=1)
-def _default_templates() -> Mapping[str, tuple[tuple[Any, ...], SecurityRule]]:
-    """Name -> (the values of ``_RULE_FIELDS`` ARM returns for that default rule, the rule
-    :func:`parse_rule` makes of it), built once by parsing Azure's own bodies."""
+def _default_templates() -> Mapping[str, tuple[dict[str, Any], SecurityRule]]:
+    """Name -> (the ``properties`` ARM returns for that default rule, the rule :func:`parse_rule`
+    makes of them), built once by parsing Azure's own bodies."""
     out = {}
     for name, description, direction, access, priority, source, destination in _AZURE_DEFAULTS:
         props = {"provisioningState": "Succeeded", "description": description, "protocol": "*",
@@ -595,7 +590,7 @@ def _default_templates() -> Mapping[str, tuple[tuple[Any, ...], SecurityRule]]:
                  "sourceAddressPrefixes": [], "destinationAddressPrefixes": []}
         body = {"name": name, "id": f"/n/defaultSecurityRules/{name}", "etag": "e", "type": _DEFAULT_RULE_TYPE,
                 "properties": props}
-        out[name] = (tuple(map(props.get, _RULE_FIELDS)), parse_rule(body, "/n", default=True))
+        out[name] = (props, parse_rule(body, "/n", default=True))
     return MappingProxyType(out)
 
 
@@ -603,20 +598,18 @@ def _azure_default_rule(body: Any, nsg_id: str) -> SecurityRule | None:
     """:func:`parse_rule` of a default rule exactly as Azure defines it, from a template.
 
     Azure fixes its default rules and makes them read-only, so nearly every NSG body carries
-    the same six; comparing the fields parse_rule reads to Azure's values is much cheaper than
-    parsing them. None (parse it the usual way) for anything else, so the result is always
-    the rule parse_rule returns."""
+    the same six: one comparison of the whole ``properties`` object with Azure's is much
+    cheaper than parsing it. None (parse it the usual way) for anything else, even one
+    property off, so the result is always the rule parse_rule returns."""
     if type(body) is not dict:
         return None
     name, props, rid, etag = body.get("name"), body.get("properties"), body.get("id"), body.get("etag")
     known = _default_templates().get(name) if type(name) is str else None
-    if (known is None or type(props) is not dict or type(etag) is not str or type(props.get("priority")) is not int
+    if (known is None or type(etag) is not str or props != known[0] or type(props["priority"]) is not int
             or body.get("type") != _DEFAULT_RULE_TYPE or body.get("location") is not None
             or body.get("tags") is not None or rid != f"{nsg_id}/defaultSecurityRules/{name}"):
         return None
-    values, t = known
-    if tuple(map(props.get, _RULE_FIELDS)) != values:
-        return None
+    t = known[1]
     return SecurityRule(rid, RULE, name, None, _EMPTY, etag, body, nsg_id, t.direction, t.access, t.priority,
                         t.protocol, t.source_prefixes, t.dest_prefixes, t.dest_ports, t.source_asg, t.dest_asg,
                         t.description, True)

@@ -109,21 +109,33 @@ class Flow:
 
 
 def matches(rule: SecurityRule, flow: Flow, subnet_prefixes: Sequence[str]) -> bool:
+    """Does ``rule`` apply to ``flow`` from a subnet with ``subnet_prefixes``?"""
+    return _matches(rule, flow, _tag_keys(flow.tag), subnet_prefixes)
+
+
+@lru_cache(maxsize=256)
+def _tag_keys(tag: str | None) -> tuple[str, ...] | None:
+    """The lowercase destinations (besides the generic internet ones) that cover ``tag``: the
+    tag and, for a regional tag, its global form (as :func:`tag_matches`); None for no tag."""
+    if tag is None:
+        return None
+    t = tag.lower()
+    return (t, t.split(".", 1)[0]) if "." in t else (t,)
+
+
+def _matches(rule: SecurityRule, flow: Flow, keys: tuple[str, ...] | None, subnet_prefixes: Sequence[str]) -> bool:
     # The destination first: it rules out most rules for a given flow (decide() asks every
     # rule in turn). The same tests as tag_matches(), with the flow's tag lowered once.
-    tag = flow.tag
-    if tag is None:
+    if keys is None:
         for d in rule.dest_prefixes:
             if d.lower() in GENERIC_INTERNET:
                 break
         else:
             return False
     else:
-        t = tag.lower()
-        base = t.split(".", 1)[0] if "." in t else None
         for d in rule.dest_prefixes:
             x = d.strip().lower()
-            if x in GENERIC_INTERNET or x in (t, base):
+            if x in GENERIC_INTERNET or x in keys:
                 break
         else:
             return False
@@ -134,8 +146,9 @@ def matches(rule: SecurityRule, flow: Flow, subnet_prefixes: Sequence[str]) -> b
 def decide(ordered: Iterable[SecurityRule], flow: Flow,
            subnet_prefixes: Sequence[str]) -> tuple[str, SecurityRule | None]:
     """The effective access of ``flow`` and the rule that decided it (first match wins)."""
+    keys = _tag_keys(flow.tag)
     for rule in ordered:
-        if matches(rule, flow, subnet_prefixes):
+        if _matches(rule, flow, keys, subnet_prefixes):
             return rule.access, rule
     return "deny", None
 

@@ -107,8 +107,8 @@ def _required_flows(region: str, curated: bool) -> tuple[engine.Flow, ...]:
     return tuple(engine.Flow("tcp", 443, t) for t in tags)
 
 
-def _offending_destination(dest: str, permitted: dict) -> bool:
-    d = dest.strip().lower()
+def _offending_destination(dest: str, d: str, permitted: Mapping[str, object]) -> bool:
+    """Can ``dest`` (``d`` lowercased and stripped) receive data?"""
     if d in engine.GENERIC_INTERNET:
         return True
     if engine.as_network(dest) is not None:
@@ -133,7 +133,10 @@ def _too_wide(rule: SecurityRule, spec: MappingProxyType | None) -> bool:
         if ports is None:
             return True
         for pr in rule.dest_ports:
-            if pr.hi - pr.lo > 64 or any(p not in ports for p in range(pr.lo, pr.hi + 1)):
+            if pr.lo == pr.hi:  # the usual single port: no range to walk
+                if pr.lo not in ports:
+                    return True
+            elif pr.hi - pr.lo > 64 or any(p not in ports for p in range(pr.lo, pr.hi + 1)):
                 return True
     return False
 
@@ -209,7 +212,8 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
         if rule.access != "allow":
             continue
         if rule.direction == "outbound":
-            bad = [d for d in rule.dest_prefixes if _offending_destination(d, permitted)]
+            dests = [(d, d.strip().lower()) for d in rule.dest_prefixes]
+            bad = [d for d, low in dests if _offending_destination(d, low, permitted)]
             if bad:
                 nsg02_items.append(f"{rule.name} ({rule.priority}) -> {', '.join(bad)}")
                 plural = (rule.raw.get("properties") or {}).get("destinationAddressPrefixes") or []
@@ -221,8 +225,7 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
                     flipped02.add(rule.name.lower())
                 nsg02_edits.append(Edit("set", _rule_path(rule.name, "description"), _tagged(rule, "EXF-NSG-02"),
                                         before=rule.description))
-            wide = [d for d in rule.dest_prefixes
-                    if d.strip().lower() in permitted and _too_wide(rule, permitted[d.strip().lower()])]
+            wide = [d for d, low in dests if low in permitted and _too_wide(rule, permitted[low])]
             if wide:
                 ports = ",".join(str(p) for p in rule.dest_ports)
                 nsg04_items.append(f"{rule.name} ({rule.priority}) -> {', '.join(wide)} on "
