@@ -60,7 +60,7 @@ def _evaluate(picture: Picture, config: Config, today: date | None, only: Iterab
     # resources kept are not run at all (a security rule event runs the NSG family only).
     wanted = {t for k in keep if (t := ids.type_of(k)) is not None} if keep is not None else None
     for family in FAMILIES:
-        if wanted is None or any(t in wanted for t in family.TARGETS):
+        if wanted is None or not wanted.isdisjoint(family.TARGETS):
             found.extend(family.evaluate(ctx))
     if keep is not None:
         found = [f for f in found if ids.key(f.resource_id) in keep]

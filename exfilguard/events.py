@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from . import ids, operations
@@ -271,6 +272,13 @@ def parse_guarded_id(text: Any, subscription_id: str, *, tolerate_stray_space: b
     """
     if not isinstance(text, str):
         raise UnguardedResourceId(f"resource ID must be a string, got {_json_type(text)}")
+    return _guarded_id(text, subscription_id, tolerate_stray_space)
+
+
+@lru_cache(maxsize=1024)
+def _guarded_id(text: str, subscription_id: str, tolerate_stray_space: bool) -> ids.ResourceId:
+    """:func:`parse_guarded_id` of a string: a pure function, asked again whenever the same
+    resource changes again, and its result is immutable (refusals are not cached)."""
     if len(text) > MAX_ID_LENGTH:
         raise UnguardedResourceId(f"resource ID is {len(text)} characters; ARM IDs are at most {MAX_ID_LENGTH}")
     if tolerate_stray_space:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from . import ids
 from .findings import Notice
+from .frozen import quick_init
 from .model import (
     COMPUTE,
     ENV_VERSION,
@@ -45,7 +46,8 @@ from .model import (
 )
 
 
-@dataclass(frozen=True)
+@quick_init
+@dataclass(frozen=True, slots=True)
 class GuardedSubnet:
     """A subnet some ML compute uses (or configuration names), with what rules need of it."""
 

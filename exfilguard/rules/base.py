@@ -9,6 +9,7 @@ from datetime import date
 from ..config import Config
 from ..findings import Finding, FixKind, Severity
 from ..fixes import Edit
+from ..frozen import quick_init
 from ..picture import Picture
 
 GUIDE_EXFIL = "https://learn.microsoft.com/azure/machine-learning/how-to-prevent-data-loss-exfiltration"
@@ -41,6 +42,7 @@ class Rule:
         )
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Context:
     picture: Picture
