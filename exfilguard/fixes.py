@@ -90,12 +90,17 @@ def _eq(a: Any, b: Any) -> bool:
     return a == b
 
 
+def selects(sel: Sel, item: Any) -> bool:
+    """Does ``sel`` match this list element? (An edit goes to the first element it matches.)"""
+    return isinstance(item, dict) and isinstance(item.get(sel.field), str) and _eq(item[sel.field], sel.value)
+
+
 def _descend(node: Any, seg: Segment, create: bool, where: str) -> Any:
     if isinstance(seg, Sel):
         if not isinstance(node, list):
             raise EditError(f"{where}: expected a list to select {seg}")
         for item in node:
-            if isinstance(item, dict) and isinstance(item.get(seg.field), str) and _eq(item[seg.field], seg.value):
+            if selects(seg, item):
                 return item
         raise EditError(f"{where}: no element {seg}")
     if not isinstance(node, dict):

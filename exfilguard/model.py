@@ -495,15 +495,18 @@ def _fast_rule(body: Any, nsg_id: str | None, default: bool) -> SecurityRule | N
         return None
     one, many = get("destinationPortRange"), get("destinationPortRanges")
     if not many and (many is None or type(many) is list) and type(one) is str and one:
-        ports: tuple[PortRange | None, ...] | None = (_port_range(one),)  # the usual shape: one value
+        port = _port_range(one)  # the usual shape: one value
+        if port is None:
+            return None
+        ports: tuple[PortRange | None, ...] = (port,)
     else:
         texts = _fast_texts(many)
         if texts is None or (one is not None and type(one) is not str):
             return None
         values = [v for v in (one, *texts) if v not in (None, "")]
         ports = tuple(_port_range(v) for v in values) if values else ALL_PORTS
-    if any(p is None for p in ports):
-        return None
+        if any(p is None for p in ports):
+            return None
     src_asg, dst_asg = get("sourceApplicationSecurityGroups"), get("destinationApplicationSecurityGroups")
     if (src_asg or dst_asg) and (_fast_objs(src_asg) is None or _fast_objs(dst_asg) is None):
         return None
@@ -551,10 +554,10 @@ def parse_nsg(body: Mapping[str, Any], rid: str, tkey: str) -> Nsg:
     r = _Reader(rid)
     common = _common(r, body, rid, tkey)
     props = r.obj(body, "properties", "") or {}
-    rules = tuple(parse_rule(x, rid) for x in r.objs(props, "securityRules", "properties"))
+    rules = tuple([parse_rule(x, rid) for x in r.objs(props, "securityRules", "properties")])
     defaults_raw = r.objs(props, "defaultSecurityRules", "properties")
     if defaults_raw:
-        defaults = tuple(_azure_default_rule(x, rid) or parse_rule(x, rid, default=True) for x in defaults_raw)
+        defaults = tuple([_azure_default_rule(x, rid) or parse_rule(x, rid, default=True) for x in defaults_raw])
     else:
         defaults = azure_default_rules(rid)
     return Nsg(**common, rules=rules, default_rules=defaults)

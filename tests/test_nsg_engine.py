@@ -143,3 +143,31 @@ def test_full_deny_at_highest_precedence_stops_every_leak(rules):
                         and r.dest_prefixes[0] in ("*", "Internet", "0.0.0.0/0") for r in rules)
     if not has_full_deny:
         assert leaking_without  # defaults alone always let internet traffic out
+
+
+def test_planned_state_copies_only_the_rules_edits_reach_into():
+    """EXF-NSG-03 checks the state the other fixes would leave: the edited body is what applying
+    the edits to a full copy gives, and the NSG read from ARM is left untouched."""
+    import copy
+
+    from exfilguard.fixes import Edit, Sel, apply_edits
+    from exfilguard.rules import nsg as nsg_rules
+
+    body = f.nsg("rg", "n", "westeurope", [
+        f.rule("open", 100, dest="Internet"), f.rule("twice", 110, dest="Storage"), f.rule("twice", 120),
+        f.rule("kept", 130, dest="AzureMachineLearning")])
+    nsg = parse_nsg(body, body["id"], "microsoft.network/networksecuritygroups")
+    before = copy.deepcopy(body)
+    edits = [Edit("remove", ("properties", "securityRules"), {"name": "twice"}),
+             Edit("set", ("properties", "securityRules", Sel("name", "open"), "properties", "access"), "Deny"),
+             Edit("set", ("properties", "securityRules", Sel("name", "TWICE"), "properties", "access"), "Deny"),
+             Edit("upsert", ("properties", "securityRules"), f.rule("new", 90))]
+    after = nsg_rules._after(nsg, [edits[1], edits[3]])
+    assert after.raw == apply_edits(nsg_rules.composed_body(nsg), [edits[1], edits[3]])
+    assert [r.access for r in after.rules] == ["deny", "allow", "allow", "allow", "allow"]
+    assert after.rules[3] is nsg.rules[3]  # unchanged JSON: the same rule
+    assert nsg_rules._copy_selected([{"name": "a"}], [edits[0], edits[2]]) == [{"name": "a"}]
+    shared = nsg_rules._copy_selected(body["properties"]["securityRules"], edits)
+    assert [x is y for x, y in zip(shared, body["properties"]["securityRules"], strict=True)] == [
+        False, False, False, True]
+    assert body == before

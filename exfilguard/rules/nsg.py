@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 from .. import nsg as engine
 from ..findings import Finding, FixKind, Severity
-from ..fixes import Edit, Sel, apply_edit, apply_edits, copy_json
+from ..fixes import Edit, Sel, apply_edit, apply_edits, copy_json, selects
 from ..model import NSG, Nsg, SecurityRule, parse_rule
 from ..picture import GuardedSubnet
 from .base import GUIDE_EXFIL, GUIDE_TRAINING, Context, Rule
@@ -160,7 +160,7 @@ def _after(nsg: Nsg, edits: Sequence[Edit]) -> Nsg:
         # The usual case: every edit is inside securityRules, so only the rules need copying
         # (not the default rules and subnet references the rest of the body carries).
         props = body["properties"]
-        props["securityRules"] = copy_json(props["securityRules"])
+        props["securityRules"] = _copy_selected(props["securityRules"], edits)
         for e in edits:
             apply_edit(body, e)
     else:
@@ -171,6 +171,20 @@ def _after(nsg: Nsg, edits: Sequence[Edit]) -> Nsg:
         old = unchanged.get(raw.get("name")) if isinstance(raw, dict) else None
         rules.append(old if old is not None and old.raw == raw else parse_rule(raw, nsg.id))
     return replace(nsg, raw=body, rules=tuple(rules))
+
+
+def _copy_selected(rules: list, edits: Sequence[Edit]) -> list:
+    """A copy of the securityRules list that ``edits`` (all inside it) may change in place:
+    every rule an edit's selector matches is a deep copy, the others are shared, since edits
+    to the list itself (upsert, add, remove) only replace, append or drop whole elements."""
+    sels = []
+    for e in edits:
+        if len(e.path) > len(_RULES_PATH):
+            sel = e.path[len(_RULES_PATH)]
+            if not isinstance(sel, Sel):
+                return copy_json(rules)
+            sels.append(sel)
+    return [copy_json(r) if any(selects(s, r) for s in sels) else r for r in rules]
 
 
 def evaluate(ctx: Context) -> Iterator[Finding]:
