@@ -10,7 +10,9 @@ methods, so what is measured is ExfilGuard's own work: no HTTP, no writes, no au
 The subscription is generated (``bench.generate``) and every body is shaped as ARM's GET
 returns it (the emulator's store composes them: default security rules, ``properties.subnets``
 back-references, etags). Every event is a securityRules/write on one of its NSGs, all of
-them guarded, every fifth one drifted (a fix is planned).
+them guarded, every fifth one drifted (a fix is planned). Each round of events reads a fresh
+copy of the bodies and each event's NSG carries a new etag (:class:`MemoryArm`), so no view
+the product keeps between events can stand in for what changed.
 
 Run alone: ``python -m bench.engine [--resources N] [--seconds S]`` prints one JSON line.
 """
@@ -29,30 +31,51 @@ from exfilguard.app.sweep import index_rows
 from exfilguard.config import Config
 from exfilguard.picture import build
 from exfilguard.state import IndexedCompute, IndexedSubnet
+from exfilguard.viewcache import ViewCache
 
 from . import generate
 from .common import OWN_CLIENT_ID, OWN_OBJECT_ID, RULE_WRITE, SUB, delivered, resource_event
 
 
 class MemoryArm:
-    """The read side of :class:`exfilguard.sources.arm.ArmClient` over a dict of ARM bodies.
+    """The read side of :class:`exfilguard.sources.arm.ArmClient` over ARM bodies in memory.
 
-    Bodies are handed out as stored: the product never mutates what it reads (``model``'s
-    contract), and a real client would hand out freshly parsed JSON of the same shape."""
+    Two things keep it honest about what a real read returns. A real client hands out freshly
+    decoded JSON on every GET, so nothing the product keeps can be the very object it reads
+    next: the bodies are held in ``copies`` independent deep copies and each round of events
+    reads the next one (equal content, distinct objects). And the write an event reports has
+    changed its resource: :meth:`touch` gives that resource a new etag before the event is
+    handled, as ARM does on every write, so nothing parsed before can stand for it."""
 
-    def __init__(self, bodies: Iterable[dict[str, Any]]) -> None:
-        self._by_key: dict[str, dict[str, Any]] = {}
+    def __init__(self, bodies: Iterable[dict[str, Any]], copies: int = 3) -> None:
+        bodies = list(bodies)
+        text = json.dumps(bodies)
+        self._copies: list[dict[str, dict[str, Any]]] = []
+        for _ in range(max(1, copies)):
+            self._copies.append({ids.key(b["id"]): b for b in json.loads(text)})
+        self._round = 0
+        self._by_key = self._copies[0]
         self._children: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._types: dict[str, list[dict[str, Any]]] = {}
         for b in bodies:
-            k = ids.key(b["id"])
-            self._by_key[k] = b
             parsed = ids.parse(b["id"])
             if parsed.parent is not None:
                 self._children.setdefault((parsed.parent.key, parsed.types[-1].lower()), []).append(b)
             else:
                 self._types.setdefault(ids.type_key(parsed.type), []).append(b)
+        self._writes = 0
         self.counts: dict[str, int] = {}
+
+    def next_round(self) -> None:
+        """Read the next copy: the same subscription, decoded anew."""
+        self._round = (self._round + 1) % len(self._copies)
+        self._by_key = self._copies[self._round]
+
+    def touch(self, resource_id: str) -> None:
+        """The resource was just written: the next GET returns it with a new etag."""
+        k = ids.key(resource_id)
+        self._writes += 1
+        self._by_key[k] = {**self._by_key[k], "etag": f'W/"bench-write-{self._writes}"'}
 
     def get(self, resource_id: str) -> dict[str, Any] | None:
         self.counts["GET"] = self.counts.get("GET", 0) + 1
@@ -119,7 +142,7 @@ class MemoryIndex:
         self._subnets[ids.key(subnet_id)] = IndexedSubnet(subnet_id, nsg_id or "", tuple(sep_ids))
 
 
-def decide(raw: Any, client: MemoryArm, index: MemoryIndex, cfg: Config) -> list[Any]:
+def decide(raw: Any, client: MemoryArm, index: MemoryIndex, cfg: Config, views: ViewCache) -> list[Any]:
     """One event to its decision: the planned fixes (empty when the NSG is compliant)."""
     event = events.parse(raw)
     routed = events.route(event, SUB)
@@ -129,7 +152,7 @@ def decide(raw: Any, client: MemoryArm, index: MemoryIndex, cfg: Config) -> list
         raise RuntimeError("bench: event taken for ExfilGuard's own write")
     reader = ClosureReader(client, index, cfg)  # type: ignore[arg-type]
     read = reader.around(routed.reread_type, str(routed.reread), deleted=routed.deleted)
-    picture = build(read.body_list(), cfg.guarded_subnets, source="arm")
+    picture = build(read.body_list(), cfg.guarded_subnets, source="arm", views=views)
     evaluation = engine.evaluate(picture, cfg, only=read.affected.values())
     return engine.plan(evaluation.findings, cfg)
 
@@ -152,28 +175,32 @@ def measure(resources: int = 1000, seconds: float = 2.0, batches: int = 3) -> di
     bodies = arm_bodies(generate.subscription(resources))
     cfg = Config(mode="remediate")
     client = MemoryArm(bodies)
+    views = ViewCache()  # what the Function app keeps between events (Services.views)
     index = MemoryIndex(*index_rows(build(bodies)))
     nsgs = [b for b in bodies if b["type"] == "Microsoft.Network/networkSecurityGroups"]
     rule_ids = [f"{n['id']}/securityRules/{n['properties']['securityRules'][0]['name']}" for n in nsgs]
-    raws = [delivered(resource_event(RULE_WRITE, rid)) for rid in rule_ids]
-    planned = sum(1 for r in raws if decide(r, client, index, cfg))  # warm-up, and what the events decide
-    reads_per_event = client.counts.get("GET", 0) / len(raws)
+    events_ = [(n["id"], delivered(resource_event(RULE_WRITE, rid))) for n, rid in zip(nsgs, rule_ids, strict=True)]
+    planned = sum(1 for _, r in events_ if decide(r, client, index, cfg, views))  # warm-up, and what the events decide
+    reads_per_event = client.counts.get("GET", 0) / len(events_)
     rates = []
     for _ in range(batches):
         n = 0
         started = time.perf_counter()
         deadline = started + seconds / batches
         while True:
-            for raw in raws:
-                decide(raw, client, index, cfg)
-            n += len(raws)
+            client.next_round()
+            for nsg_id, raw in events_:
+                client.touch(nsg_id)  # the rule write this event reports changed its NSG
+                decide(raw, client, index, cfg, views)
+            n += len(events_)
             now = time.perf_counter()
             if now >= deadline:
                 break
         rates.append(n / (now - started))
     rates.sort()
     return {"events_per_s": rates[len(rates) // 2], "batches_per_s": rates, "resources": len(bodies),
-            "nsgs": len(nsgs), "events_with_a_fix": planned, "reads_per_event": reads_per_event}
+            "nsgs": len(nsgs), "events_with_a_fix": planned, "reads_per_event": reads_per_event,
+            "views_reused": round(views.hits / max(1, views.hits + views.misses), 3)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -442,13 +442,62 @@ def _fast_prefixes(one: Any, many: Any) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys([v.strip() for v in (one, *texts) if v not in (None, "")]))
 
 
+_STR = str
+
+
 def _fast_rule(body: Any, nsg_id: str | None, default: bool) -> SecurityRule | None:
     """:func:`parse_rule` for a body of the usual shape, reading each field once with inline
     type checks. Returns None at the first doubt (a missing ID or type, a misfit, a bad port
     or direction), so the checked reading decides and words the error; when it returns a rule
-    it is equal to the one the checked reading returns (tests/test_model_fixtures.py)."""
+    it is equal to the one the checked reading returns (tests/test_model_fixtures.py).
+
+    Nearly every rule ARM returns has one shape: an ID, type, name and etag, no tags or
+    location, and one value each for source, destination and port (the plural lists absent
+    or empty). That shape is recognised first with as few checks as it takes; any other
+    body takes :func:`_fast_rule_any`."""
     if type(body) is not dict:
         return None
+    get = body.get
+    rid, rtype, name, props, etag = get("id"), get("type"), get("name"), get("properties"), get("etag")
+    if (type(rid) is not _STR or type(rtype) is not _STR or type(name) is not _STR or type(props) is not dict
+            or type(etag) is not _STR or not rtype or get("location") is not None or get("tags") is not None):
+        return _fast_rule_any(body, nsg_id, default)
+    pg = props.get
+    direction, access, protocol, priority = pg("direction"), pg("access"), pg("protocol"), pg("priority")
+    src, dst, port, description = (pg("sourceAddressPrefix"), pg("destinationAddressPrefix"),
+                                   pg("destinationPortRange"), pg("description"))
+    if (type(direction) is not _STR or type(access) is not _STR or type(protocol) is not _STR
+            or type(priority) is not int or type(src) is not _STR or type(dst) is not _STR
+            or type(port) is not _STR or not port or (description is not None and type(description) is not _STR)):
+        return _fast_rule_any(body, nsg_id, default)
+    for plural in (pg("sourceAddressPrefixes"), pg("destinationAddressPrefixes"), pg("destinationPortRanges"),
+                   pg("sourceApplicationSecurityGroups"), pg("destinationApplicationSecurityGroups")):
+        if plural is not None and plural != []:
+            return _fast_rule_any(body, nsg_id, default)
+    direction, access = direction.lower(), access.lower()
+    ports = _port_ranges(port)
+    rid = rid.strip()
+    if direction not in _DIRECTIONS or access not in _ACCESSES or ports is None or not rid:
+        return None
+    return SecurityRule(
+        rid, RULE, name, None, _EMPTY, etag, body, nsg_id if nsg_id is not None else ids.parent_id(rid), direction,
+        access, priority, (protocol or "*").lower(), (src.strip(),) if src else (), (dst.strip(),) if dst else (),
+        ports, False, False, description or "", default)
+
+
+_DIRECTIONS = frozenset({"inbound", "outbound"})
+_ACCESSES = frozenset({"allow", "deny"})
+
+
+@lru_cache(maxsize=4096)
+def _port_ranges(text: str) -> tuple[PortRange] | None:
+    """``(PortRange,)`` of one destinationPortRange value; None when it is not a port, range or ``*``."""
+    port = _port_range(text)
+    return None if port is None else (port,)
+
+
+def _fast_rule_any(body: dict, nsg_id: str | None, default: bool) -> SecurityRule | None:
+    """:func:`_fast_rule` for the less usual shapes (nested without an ID, plural lists, ASGs)."""
     rid = body.get("id")
     rtype = body.get("type")
     name = body.get("name")
@@ -557,7 +606,8 @@ def parse_nsg(body: Mapping[str, Any], rid: str, tkey: str) -> Nsg:
     rules = tuple([parse_rule(x, rid) for x in r.objs(props, "securityRules", "properties")])
     defaults_raw = r.objs(props, "defaultSecurityRules", "properties")
     if defaults_raw:
-        defaults = tuple([_azure_default_rule(x, rid) or parse_rule(x, rid, default=True) for x in defaults_raw])
+        defaults = _azure_defaults(defaults_raw, rid) or tuple(
+            [_azure_default_rule(x, rid) or parse_rule(x, rid, default=True) for x in defaults_raw])
     else:
         defaults = azure_default_rules(rid)
     return Nsg(**common, rules=rules, default_rules=defaults)
@@ -603,7 +653,12 @@ def _azure_default_rule(body: Any, nsg_id: str) -> SecurityRule | None:
     Azure fixes its default rules and makes them read-only, so nearly every NSG body carries
     the same six: one comparison of the whole ``properties`` object with Azure's is much
     cheaper than parsing it. None (parse it the usual way) for anything else, even one
-    property off, so the result is always the rule parse_rule returns."""
+    property off, so the rule is always the one parse_rule reads.
+
+    The view is :func:`_azure_default_view`: one per NSG and rule, kept between reads. It
+    carries no etag and no raw JSON (like the rules :func:`azure_default_rules` assumes):
+    Azure stamps the NSG's etag on them at every write of the NSG, and nothing ever writes
+    them or reads that back."""
     if type(body) is not dict:
         return None
     name, props, rid, etag = body.get("name"), body.get("properties"), body.get("id"), body.get("etag")
@@ -612,10 +667,42 @@ def _azure_default_rule(body: Any, nsg_id: str) -> SecurityRule | None:
             or body.get("type") != _DEFAULT_RULE_TYPE or body.get("location") is not None
             or body.get("tags") is not None or rid != f"{nsg_id}/defaultSecurityRules/{name}"):
         return None
-    t = known[1]
-    return SecurityRule(rid, RULE, name, None, _EMPTY, etag, body, nsg_id, t.direction, t.access, t.priority,
-                        t.protocol, t.source_prefixes, t.dest_prefixes, t.dest_ports, t.source_asg, t.dest_asg,
-                        t.description, True)
+    return _azure_default_view(nsg_id, name)
+
+
+def _azure_defaults(raw: list[dict], nsg_id: str) -> tuple[SecurityRule, ...] | None:
+    """All six default rules at once when they are exactly Azure's in Azure's order, as ARM
+    returns them: :func:`_azure_default_rule`'s checks with one loop instead of six calls.
+    None when anything differs (then each rule is looked at on its own)."""
+    if len(raw) != len(_AZURE_DEFAULTS):
+        return None
+    templates = _default_templates()
+    for body, want_id, (name, *_) in zip(raw, _azure_default_ids(nsg_id), _AZURE_DEFAULTS, strict=True):
+        get = body.get
+        props = get("properties")
+        if (get("name") != name or get("id") != want_id or props != templates[name][0]
+                or type(get("etag")) is not str or get("type") != _DEFAULT_RULE_TYPE or get("location") is not None
+                or get("tags") is not None or type(props["priority"]) is not int):
+            return None
+    return _azure_default_views(nsg_id)
+
+
+@lru_cache(maxsize=4096)
+def _azure_default_ids(nsg_id: str) -> tuple[str, ...]:
+    return tuple(f"{nsg_id}/defaultSecurityRules/{name}" for name, *_ in _AZURE_DEFAULTS)
+
+
+@lru_cache(maxsize=4096)
+def _azure_default_views(nsg_id: str) -> tuple[SecurityRule, ...]:
+    return tuple(_azure_default_view(nsg_id, name) for name, *_ in _AZURE_DEFAULTS)
+
+
+@lru_cache(maxsize=8192)
+def _azure_default_view(nsg_id: str, name: str) -> SecurityRule:
+    t = _default_templates()[name][1]
+    return SecurityRule(f"{nsg_id}/defaultSecurityRules/{name}", RULE, name, None, _EMPTY, None, _EMPTY, nsg_id,
+                        t.direction, t.access, t.priority, t.protocol, t.source_prefixes, t.dest_prefixes,
+                        t.dest_ports, t.source_asg, t.dest_asg, t.description, True)
 
 
 def azure_default_rules(nsg_id: str) -> tuple[SecurityRule, ...]:

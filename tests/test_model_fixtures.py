@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -194,7 +195,8 @@ def _rules_in(bodies: list) -> list[tuple[dict, str | None, bool]]:
 
 def test_azure_default_rules_from_the_template_agree_with_the_checked_reading():
     """Default rules exactly as Azure defines them are built from a template: the same rule the
-    checked reading builds (raw included); anything else, even one field off, is parsed."""
+    checked reading builds, without the etag and raw JSON Azure stamps on them (one view per
+    NSG and rule, kept); anything else, even one field off, is parsed."""
     from exfilguard.model import _azure_default_rule, _parse_rule_checked
     from tests.armemu import ArmEmulator
 
@@ -208,7 +210,8 @@ def test_azure_default_rules_from_the_template_agree_with_the_checked_reading():
         if got is not None:
             templated += 1
             want = _parse_rule_checked(body, nsg, True)
-            assert got == want and got.raw is want.raw and got.nsg_id == want.nsg_id, body
+            assert got == replace(want, etag=None) and got.nsg_id == want.nsg_id and want.etag, body
+            assert not got.raw and got is _azure_default_rule(copy.deepcopy(body), nsg)
     assert templated >= 6, templated
     body, nsg = next((b, n) for b, n in defaults if _azure_default_rule(b, n) is not None)
     for where, field, value in (("properties", "priority", 65000.0), ("properties", "priority", 65001),
@@ -256,3 +259,65 @@ def test_fast_rule_reading_agrees_with_the_checked_reading():
         assert _fast_rule(bad, None, False) is None
         with pytest.raises(BadResource, match=field if field != "access" else "access"):
             parse_resource(bad)
+
+
+def test_fast_rule_reading_of_odd_values_agrees_with_the_checked_reading():
+    """Every field of the usual rule shape, set to values of every JSON type (and empty ones):
+    the fast reading builds what the checked reading builds, or leaves the body to it."""
+    from exfilguard.model import _fast_rule, _parse_rule_checked
+
+    base = f.rule("r1", 100, nsg=f.nsg_id("rg", "n"))
+    base["etag"] = 'W/"1"'
+    odd = (None, "", " ", "x", "*", "443", "80-90", "Inbound", "Outbound", "Allow", "deny", "Tcp", "10.0.0.0/8 ",
+           0, 1, 65000, 65000.0, True, False, [], ["443"], [""], ["10.0.0.0/8", "Storage"], [7], {}, {"id": "x"},
+           [{"id": "x"}])
+    top = ("id", "type", "name", "etag", "location", "tags", "properties")
+    props = ("direction", "access", "protocol", "priority", "sourceAddressPrefix", "destinationAddressPrefix",
+             "destinationPortRange", "description", "sourceAddressPrefixes", "destinationAddressPrefixes",
+             "destinationPortRanges", "sourceApplicationSecurityGroups", "destinationApplicationSecurityGroups")
+    checked = fast = 0
+    for where, names in (("", top), ("properties", props)):
+        for name in names:
+            for value in odd:
+                body = copy.deepcopy(base)
+                (body[where] if where else body)[name] = value
+                for nsg in (None, f.nsg_id("rg", "n")):
+                    got = _fast_rule(body, nsg, False)
+                    try:
+                        want = _parse_rule_checked(body, nsg, False)
+                    except BadResource:
+                        assert got is None, (name, value)
+                        continue
+                    checked += 1
+                    if got is not None:
+                        fast += 1
+                        assert got == want and got.raw is want.raw and got.nsg_id == want.nsg_id, (name, value)
+    assert fast > 100 and checked > fast, (fast, checked)
+
+
+def test_azure_default_rules_read_at_once_agree_with_one_at_a_time():
+    from exfilguard.model import _azure_default_rule, _azure_defaults
+    from tests.armemu import ArmEmulator
+
+    sample = json.loads((Path(__file__).parent.parent / "samples" / "drifted-subscription.json").read_text())
+    composed = ArmEmulator(sample)
+    nsgs = [composed.get_body(b["id"]) for b in sample if b["type"].lower() == NSG]
+    assert nsgs
+    for body in nsgs:
+        raw = body["properties"]["defaultSecurityRules"]
+        together = _azure_defaults(raw, body["id"])
+        assert together is not None and together == tuple(_azure_default_rule(x, body["id"]) for x in raw)
+        assert parse_resource(body).default_rules == together
+    raw = nsgs[0]["properties"]["defaultSecurityRules"]
+    nsg = nsgs[0]["id"]
+    variants = [list(reversed(raw)), raw[:5], [{**raw[0], "name": "Other"}, *raw[1:]],
+                [{**raw[0], "etag": None}, *raw[1:]], [*raw[:5], {**raw[5], "location": "westeurope"}],
+                [{**raw[0], "properties": {**raw[0]["properties"], "priority": 65000.0}}, *raw[1:]],
+                [{**raw[0], "properties": {**raw[0]["properties"], "access": "Deny"}}, *raw[1:]]]
+    for v in variants:
+        assert _azure_defaults(v, nsg) is None
+    # Another order is still Azure's rules: each is read on its own, and the NSG reads the same.
+    reordered = copy.deepcopy(nsgs[0])
+    reordered["properties"]["defaultSecurityRules"].reverse()
+    by_name = {r.name: r for r in parse_resource(nsgs[0]).default_rules}
+    assert {r.name: r for r in parse_resource(reordered).default_rules} == by_name

@@ -189,7 +189,7 @@ def _evaluate_resource(svc: Services, request: EvaluateRequest) -> Answer:
             if not read.affected and any(ids.key(g) == target.key for g in read.gone):
                 return _error(404, f"{target} does not exist")
             bodies = read.body_list()
-            picture = build(bodies, cfg.guarded_subnets, source="arm")
+            picture = build(bodies, cfg.guarded_subnets, source="arm", views=svc.views)
             evaluation = engine.evaluate(picture, cfg, only=read.affected.values())
             done = actions.act(inv, bodies, evaluation, picture)
             inv.audit("evaluated", resource_id=str(rid), findings=actions.findings_json(evaluation.findings),

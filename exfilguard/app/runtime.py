@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..state import State
+from ..viewcache import ViewCache
 from . import settings as settings_mod
 from .settings import AppSettings
 
@@ -42,6 +43,8 @@ class Services:
     _notifier: Notifier | None = None
     _credential: Any = ...
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Views of the bodies recent events read: their unchanged neighbours are not parsed again.
+    views: ViewCache = field(default_factory=ViewCache)
 
     def arm_client(self, *, interactive: bool = False) -> Any:
         """A fresh ARM client for one invocation. ``interactive`` (HTTP) retries less, so an
