@@ -442,9 +442,6 @@ def _fast_prefixes(one: Any, many: Any) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys([v.strip() for v in (one, *texts) if v not in (None, "")]))
 
 
-_STR = str
-
-
 def _fast_rule(body: Any, nsg_id: str | None, default: bool) -> SecurityRule | None:
     """:func:`parse_rule` for a body of the usual shape, reading each field once with inline
     type checks. Returns None at the first doubt (a missing ID or type, a misfit, a bad port
@@ -459,16 +456,16 @@ def _fast_rule(body: Any, nsg_id: str | None, default: bool) -> SecurityRule | N
         return None
     get = body.get
     rid, rtype, name, props, etag = get("id"), get("type"), get("name"), get("properties"), get("etag")
-    if (type(rid) is not _STR or type(rtype) is not _STR or type(name) is not _STR or type(props) is not dict
-            or type(etag) is not _STR or not rtype or get("location") is not None or get("tags") is not None):
+    if (type(rid) is not str or type(rtype) is not str or type(name) is not str or type(props) is not dict
+            or type(etag) is not str or not rtype or get("location") is not None or get("tags") is not None):
         return _fast_rule_any(body, nsg_id, default)
     pg = props.get
     direction, access, protocol, priority = pg("direction"), pg("access"), pg("protocol"), pg("priority")
     src, dst, port, description = (pg("sourceAddressPrefix"), pg("destinationAddressPrefix"),
                                    pg("destinationPortRange"), pg("description"))
-    if (type(direction) is not _STR or type(access) is not _STR or type(protocol) is not _STR
-            or type(priority) is not int or type(src) is not _STR or type(dst) is not _STR
-            or type(port) is not _STR or not port or (description is not None and type(description) is not _STR)):
+    if (type(direction) is not str or type(access) is not str or type(protocol) is not str
+            or type(priority) is not int or type(src) is not str or type(dst) is not str
+            or type(port) is not str or not port or (description is not None and type(description) is not str)):
         return _fast_rule_any(body, nsg_id, default)
     for plural in (pg("sourceAddressPrefixes"), pg("destinationAddressPrefixes"), pg("destinationPortRanges"),
                    pg("sourceApplicationSecurityGroups"), pg("destinationApplicationSecurityGroups")):

@@ -17,9 +17,6 @@ from typing import TYPE_CHECKING, Any
 from . import ids
 from .findings import Notice
 from .frozen import quick_init
-
-if TYPE_CHECKING:
-    from .viewcache import ViewCache
 from .model import (
     COMPUTE,
     ENV_VERSION,
@@ -47,6 +44,9 @@ from .model import (
     region_key,
     resource_type_of,
 )
+
+if TYPE_CHECKING:
+    from .viewcache import ViewCache
 
 
 @quick_init
