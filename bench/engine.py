@@ -11,8 +11,9 @@ The subscription is generated (``bench.generate``) and every body is shaped as A
 returns it (the emulator's store composes them: default security rules, ``properties.subnets``
 back-references, etags). Every event is a securityRules/write on one of its NSGs, all of
 them guarded, every fifth one drifted (a fix is planned). Each round of events reads a fresh
-copy of the bodies and each event's NSG carries a new etag (:class:`MemoryArm`), so no view
-the product keeps between events can stand in for what changed.
+copy of the bodies, and in it every event's NSG is as ARM returns it after the rule write the
+event reports: new etags on the NSG and on all its rules, the written rule's content changed
+(:class:`MemoryArm`). So no view the product keeps between events can stand in for what changed.
 
 Run alone: ``python -m bench.engine [--resources N] [--seconds S]`` prints one JSON line.
 """
@@ -42,17 +43,25 @@ class MemoryArm:
 
     Two things keep it honest about what a real read returns. A real client hands out freshly
     decoded JSON on every GET, so nothing the product keeps can be the very object it reads
-    next: the bodies are held in ``copies`` independent deep copies and each round of events
-    reads the next one (equal content, distinct objects). And the write an event reports has
-    changed its resource: :meth:`touch` gives that resource a new etag before the event is
-    handled, as ARM does on every write, so nothing parsed before can stand for it."""
+    next: the bodies are held in ``copies`` independently decoded copies and each round of
+    events reads the next one (:meth:`next_round`). And the write an event reports has changed
+    its resource: in each copy every NSG is as ARM returns it after a write of the rule the
+    event names (``written``, NSG ID -> rule name): a new etag on the NSG and on every rule
+    nested in it (ARM stamps the NSG's new etag on all of them) and that rule's content
+    changed (its description names the copy). So nothing parsed from the previous round can
+    stand for the changed NSG or the written rule; only the rules whose content is unchanged
+    compare equal to what was read before, as they would in Azure."""
 
-    def __init__(self, bodies: Iterable[dict[str, Any]], copies: int = 3) -> None:
+    def __init__(self, bodies: Iterable[dict[str, Any]], copies: int = 3,
+                 written: dict[str, str] | None = None) -> None:
         bodies = list(bodies)
         text = json.dumps(bodies)
         self._copies: list[dict[str, dict[str, Any]]] = []
-        for _ in range(max(1, copies)):
-            self._copies.append({ids.key(b["id"]): b for b in json.loads(text)})
+        for c in range(max(1, copies)):
+            copy = {ids.key(b["id"]): b for b in json.loads(text)}
+            for nsg_id, rule_name in (written or {}).items():
+                _after_rule_write(copy[ids.key(nsg_id)], rule_name, c)
+            self._copies.append(copy)
         self._round = 0
         self._by_key = self._copies[0]
         self._children: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -63,34 +72,38 @@ class MemoryArm:
                 self._children.setdefault((parsed.parent.key, parsed.types[-1].lower()), []).append(b)
             else:
                 self._types.setdefault(ids.type_key(parsed.type), []).append(b)
-        self._writes = 0
-        self.counts: dict[str, int] = {}
+        self.gets = 0  # GET requests answered
 
     def next_round(self) -> None:
-        """Read the next copy: the same subscription, decoded anew."""
+        """Read the next copy: the subscription after the next write of every event's rule."""
         self._round = (self._round + 1) % len(self._copies)
         self._by_key = self._copies[self._round]
 
-    def touch(self, resource_id: str) -> None:
-        """The resource was just written: the next GET returns it with a new etag."""
-        k = ids.key(resource_id)
-        self._writes += 1
-        self._by_key[k] = {**self._by_key[k], "etag": f'W/"bench-write-{self._writes}"'}
-
     def get(self, resource_id: str) -> dict[str, Any] | None:
-        self.counts["GET"] = self.counts.get("GET", 0) + 1
+        self.gets += 1
         return self._by_key.get(ids.key(resource_id))
 
     def list_type(self, resource_type: str) -> Iterator[dict[str, Any]]:
-        self.counts["GET"] = self.counts.get("GET", 0) + 1
+        self.gets += 1
         yield from self._types.get(ids.type_key(resource_type), ())
 
     def list_children(self, parent_id: str, child_type: str) -> Iterator[dict[str, Any]]:
-        self.counts["GET"] = self.counts.get("GET", 0) + 1
+        self.gets += 1
         yield from self._children.get((ids.key(parent_id), child_type.lower()), ())
 
     def close(self) -> None:
         pass
+
+
+def _after_rule_write(nsg: dict[str, Any], rule_name: str, n: int) -> None:
+    """``nsg`` (in place) as ARM returns it after write ``n`` of its rule ``rule_name``."""
+    etag = f'W/"bench-write-{n}-{nsg["name"]}"'
+    nsg["etag"] = etag
+    props = nsg["properties"]
+    for rule in (*props.get("securityRules", ()), *props.get("defaultSecurityRules", ())):
+        rule["etag"] = etag
+        if rule["name"] == rule_name:
+            rule["properties"]["description"] = f"changed by bench write {n}"
 
 
 class MemoryIndex:
@@ -120,7 +133,7 @@ class MemoryIndex:
 
     def computes_on(self, subnet_ids: Iterable[str]) -> dict[str, list[IndexedCompute]]:
         by = self._subnet_map()
-        return {ids.key(s): list(by.get(ids.key(s), ())) for s in subnet_ids}
+        return {k: list(by.get(k, ())) for k in map(ids.key, subnet_ids)}
 
     def computes(self) -> list[IndexedCompute]:
         return list(self._computes.values())
@@ -171,17 +184,23 @@ def arm_bodies(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def rule_events(bodies: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The NSGs and, per NSG, a securityRules/write event on its first rule (as delivered)."""
+    nsgs = [b for b in bodies if b["type"] == "Microsoft.Network/networkSecurityGroups"]
+    return nsgs, [delivered(resource_event(RULE_WRITE, f"{n['id']}/securityRules/"
+                                                      f"{n['properties']['securityRules'][0]['name']}"))
+                  for n in nsgs]
+
+
 def measure(resources: int = 1000, seconds: float = 2.0, batches: int = 3) -> dict[str, Any]:
     bodies = arm_bodies(generate.subscription(resources))
     cfg = Config(mode="remediate")
-    client = MemoryArm(bodies)
     views = ViewCache()  # what the Function app keeps between events (Services.views)
     index = MemoryIndex(*index_rows(build(bodies)))
-    nsgs = [b for b in bodies if b["type"] == "Microsoft.Network/networkSecurityGroups"]
-    rule_ids = [f"{n['id']}/securityRules/{n['properties']['securityRules'][0]['name']}" for n in nsgs]
-    events_ = [(n["id"], delivered(resource_event(RULE_WRITE, rid))) for n, rid in zip(nsgs, rule_ids, strict=True)]
-    planned = sum(1 for _, r in events_ if decide(r, client, index, cfg, views))  # warm-up, and what the events decide
-    reads_per_event = client.counts.get("GET", 0) / len(events_)
+    nsgs, events_ = rule_events(bodies)
+    client = MemoryArm(bodies, written={n["id"]: n["properties"]["securityRules"][0]["name"] for n in nsgs})
+    planned = sum(1 for r in events_ if decide(r, client, index, cfg, views))  # warm-up, and what the events decide
+    reads_per_event = client.gets / len(events_)
     rates = []
     for _ in range(batches):
         n = 0
@@ -189,8 +208,7 @@ def measure(resources: int = 1000, seconds: float = 2.0, batches: int = 3) -> di
         deadline = started + seconds / batches
         while True:
             client.next_round()
-            for nsg_id, raw in events_:
-                client.touch(nsg_id)  # the rule write this event reports changed its NSG
+            for raw in events_:
                 decide(raw, client, index, cfg, views)
             n += len(events_)
             now = time.perf_counter()

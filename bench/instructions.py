@@ -30,22 +30,19 @@ def _work(rounds: int) -> None:
     from exfilguard.viewcache import ViewCache
 
     from . import engine, generate
-    from .common import RULE_WRITE, delivered, resource_event
 
     bodies = engine.arm_bodies(generate.subscription(1000))
     cfg = Config(mode="remediate")
-    client = engine.MemoryArm(bodies, copies=2)
+    nsgs, events = engine.rule_events(bodies)
+    client = engine.MemoryArm(bodies, copies=2,
+                              written={n["id"]: n["properties"]["securityRules"][0]["name"] for n in nsgs})
     views = ViewCache()
     index = engine.MemoryIndex(*index_rows(build(bodies)))
-    nsgs = [b for b in bodies if b["type"] == "Microsoft.Network/networkSecurityGroups"]
-    events = [(n["id"], delivered(resource_event(RULE_WRITE, f"{n['id']}/securityRules/"
-                                                 f"{n['properties']['securityRules'][0]['name']}"))) for n in nsgs]
-    for _, raw in events:
+    for raw in events:
         engine.decide(raw, client, index, cfg, views)
     for _ in range(rounds):
         client.next_round()
-        for nsg_id, raw in events:
-            client.touch(nsg_id)
+        for raw in events:
             engine.decide(raw, client, index, cfg, views)
 
 

@@ -14,11 +14,15 @@ from . import exemptions, ids
 from .config import Config
 from .findings import Finding, Notice, Severity
 from .fixes import PlannedChange
+from .frozen import quick_init
 from .picture import Picture, cyclic_gc_paused
 from .rules import FAMILIES, RULES, Context
+from .rules import nsg as nsg_rules
+from .rules import sep as sep_rules
 
 
-@dataclass(frozen=True)
+@quick_init
+@dataclass(frozen=True, slots=True)
 class Evaluation:
     findings: tuple[Finding, ...]
     notices: tuple[Notice, ...]
@@ -53,27 +57,30 @@ def evaluate(picture: Picture, config: Config, today: date | None = None,
 
 
 def _evaluate(picture: Picture, config: Config, today: date | None, only: Iterable[str] | None) -> Evaluation:
-    ctx = Context(picture=picture, config=config, today=today or today_utc())
+    ctx = Context(picture, config)
     found: list[Finding] = []
     keep = {ids.key(i) for i in only} if only is not None else None
     # An event's picture holds neighbours too: families whose findings could not be about the
     # resources kept are not run at all (a security rule event runs the NSG family only).
     wanted = {t for k in keep if (t := ids.type_of(k)) is not None} if keep is not None else None
-    for family in FAMILIES:
-        if wanted is None or not wanted.isdisjoint(family.TARGETS):
-            found.extend(family.evaluate(ctx))
+    ran = [family for family in FAMILIES if wanted is None or not wanted.isdisjoint(family.TARGETS)]
+    for family in ran:
+        found.extend(family.evaluate(ctx))
     if keep is not None:
         found = [f for f in found if ids.key(f.resource_id) in keep]
     notices = list(picture.notices)
-    notices.extend(_absent_references(picture))
-    found, ex_notices = _apply_exemptions(picture, found, ctx.today)
+    notices.extend(_absent_references(picture, nsgs=nsg_rules in ran, seps=sep_rules in ran))
+    found, ex_notices = _apply_exemptions(picture, found, today)
     notices.extend(ex_notices)
     found.sort(key=_sort_key)
-    return Evaluation(findings=tuple(found), notices=tuple(notices), resources=picture.resource_count(),
-                      ignored=dict(picture.ignored))
+    # findings, notices, resources, ignored (positional: built once per event)
+    return Evaluation(tuple(found), tuple(notices), picture.resource_count(), dict(picture.ignored))
 
 
-def _absent_references(picture: Picture) -> list[Notice]:
+def _absent_references(picture: Picture, *, nsgs: bool = True, seps: bool = True) -> list[Notice]:
+    """Notices for what guarded subnets refer to but the picture lacks. An NSG or policy is
+    missed only where its rules ran (``nsgs``, ``seps``): an event about an NSG reads no
+    policy, because no policy rule is evaluated for it."""
     out = []
     for g in picture.guarded_subnets.values():
         if g.subnet is None:
@@ -81,16 +88,18 @@ def _absent_references(picture: Picture) -> list[Notice]:
                               "not evaluated"))
             continue
         s = g.subnet
-        if s.nsg_id and ids.key(s.nsg_id) not in picture.nsgs:
+        if nsgs and s.nsg_id and ids.key(s.nsg_id) not in picture.nsgs:
             out.append(Notice("absent", s.nsg_id, f"NSG attached to {s.name} is not in the picture"))
-        for sep in s.sep_ids:
+        for sep in s.sep_ids if seps else ():
             if ids.key(sep) not in picture.seps:
                 out.append(Notice("absent", sep, f"service endpoint policy attached to {s.name} is not in the "
                                   "picture"))
     return out
 
 
-def _apply_exemptions(picture: Picture, found: list[Finding], today: date) -> tuple[list[Finding], list[Notice]]:
+def _apply_exemptions(picture: Picture, found: list[Finding],
+                      today: date | None) -> tuple[list[Finding], list[Notice]]:
+    """``today`` None: the UTC date, looked up only when an exemption tag is read."""
     notices: list[Notice] = []
     cache: dict[str, object] = {}
     known = frozenset(RULES)
@@ -110,6 +119,8 @@ def _apply_exemptions(picture: Picture, found: list[Finding], today: date) -> tu
                         notices.append(Notice("malformed-exemption", source.id,
                                               f"tag {exemptions.TAG} on {source.name} ignored: {exc}"))
                     else:
+                        if today is None:
+                            today = today_utc()
                         if exemptions.active(ex, today):
                             cache[k] = ex
                         else:

@@ -174,19 +174,23 @@ def _time(value: Any, where: str) -> datetime | None:
 
 def _envelope(event: Any) -> tuple[str, dict[str, Any]]:
     """(schema, envelope as a plain dict with Event Grid or CloudEvents keys)."""
+    # The SDK's event objects first: what the Event Grid trigger delivers on every invocation
+    # (and not Mappings, which only an isinstance() check through the ABC would tell).
+    if type(event) is not dict:
+        if hasattr(event, "event_type") and hasattr(event, "get_json"):  # func.EventGridEvent
+            return "eventgrid", {"id": event.id, "eventType": event.event_type, "topic": event.topic,
+                                 "subject": event.subject, "eventTime": event.event_time, "data": event.get_json(),
+                                 "dataVersion": getattr(event, "data_version", None)}
+        if hasattr(event, "specversion") and hasattr(event, "get_json"):  # func.CloudEvent
+            return "cloudevents", {"id": event.id, "type": event.type, "source": event.source,
+                                   "subject": event.subject, "time": event.time, "data": event.get_json(),
+                                   "specversion": event.specversion}
     if isinstance(event, Mapping):
         lowered = {str(k).lower(): k for k in event}
         if "specversion" in lowered:  # also the non-conformant "specVersion" of one sample
             env = {k: event[v] for k, v in lowered.items()}
             return "cloudevents", env
         return "eventgrid", dict(event)
-    if hasattr(event, "specversion") and hasattr(event, "get_json"):  # func.CloudEvent
-        return "cloudevents", {"id": event.id, "type": event.type, "source": event.source, "subject": event.subject,
-                               "time": event.time, "data": event.get_json(), "specversion": event.specversion}
-    if hasattr(event, "event_type") and hasattr(event, "get_json"):  # func.EventGridEvent
-        return "eventgrid", {"id": event.id, "eventType": event.event_type, "topic": event.topic,
-                             "subject": event.subject, "eventTime": event.event_time, "data": event.get_json(),
-                             "dataVersion": getattr(event, "data_version", None)}
     raise MalformedEvent(f"expected an Event Grid or CloudEvents event, got {type(event).__name__}")
 
 
@@ -194,26 +198,28 @@ def _claims(data: Mapping[str, Any]) -> Caller:
     claims = data.get("claims")
     if claims is None:
         return Caller()
-    if not isinstance(claims, Mapping):
+    if type(claims) is not dict and not isinstance(claims, Mapping):
         raise MalformedEvent(f"event data.claims must be an object, got {type(claims).__name__}")
 
-    def claim(*names: str) -> str:
-        for n in names:
-            v = claims.get(n)
-            if isinstance(v, str) and v.strip():
-                return v.strip()
-        return ""
+    return Caller(_claim(claims, "name", CLAIM_NAME), _claim(claims, CLAIM_UPN, "upn", "unique_name"),
+                  _claim(claims, "appid", "azp"), _claim(claims, "oid", CLAIM_OBJECT_ID))
 
-    return Caller(name=claim("name", CLAIM_NAME), upn=claim(CLAIM_UPN, "upn", "unique_name"),
-                  app_id=claim("appid", "azp"), object_id=claim("oid", CLAIM_OBJECT_ID))
+
+def _claim(claims: Mapping[str, Any], *names: str) -> str:
+    """The first of ``names`` that is a non-blank string claim, stripped."""
+    for n in names:
+        v = claims.get(n)
+        if type(v) is str and (v := v.strip()):
+            return v
+    return ""
 
 
 def _principal_id(data: Mapping[str, Any]) -> str:
     auth = data.get("authorization")
-    if not isinstance(auth, Mapping):
+    if type(auth) is not dict and not isinstance(auth, Mapping):
         return ""
     evidence = auth.get("evidence")
-    if not isinstance(evidence, Mapping):
+    if type(evidence) is not dict and not isinstance(evidence, Mapping):
         return ""
     value = evidence.get("principalId")
     return value.strip() if isinstance(value, str) else ""
@@ -233,31 +239,23 @@ def parse(event: Any) -> ChangeEvent:
     data = env.get("data")
     if data is None:
         data = {}
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise MalformedEvent(f"event data must be an object, got {type(data).__name__}")
     resource_uri = _text(data.get("resourceUri"), "data.resourceUri")
     resource_type = ""
     info = data.get("resourceInfo")
     if info is not None:
-        if not isinstance(info, Mapping):
+        if type(info) is not dict and not isinstance(info, Mapping):
             raise MalformedEvent(f"event data.resourceInfo must be an object, got {type(info).__name__}")
         resource_uri = resource_uri or _text(info.get("id"), "data.resourceInfo.id")
         resource_type = _text(info.get("type"), "data.resourceInfo.type")
-    return ChangeEvent(
-        event_id=event_id,
-        event_type=event_type,
-        schema=schema,
-        subject=subject,
-        resource_uri=resource_uri or subject,
-        operation_name=_text(data.get("operationName"), "data.operationName"),
-        resource_type=resource_type,
-        correlation_id=_text(data.get("correlationId"), "data.correlationId"),
-        caller=_claims(data),
-        time=time,
-        status=_text(data.get("status"), "data.status"),
-        principal_id=_principal_id(data),
-        data=data,
-    )
+    # Positional, in the field order (keyword binding of thirteen arguments costs as much as
+    # the rest of this function): event_id, event_type, schema, subject, resource_uri,
+    # operation_name, resource_type, correlation_id, caller, time, status, principal_id, data.
+    return ChangeEvent(event_id, event_type, schema, subject, resource_uri or subject,
+                       _text(data.get("operationName"), "data.operationName"), resource_type,
+                       _text(data.get("correlationId"), "data.correlationId"), _claims(data), time,
+                       _text(data.get("status"), "data.status"), _principal_id(data), data)
 
 
 # ---------------------------------------------------------------------------------- IDs
@@ -364,7 +362,7 @@ def route(event: ChangeEvent, subscription_id: str) -> Route | Drop:
         return Drop(event, "bad-resource-id", f"{op.name or event.event_type} names {rid}, which is not under a "
                     f"{op.reread_type}")
     deleted = (op.deleted or deleted_event) and op.levels_up == 0
-    return Route(event=event, operation=op, resource=rid, reread=reread, deleted=deleted)
+    return Route(event, op, rid, reread, deleted)  # event, operation, resource, reread, deleted
 
 
 def is_own_write(event: ChangeEvent, client_id: str | None, object_id: str | None) -> bool:

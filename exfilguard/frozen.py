@@ -5,8 +5,9 @@
 most of what building it costs, and a sweep builds hundreds of thousands of them.
 :func:`quick_init` replaces it with an equivalent one: the same parameters, defaults and
 default factories, each field stored with its slot's own setter, so instances are as frozen
-as before (assignment still raises ``FrozenInstanceError``). Classes with ``__post_init__``
-or without slots keep the generated ``__init__``.
+as before (assignment still raises ``FrozenInstanceError``), then ``__post_init__`` when the
+class has one (as the generated ``__init__`` does; no InitVar fields). Classes without slots
+keep the generated ``__init__``.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ _FACTORY = _Missing()
 
 def quick_init(cls: T) -> T:
     """Apply below ``@dataclass(frozen=True, slots=True)`` (i.e. write it above)."""
-    if hasattr(cls, "__post_init__") or "__slots__" not in cls.__dict__:
-        raise TypeError(f"{cls.__name__}: quick_init needs a slotted dataclass without __post_init__")
+    if "__slots__" not in cls.__dict__:
+        raise TypeError(f"{cls.__name__}: quick_init needs a slotted dataclass")
     params, lines = [], []
     ns: dict[str, Any] = {"_FACTORY": _FACTORY}
     for f in fields(cls):  # type: ignore[arg-type]
@@ -45,6 +46,8 @@ def quick_init(cls: T) -> T:
             params.append(f.name)
         ns[f"_set_{f.name}"] = getattr(cls, f.name).__set__
         lines.append(f"    _set_{f.name}(self, {f.name})\n")
+    if hasattr(cls, "__post_init__"):
+        lines.append("    self.__post_init__()\n")
     # Built from the dataclass's own field names only.
     exec(f"def __init__(self, {', '.join(params)}):\n{''.join(lines) or '    pass'}\n", ns)
     init = ns["__init__"]

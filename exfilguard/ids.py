@@ -8,7 +8,7 @@ keyed by :func:`key`, while the original spelling is kept for reports.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from .frozen import quick_init
@@ -42,6 +42,10 @@ class ResourceId:
     namespace: str | None
     types: tuple[str, ...]
     names: tuple[str, ...]
+    # The text, once asked for: parsed IDs are shared (parse() caches them) and an event asks
+    # for the same few IDs' text again and again. Not part of equality, hash or repr.
+    _text: str | None = field(default=None, compare=False, repr=False)
+    _parent: ResourceId | bool | None = field(default=False, compare=False, repr=False)  # False: not yet
 
     @property
     def type(self) -> str:
@@ -59,9 +63,12 @@ class ResourceId:
     @property
     def parent(self) -> ResourceId | None:
         """The parent resource (a subnet's VNet, a rule's NSG); None for top-level resources."""
-        if len(self.types) <= 1:
-            return None
-        return ResourceId(self.subscription, self.resource_group, self.namespace, self.types[:-1], self.names[:-1])
+        up = self._parent
+        if up is False:
+            up = None if len(self.types) <= 1 else ResourceId(
+                self.subscription, self.resource_group, self.namespace, self.types[:-1], self.names[:-1])
+            object.__setattr__(self, "_parent", up)
+        return up  # type: ignore[return-value]
 
     def ancestor(self, depth: int) -> ResourceId:
         """The resource ``depth`` levels up (0 is this one)."""
@@ -78,6 +85,13 @@ class ResourceId:
                           (*self.names, name))
 
     def __str__(self) -> str:
+        out = self._text
+        if out is None:
+            out = self._compose()
+            object.__setattr__(self, "_text", out)  # a cache of a pure function of the frozen fields
+        return out
+
+    def _compose(self) -> str:
         out = f"/subscriptions/{self.subscription}"
         if self.resource_group:
             out += f"/resourceGroups/{self.resource_group}"
@@ -156,6 +170,7 @@ def parent_id(child_id: str) -> str:
     return child_id.rstrip("/").rsplit("/", 2)[0]
 
 
+@lru_cache(maxsize=_CACHED_IDS)
 def type_of(resource_id: str) -> str | None:
     """The resource type an ID shows, or None when it is not an ARM ID."""
     rid = try_parse(resource_id)

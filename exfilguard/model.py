@@ -4,6 +4,9 @@ Every source (snapshot files, SDK reads, event payloads) hands raw ARM JSON to
 :func:`parse_resource`, so there is exactly one interpretation of each property. Each view
 keeps ``raw``, the JSON it came from, so a fix can be applied to the full body and no
 property the model does not know is ever lost. ``raw`` is never mutated by the product.
+(A security rule nested in an NSG may keep the view, ``raw`` and etag of an earlier read
+whose JSON differed only in the etag ARM stamps on every rule: see :func:`_rules_since`.
+Writes always start from the NSG body just read.)
 
 A resource whose fields have the wrong JSON types raises :class:`BadResource` naming the
 field: callers skip that one resource with a notice instead of crashing the whole run.
@@ -14,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import attrgetter
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import ids
 from .frozen import quick_init
@@ -170,9 +174,10 @@ class Resource:
         return region_key(self.location)
 
 
-@quick_init
-@dataclass(frozen=True, slots=True)
-class PortRange:
+class PortRange(NamedTuple):
+    """A destination port range. A named tuple, not a dataclass: it is part of the key of every
+    :func:`rule_facts` lookup, and a tuple hashes and compares in C."""
+
     lo: int
     hi: int
 
@@ -188,9 +193,39 @@ class PortRange:
 ALL_PORTS = (PortRange(0, 65535),)
 
 
+# Destinations that mean "anywhere on the internet" in an NSG rule (lowercase).
+GENERIC_INTERNET = frozenset({"*", "internet", "0.0.0.0/0"})
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class RuleFacts:
+    """What the NSG engine asks of a rule's addresses and ports on every flow, worked out once
+    per distinct (sources, destinations, ports, source ASGs) by :func:`rule_facts`."""
+
+    dest_lows: tuple[str, ...]  # the destination prefixes, lowercase, in order
+    dest_pairs: tuple[tuple[str, str], ...]  # (prefix, lowercase prefix), in order
+    dest_keys: frozenset[str]  # the same, as a set
+    to_internet: bool  # a destination is a generic internet one (*, Internet, 0.0.0.0/0)
+    all_ports: bool  # a port range covers 0-65535
+    from_vnet: bool  # no source ASG and a source is * or VirtualNetwork: it applies to every subnet
+
+
+@lru_cache(maxsize=4096)
+def rule_facts(source_prefixes: tuple[str, ...], dest_prefixes: tuple[str, ...], dest_ports: tuple[PortRange, ...],
+               source_asg: bool) -> RuleFacts:
+    lows = tuple(d.strip().lower() for d in dest_prefixes)
+    return RuleFacts(lows, tuple(zip(dest_prefixes, lows, strict=True)), frozenset(lows),
+                     any(d in GENERIC_INTERNET for d in lows), any(p.covers_all() for p in dest_ports),
+                     not source_asg and any(s.strip().lower() in ("*", "virtualnetwork") for s in source_prefixes))
+
+
 @quick_init
 @dataclass(frozen=True, slots=True)
 class SecurityRule(Resource):
+    # ARM stamps the NSG's etag on every rule in it at each write of the NSG, so a rule's etag
+    # says nothing about the rule: it is kept for reports but not compared (see _rules_since).
+    etag: str | None = field(compare=False)
     nsg_id: str = ""
     direction: str = "outbound"  # lowercase
     access: str = "allow"  # lowercase
@@ -203,6 +238,13 @@ class SecurityRule(Resource):
     dest_asg: bool = False
     description: str = ""
     is_default: bool = False
+    # Derived from the fields above: leave it out (a rebuilt view may pass its old view's).
+    facts: RuleFacts = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.facts is None:
+            object.__setattr__(self, "facts", rule_facts(self.source_prefixes, self.dest_prefixes,
+                                                         self.dest_ports, self.source_asg))
 
 
 @quick_init
@@ -212,9 +254,14 @@ class Nsg(Resource):
     default_rules: tuple[SecurityRule, ...] = ()
 
     def ordered(self, direction: str) -> tuple[SecurityRule, ...]:
-        """Rules of one direction in evaluation order (custom, then defaults, by priority)."""
-        return tuple(sorted((r for r in (*self.rules, *self.default_rules) if r.direction == direction),
-                            key=lambda r: (r.priority, r.is_default)))
+        """Rules of one direction in evaluation order (by priority; custom before default)."""
+        # A stable sort by priority alone: custom rules come first in the list, so at equal
+        # priority they stay before the defaults, as the (priority, is_default) order wants.
+        return tuple(sorted([r for r in (*self.rules, *self.default_rules) if r.direction == direction],
+                            key=_PRIORITY))
+
+
+_PRIORITY = attrgetter("priority")
 
 
 @quick_init
@@ -596,11 +643,17 @@ def _parse_rule_checked(body: Mapping[str, Any], nsg_id: str | None, default: bo
     )
 
 
-def parse_nsg(body: Mapping[str, Any], rid: str, tkey: str) -> Nsg:
+def parse_nsg(body: Mapping[str, Any], rid: str, tkey: str, previous: Resource | None = None) -> Nsg:
+    """``previous``, a view of the same NSG parsed before, lends its parse of every rule whose
+    JSON is unchanged but for the etag (see :func:`_rules_since`)."""
     r = _Reader(rid)
     common = _common(r, body, rid, tkey)
     props = r.obj(body, "properties", "") or {}
-    rules = tuple([parse_rule(x, rid) for x in r.objs(props, "securityRules", "properties")])
+    raws = r.objs(props, "securityRules", "properties")
+    if type(previous) is Nsg and previous.id == rid and previous.rules:
+        rules = _rules_since(raws, rid, previous.rules)
+    else:
+        rules = tuple([parse_rule(x, rid) for x in raws])
     defaults_raw = r.objs(props, "defaultSecurityRules", "properties")
     if defaults_raw:
         defaults = _azure_defaults(defaults_raw, rid) or tuple(
@@ -608,6 +661,35 @@ def parse_nsg(body: Mapping[str, Any], rid: str, tkey: str) -> Nsg:
     else:
         defaults = azure_default_rules(rid)
     return Nsg(**common, rules=rules, default_rules=defaults)
+
+
+def _rules_since(raws: list[dict], nsg_id: str, before: tuple[SecurityRule, ...]) -> tuple[SecurityRule, ...]:
+    """``parse_rule`` of each of ``raws``, reusing the rules parsed before from equal JSON.
+
+    A write to one rule of an NSG leaves the others as they were, except that ARM stamps the
+    NSG's new etag on every rule in it. A rule whose JSON equals (a deep comparison, in C) the
+    JSON an earlier view of it was read from, once the etags are set aside, is that view: only
+    its ``etag`` and ``raw`` are of the earlier read, and neither takes part in a rule's
+    equality or in any decision (writes go to the NSG, with the NSG's etag and the body just
+    read). Anything else (the written rule, a new one, a misfit) is parsed as usual."""
+    by_name = {x.name: x for x in before if x.raw}
+    out = []
+    for raw in raws:
+        old = by_name.get(raw.get("name"))
+        if old is not None and old.nsg_id == nsg_id and _equal_but_etag(raw, old.raw):
+            out.append(old)
+        else:
+            out.append(parse_rule(raw, nsg_id))
+    return tuple(out)
+
+
+def _equal_but_etag(raw: Mapping[str, Any], was: Mapping[str, Any]) -> bool:
+    """Equal JSON objects once the ``etag`` member is set aside; a new etag must still be a
+    string (or absent), as parsing would demand."""
+    if "etag" not in raw:
+        return raw == was
+    etag = raw["etag"]
+    return (etag is None or type(etag) is str) and raw == {**was, "etag": etag}
 
 
 # Azure's six default rules as ARM returns them in every NSG's defaultSecurityRules:
@@ -669,24 +751,31 @@ def _azure_default_rule(body: Any, nsg_id: str) -> SecurityRule | None:
 
 def _azure_defaults(raw: list[dict], nsg_id: str) -> tuple[SecurityRule, ...] | None:
     """All six default rules at once when they are exactly Azure's in Azure's order, as ARM
-    returns them: :func:`_azure_default_rule`'s checks with one loop instead of six calls.
-    None when anything differs (then each rule is looked at on its own)."""
+    returns them: :func:`_azure_default_rule`'s checks, made by one comparison (in C) of what
+    matters in each body with what Azure writes there. None when anything differs (then each
+    rule is looked at on its own)."""
     if len(raw) != len(_AZURE_DEFAULTS):
         return None
-    templates = _default_templates()
-    for body, want_id, (name, *_) in zip(raw, _azure_default_ids(nsg_id), _AZURE_DEFAULTS, strict=True):
-        get = body.get
-        props = get("properties")
-        if (get("name") != name or get("id") != want_id or props != templates[name][0]
-                or type(get("etag")) is not str or get("type") != _DEFAULT_RULE_TYPE or get("location") is not None
-                or get("tags") is not None or type(props["priority"]) is not int):
+    # Per body: five members (name, id, type, etag, properties; any other member makes six),
+    # a string etag, and name, id, type and properties equal to Azure's.
+    seen = tuple([(len(b), type(b.get("etag")), b.get("name"), b.get("id"), b.get("type"), b.get("properties"))
+                  for b in raw])
+    if seen != _azure_default_shapes(nsg_id):
+        return None
+    # Equal properties could still hide a priority of 65000.0 (equal to 65000 in Python, not
+    # an integer in JSON terms): the checked reading refuses it, so must this.
+    for b in raw:
+        if type(b["properties"]["priority"]) is not int:
             return None
     return _azure_default_views(nsg_id)
 
 
 @lru_cache(maxsize=4096)
-def _azure_default_ids(nsg_id: str) -> tuple[str, ...]:
-    return tuple(f"{nsg_id}/defaultSecurityRules/{name}" for name, *_ in _AZURE_DEFAULTS)
+def _azure_default_shapes(nsg_id: str) -> tuple[tuple, ...]:
+    """What :func:`_azure_defaults` expects to see in each of the NSG's default rule bodies."""
+    templates = _default_templates()
+    return tuple((5, str, name, f"{nsg_id}/defaultSecurityRules/{name}", _DEFAULT_RULE_TYPE, templates[name][0])
+                 for name, *_ in _AZURE_DEFAULTS)
 
 
 @lru_cache(maxsize=4096)
@@ -843,9 +932,13 @@ _PARSERS = {
 }
 
 
-def parse_resource(body: Any) -> Resource | None:
-    """One ARM object to its view; None for types the baseline does not read."""
+def parse_resource(body: Any, previous: Resource | None = None) -> Resource | None:
+    """One ARM object to its view; None for types the baseline does not read. ``previous`` is
+    a view of the same resource parsed before, whose unchanged parts may be reused (an NSG's
+    rules); the view returned is the same either way."""
     rid, tkey = _identity(body)
+    if tkey == NSG:
+        return parse_nsg(body, rid, tkey, previous)
     if tkey == RULE:
         return parse_rule(body)
     if tkey == SUBNET:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .frozen import quick_init
-from .model import SecurityRule
+from .model import GENERIC_INTERNET, SecurityRule
 
-GENERIC_INTERNET = frozenset({"*", "internet", "0.0.0.0/0"})
+__all__ = ["GENERIC_INTERNET", "Flow", "decide", "internet_leak", "matches", "source_applies"]
 PROTOCOLS = ("tcp", "udp", "icmp", "esp", "ah")
 
 _PRIVATE_V4 = tuple(ipaddress.ip_network(n) for n in (
@@ -61,8 +61,11 @@ def tag_matches(rule_dest: str, tag: str) -> bool:
 
 def _ports_cover(rule: SecurityRule, port: int | None) -> bool:
     if port is None:
-        return any(p.covers_all() for p in rule.dest_ports)
-    return any(p.lo <= port <= p.hi for p in rule.dest_ports)
+        return rule.facts.all_ports
+    for p in rule.dest_ports:  # noqa: SIM110 - a plain loop: any() over a generator costs more here
+        if p.lo <= port <= p.hi:
+            return True
+    return False
 
 
 def _protocol_covers(rule: SecurityRule, protocol: str | None) -> bool:
@@ -73,6 +76,8 @@ def _protocol_covers(rule: SecurityRule, protocol: str | None) -> bool:
 
 def source_applies(rule: SecurityRule, subnet_prefixes: Sequence[str]) -> bool:
     """Does the rule's source include traffic from the subnet?"""
+    if rule.facts.from_vnet:  # * or VirtualNetwork, the usual source: applies to every subnet
+        return True
     conservative = rule.access == "allow"
     if rule.source_asg:
         return conservative
@@ -124,21 +129,11 @@ def _tag_keys(tag: str | None) -> tuple[str, ...] | None:
 
 
 def _matches(rule: SecurityRule, flow: Flow, keys: tuple[str, ...] | None, subnet_prefixes: Sequence[str]) -> bool:
-    # The destination first: it rules out most rules for a given flow (decide() asks every
-    # rule in turn). The same tests as tag_matches(), with the flow's tag lowered once.
-    if keys is None:
-        for d in rule.dest_prefixes:
-            if d.lower() in GENERIC_INTERNET:
-                break
-        else:
-            return False
-    else:
-        for d in rule.dest_prefixes:
-            x = d.strip().lower()
-            if x in GENERIC_INTERNET or x in keys:
-                break
-        else:
-            return False
+    # The destination first: it rules out most rules for a given flow. The same tests as
+    # tag_matches(), on the rule's lowercase destinations and the flow's tag lowered once.
+    facts = rule.facts
+    if not facts.to_internet and (keys is None or facts.dest_keys.isdisjoint(keys)):
+        return False
     return (_protocol_covers(rule, flow.protocol) and _ports_cover(rule, flow.port)
             and source_applies(rule, subnet_prefixes))
 
@@ -147,8 +142,25 @@ def decide(ordered: Iterable[SecurityRule], flow: Flow,
            subnet_prefixes: Sequence[str]) -> tuple[str, SecurityRule | None]:
     """The effective access of ``flow`` and the rule that decided it (first match wins)."""
     keys = _tag_keys(flow.tag)
+    protocol, port = flow.protocol, flow.port
     for rule in ordered:
-        if _matches(rule, flow, keys, subnet_prefixes):
+        # _matches() inline, most rules failing at the destination: it is asked for every
+        # required flow of every NSG an event touches.
+        facts = rule.facts
+        if not facts.to_internet and (keys is None or facts.dest_keys.isdisjoint(keys)):
+            continue
+        if protocol is None:
+            if rule.protocol != "*":
+                continue
+        elif rule.protocol != "*" and rule.protocol != protocol:
+            continue
+        ports = rule.dest_ports
+        if port is None or len(ports) != 1:
+            if not _ports_cover(rule, port):
+                continue
+        elif not ports[0].lo <= port <= ports[0].hi:
+            continue
+        if facts.from_vnet or source_applies(rule, subnet_prefixes):
             return rule.access, rule
     return "deny", None
 
@@ -158,16 +170,15 @@ def internet_leak(ordered: Sequence[SecurityRule], subnet_prefixes: Sequence[str
     some protocol or port? Returns (leaks, explanation)."""
     full_deny = None
     for rule in ordered:
-        if (rule.access == "deny" and rule.protocol == "*" and _ports_cover(rule, None)
-                and any(d.lower() in GENERIC_INTERNET for d in rule.dest_prefixes)
+        facts = rule.facts
+        if (rule.access == "deny" and rule.protocol == "*" and facts.all_ports and facts.to_internet
                 and source_applies(rule, subnet_prefixes)):
             full_deny = rule
             break
     for rule in ordered:
         if full_deny is not None and rule.priority >= full_deny.priority:
             break
-        if (rule.access == "allow" and any(d.lower() in GENERIC_INTERNET for d in rule.dest_prefixes)
-                and source_applies(rule, subnet_prefixes)):
+        if rule.access == "allow" and rule.facts.to_internet and source_applies(rule, subnet_prefixes):
             where = f"before deny rule {full_deny.name} ({full_deny.priority})" if full_deny else ""
             return True, f"rule {rule.name} (priority {rule.priority}) allows internet traffic {where}".strip()
     if full_deny is None:

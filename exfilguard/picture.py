@@ -9,7 +9,6 @@ no rule scans the whole picture per resource. Building it is linear in the input
 from __future__ import annotations
 
 import gc
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -33,8 +32,6 @@ from .model import (
     EnvironmentVersion,
     Nsg,
     Resource,
-    SecurityRule,
-    SepDefinition,
     ServiceEndpointPolicy,
     StorageAccount,
     Subnet,
@@ -125,10 +122,10 @@ class Picture:
         return resource
 
     def guarded_nsg_keys(self) -> list[str]:
-        return [k for k in self.nsgs if any(s in self._guarded for s in self._subnets_by_nsg.get(k, ()))]
+        return [k for k in self.nsgs if not self._guarded.keys().isdisjoint(self._subnets_by_nsg.get(k, ()))]
 
     def guarded_sep_keys(self) -> list[str]:
-        return [k for k in self.seps if any(s in self._guarded for s in self._subnets_by_sep.get(k, ()))]
+        return [k for k in self.seps if not self._guarded.keys().isdisjoint(self._subnets_by_sep.get(k, ()))]
 
 
 # ---------------------------------------------------------------------- building
@@ -191,82 +188,80 @@ class cyclic_gc_paused:  # lower case: used like the function it replaces
 
 def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], source: str,
            parse: Callable[[Any], Resource | None]) -> Picture:
-    pic = Picture(extra_guarded=tuple(extra_guarded_subnets))
-    standalone_rules: dict[str, dict[str, SecurityRule]] = defaultdict(dict)
-    standalone_subnets: dict[str, dict[str, Subnet]] = defaultdict(dict)
-    standalone_defs: dict[str, dict[str, SepDefinition]] = defaultdict(dict)
-    ignored: dict[str, int] = defaultdict(int)
-    read: dict[str, int] = defaultdict(int)
+    # Plain dicts made as literals and handed to Picture at once: an event's picture holds
+    # three resources, where a dozen dict() calls and defaultdicts would cost more than they do.
+    nsgs: dict[str, Nsg] = {}
+    vnets: dict[str, VirtualNetwork] = {}
+    seps: dict[str, ServiceEndpointPolicy] = {}
+    workspaces: dict[str, Workspace] = {}
+    computes: dict[str, Compute] = {}
+    environments: dict[str, EnvironmentVersion] = {}
+    storage_accounts: dict[str, StorageAccount] = {}
+    tables: dict[str, dict] = {NSG: nsgs, VNET: vnets, SEP: seps, WORKSPACE: workspaces, COMPUTE: computes,
+                               ENV_VERSION: environments, STORAGE: storage_accounts}
+    # Standalone children by parent key, then by their own key (a standalone child wins).
+    standalone: dict[str, dict[str, dict[str, Any]]] = {RULE: {}, SUBNET: {}, SEP_DEF: {}}
+    notices: list[Notice] = []
+    ignored: dict[str, int] = {}
+    read: dict[str, int] = {}
     for i, body in enumerate(bodies):
         try:
             res = parse(body)
         except BadResource as exc:
             rid = exc.resource_id or f"{source}[{i}]"
-            pic.notices.append(Notice("skipped", rid, f"skipped {source}[{i}]: {exc.reason}"))
+            notices.append(Notice("skipped", rid, f"skipped {source}[{i}]: {exc.reason}"))
             continue
         if res is None:
-            ignored[resource_type_of(body)] += 1
+            t = resource_type_of(body)
+            ignored[t] = ignored.get(t, 0) + 1
             continue
-        k = res.key
         t = res.type
-        read[t] += 1
-        if t == NSG:
-            pic.nsgs[k] = res  # type: ignore[assignment]
-        elif t == RULE:
-            standalone_rules[_parent_key(res.id)][k] = res  # type: ignore[assignment]
-        elif t == VNET:
-            pic.vnets[k] = res  # type: ignore[assignment]
-        elif t == SUBNET:
-            standalone_subnets[_parent_key(res.id)][k] = res  # type: ignore[assignment]
-        elif t == SEP:
-            pic.seps[k] = res  # type: ignore[assignment]
-        elif t == SEP_DEF:
-            standalone_defs[_parent_key(res.id)][k] = res  # type: ignore[assignment]
-        elif t == WORKSPACE:
-            pic.workspaces[k] = res  # type: ignore[assignment]
-        elif t == COMPUTE:
-            pic.computes[k] = res  # type: ignore[assignment]
-        elif t == ENV_VERSION:
-            pic.environments[k] = res  # type: ignore[assignment]
-        elif t == STORAGE:
-            pic.storage_accounts[k] = res  # type: ignore[assignment]
-    _store_children(pic, standalone_rules, standalone_subnets, standalone_defs)
+        read[t] = read.get(t, 0) + 1
+        table = tables.get(t)
+        if table is not None:
+            table[ids.key(res.id)] = res
+        elif t in standalone:  # a standalone rule, subnet or policy definition
+            standalone[t].setdefault(_parent_key(res.id), {})[ids.key(res.id)] = res
+    standalone_rules, standalone_subnets, standalone_defs = standalone[RULE], standalone[SUBNET], standalone[SEP_DEF]
+    pic = Picture(nsgs=nsgs, vnets=vnets, subnets={}, seps=seps, workspaces=workspaces, computes=computes,
+                  environments=environments, storage_accounts=storage_accounts, notices=notices,
+                  ignored=ignored, read_counts=read, extra_guarded=tuple(extra_guarded_subnets))
+    if standalone_rules or standalone_subnets or standalone_defs:
+        _store_children(pic, standalone_rules, standalone_subnets, standalone_defs)
     # Standalone subnets whose VNet is absent still count.
     for vnet_key, subnets in standalone_subnets.items():
-        if vnet_key not in pic.vnets:
+        if vnet_key not in vnets:
             pic.subnets.update(subnets)
     for vnet in pic.vnets.values():
         for s in vnet.subnets:
             pic.subnets[ids.key(s.id)] = s
     for nsg_key, rules in standalone_rules.items():
-        if nsg_key not in pic.nsgs:
+        if nsg_key not in nsgs:
             for r in rules.values():
-                pic.notices.append(Notice("absent", r.id, f"security rule's NSG {r.nsg_id} is not in the {source}"))
+                notices.append(Notice("absent", r.id, f"security rule's NSG {r.nsg_id} is not in the {source}"))
     for sep_key, defs in standalone_defs.items():
-        if sep_key not in pic.seps:
+        if sep_key not in seps:
             for d in defs.values():
-                pic.notices.append(Notice("absent", d.id, f"definition's policy {d.sep_id} is not in the {source}"))
-    pic.ignored = dict(ignored)
-    pic.read_counts = dict(read)
+                notices.append(Notice("absent", d.id, f"definition's policy {d.sep_id} is not in the {source}"))
     _index(pic)
     return pic
 
 
 def _index(pic: Picture) -> None:
-    by_subnet: dict[str, list[Compute]] = defaultdict(list)
+    by_subnet: dict[str, list[Compute]] = {}
     for c in pic.computes.values():
         if c.subnet_id:
-            by_subnet[ids.key(c.subnet_id)].append(c)
-    pic._computes_by_subnet = dict(by_subnet)
-    by_nsg: dict[str, list[str]] = defaultdict(list)
-    by_sep: dict[str, list[str]] = defaultdict(list)
+            by_subnet.setdefault(ids.key(c.subnet_id), []).append(c)
+    pic._computes_by_subnet = by_subnet
+    by_nsg: dict[str, list[str]] = {}
+    by_sep: dict[str, list[str]] = {}
     for k, s in pic.subnets.items():
         if s.nsg_id:
-            by_nsg[ids.key(s.nsg_id)].append(k)
+            by_nsg.setdefault(ids.key(s.nsg_id), []).append(k)
         for sep in s.sep_ids:
-            by_sep[ids.key(sep)].append(k)
-    pic._subnets_by_nsg = dict(by_nsg)
-    pic._subnets_by_sep = dict(by_sep)
+            by_sep.setdefault(ids.key(sep), []).append(k)
+    pic._subnets_by_nsg = by_nsg
+    pic._subnets_by_sep = by_sep
     guarded: dict[str, GuardedSubnet] = {}
     refs: dict[str, str] = {}
     for k, computes in by_subnet.items():
@@ -279,13 +274,14 @@ def _index(pic: Picture) -> None:
         regions: list[str] = []
         if subnet is not None:
             vnet = pic.vnets.get(ids.key(subnet.vnet_id))
-            if vnet is not None and vnet.region:
-                regions.append(vnet.region)
+            if vnet is not None and vnet.location:
+                region = region_key(vnet.location)
+                if region:
+                    regions.append(region)
         if not regions:
             for c in computes:
                 rk = region_key(c.location)
                 if rk and rk not in regions:
                     regions.append(rk)
-        guarded[k] = GuardedSubnet(key=k, id=subnet.id if subnet else first_ref, subnet=subnet,
-                                   regions=tuple(regions), computes=computes)
+        guarded[k] = GuardedSubnet(k, subnet.id if subnet else first_ref, subnet, tuple(regions), computes)
     pic._guarded = guarded

@@ -10,7 +10,9 @@ no etag, and an etag is only as trustworthy as whoever wrote the body. Parsing i
 function of the body (``model``'s contract), so an equal body gets an equal view, and the
 view's ``raw`` is equal to the body just read, so a fix applied to it writes what ARM has.
 What changed (the event's resource: its etag at least is new) never compares equal and is
-parsed afresh.
+parsed afresh, but with the previous view at hand: an NSG's rules whose JSON is unchanged
+but for the etag ARM stamps on all of them at each write are taken over from it
+(``model._rules_since``), so a rule write parses the written rule, not the whole NSG.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ class ViewCache:
             if seen is not None and seen.raw == body:
                 self.hits += 1
                 return seen
-        view = parse_resource(body)  # a misfit raises BadResource and nothing is kept
+            view = parse_resource(body, seen)  # a misfit raises BadResource and nothing is kept
+        else:
+            view = parse_resource(body)
         self.misses += 1
         if view is not None and type(rid) is str:
             with self._lock:

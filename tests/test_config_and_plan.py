@@ -6,6 +6,7 @@ import pytest
 
 from exfilguard import config, engine, ids
 from exfilguard.fixes import Edit, EditError, Sel, apply_edits
+from tests import factory as f
 from tests.support import load_sample, run
 
 
@@ -81,3 +82,20 @@ def test_edit_on_a_vanished_item_is_an_error():
     with pytest.raises(EditError, match="no element"):
         apply_edits({"properties": {"securityRules": []}},
                     [Edit("set", ("properties", "securityRules", Sel("name", "gone"), "properties", "access"), "Deny")])
+
+
+def test_absent_neighbours_are_reported_only_where_their_rules_ran():
+    from exfilguard.picture import build
+
+    nsg = f.nsg("rg", "n", "westeurope", f.compliant_nsg_rules("westeurope"))
+    vnet_id = f.vnet_id("rg", "v")
+    sep_id = f.sep_id("rg", "p")
+    vnet = f.vnet("rg", "v", "westeurope", "10.10.0.0/16",
+                  [f.subnet(vnet_id, "s", "10.10.1.0/24", nsg=nsg["id"], seps=[sep_id])])
+    ws = f.ws_id("rg", "w")
+    compute = f.compute(ws, "ci", "westeurope", subnet=f"{vnet_id}/subnets/s")
+    picture = build([nsg, vnet, compute])  # the policy was not read, as for an NSG event
+    absent = {n.resource_id for n in engine.evaluate(picture, config.Config()).notices if n.kind == "absent"}
+    assert absent == {sep_id}  # a full evaluation runs the policy rules: the policy is missed
+    event = engine.evaluate(picture, config.Config(), only=[nsg["id"]])  # only the NSG family runs
+    assert [n for n in event.notices if n.kind == "absent"] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -85,7 +86,7 @@ def test_free_priority_walks_down():
 # --- properties -------------------------------------------------------------------------------
 DESTS = st.sampled_from(["*", "Internet", "0.0.0.0/0", "Storage", "Storage.westeurope", "Storage.eastus",
                          "AzureMachineLearning", "10.0.0.0/8", "52.1.0.0/16", "VirtualNetwork"])
-PORTS = st.sampled_from(["*", "443", "80", "400-500", "8787", "0-65535"])
+PORTS = st.sampled_from(["*", "443", "80", "400-500", "8787", "0-65535", ["80", "443"], ["1-100", "8787"]])
 PROTOS = st.sampled_from(["*", "Tcp", "Udp", "Icmp"])
 SOURCES = st.sampled_from(["*", "VirtualNetwork", "10.10.0.0/16", "192.168.0.0/16", "AzureLoadBalancer"])
 FLOWS = st.builds(engine.Flow, st.sampled_from(["tcp", "udp", None]), st.sampled_from([443, 80, 8787, None]),
@@ -130,7 +131,66 @@ def test_decision_is_the_first_matching_rule(rules, flow):
     decision, decider = engine.decide(o, flow, SUBNET)
     assert decider is not None  # defaults always end in a catch-all deny
     assert decision == decider.access
+    assert engine.matches(decider, flow, SUBNET)
     assert all(not engine.matches(r, flow, SUBNET) for r in o[: o.index(decider)])
+
+
+def _reference_matches(r, flow, prefixes) -> bool:
+    """baseline.md's matching written out from the rule's own fields, without the engine's
+    precomputed facts or shortcuts: the oracle for the quick paths of decide()."""
+    if flow.tag is None:
+        dest = any(d.strip().lower() in ("*", "internet", "0.0.0.0/0") for d in r.dest_prefixes)
+    else:
+        dest = any(engine.tag_matches(d, flow.tag) for d in r.dest_prefixes)
+    proto = r.protocol == "*" if flow.protocol is None else r.protocol in ("*", flow.protocol)
+    if flow.port is None:
+        ports = any(p.lo <= 0 and p.hi >= 65535 for p in r.dest_ports)
+    else:
+        ports = any(p.lo <= flow.port <= p.hi for p in r.dest_ports)
+    if r.source_asg:
+        source = r.access == "allow"
+    else:
+        source = False
+        for s in r.source_prefixes:
+            if s.lower() in ("*", "virtualnetwork"):
+                source = True
+                break
+            net = engine.as_network(s)
+            if net is not None and any(engine.as_network(p).subnet_of(net) for p in prefixes
+                                       if engine.as_network(p).version == net.version):
+                source = True
+                break
+    return dest and proto and ports and source
+
+
+@settings(max_examples=300, deadline=None)
+@given(rule_sets(), FLOWS, st.sampled_from([SUBNET, ("192.168.5.0/24",)]))
+def test_decide_agrees_with_the_rules_written_out(rules, flow, prefixes):
+    o = ordered(*rules)
+    want = next(((r.access, r) for r in o if _reference_matches(r, flow, prefixes)), ("deny", None))
+    assert engine.decide(o, flow, prefixes) == want
+    assert [engine.matches(r, flow, prefixes) for r in o] == [_reference_matches(r, flow, prefixes) for r in o]
+
+
+def test_rule_facts_are_those_of_the_rules_own_fields():
+    from exfilguard.model import rule_facts
+
+    for body in (f.rule("a", 100, dest=["Internet", " Storage.WestEurope"], ports=["80", "0-65535"], nsg=NSG_ID),
+                 f.rule("b", 110, dest="AzureMachineLearning", source="10.0.0.0/8", nsg=NSG_ID),
+                 f.rule("c", 120, dest="0.0.0.0/0", source=["10.1.0.0/16", "VirtualNetwork"], nsg=NSG_ID)):
+        r = parse_rule(body)
+        facts = r.facts
+        assert facts == rule_facts(r.source_prefixes, r.dest_prefixes, r.dest_ports, r.source_asg)
+        assert facts.dest_lows == tuple(d.strip().lower() for d in r.dest_prefixes)
+        assert facts.dest_pairs == tuple(zip(r.dest_prefixes, facts.dest_lows, strict=True))
+        assert facts.to_internet == any(d in ("*", "internet", "0.0.0.0/0") for d in facts.dest_lows)
+        assert facts.all_ports == any(p.covers_all() for p in r.dest_ports)
+    a, b, c = (parse_rule(x) for x in (f.rule("a", 100, dest="Internet", ports=["80", "0-65535"], nsg=NSG_ID),
+                                       f.rule("b", 110, source="10.0.0.0/8", nsg=NSG_ID),
+                                       f.rule("c", 120, source=["10.1.0.0/16", "VirtualNetwork"], nsg=NSG_ID)))
+    assert (a.facts.to_internet, a.facts.all_ports, a.facts.from_vnet) == (True, True, True)
+    assert (b.facts.to_internet, b.facts.all_ports, b.facts.from_vnet) == (True, False, False)
+    assert c.facts.from_vnet
 
 
 @settings(max_examples=100, deadline=None)
@@ -171,3 +231,24 @@ def test_planned_state_copies_only_the_rules_edits_reach_into():
     assert [x is y for x, y in zip(shared, body["properties"]["securityRules"], strict=True)] == [
         False, False, False, True]
     assert body == before
+
+
+def test_quick_init_runs_post_init_and_keeps_instances_frozen():
+    from dataclasses import FrozenInstanceError, dataclass, field
+
+    from exfilguard.frozen import quick_init
+
+    @quick_init
+    @dataclass(frozen=True, slots=True)
+    class Pair:
+        a: int
+        b: int = 2
+        total: int = field(default=0, compare=False)
+
+        def __post_init__(self) -> None:
+            object.__setattr__(self, "total", self.a + self.b)
+
+    p = Pair(1)
+    assert (p.a, p.b, p.total) == (1, 2, 3) and Pair(a=5, b=1).total == 6 and Pair(1, 2) == p
+    with pytest.raises(FrozenInstanceError):
+        p.a = 9  # type: ignore[misc]

@@ -74,3 +74,68 @@ def test_pictures_built_with_views_evaluate_exactly_as_without():
             b["properties"]["publicNetworkAccess"] = "Enabled"
     got = engine.evaluate(build(drifted, views=views), cfg).findings
     assert got == engine.evaluate(build(json.loads(json.dumps(drifted))), cfg).findings and got != want
+
+
+def _after_write(body: dict, n: int, rule: str | None = None, **changes) -> dict:
+    """``body`` as ARM returns it after write ``n``: a new etag on the NSG and on every rule in
+    it, and ``changes`` to the properties of ``rule``."""
+    out = copy.deepcopy(body)
+    out["etag"] = f'W/"{n}"'
+    for r in out["properties"]["securityRules"]:
+        r["etag"] = f'W/"{n}"'
+        if r["name"] == rule:
+            r["properties"].update(changes)
+    return out
+
+
+def test_an_nsg_read_again_reuses_the_rules_whose_json_did_not_change():
+    from exfilguard.model import parse_resource
+
+    views = ViewCache()
+    body = f.nsg("rg", "n", "westeurope", [f.rule("r1", 100), f.rule("r2", 110, dest="Storage"),
+                                           f.rule("r3", 120, direction="Inbound")])
+    first = views.parse(body)
+    second_body = _after_write(body, 2, "r2", destinationAddressPrefix="Internet")
+    second = views.parse(second_body)
+    assert views.hits == 0  # the NSG changed: parsed again
+    # The rules ARM only stamped with the new etag are the views read before; the written one is new.
+    assert second.rules[0] is first.rules[0] and second.rules[2] is first.rules[2]
+    assert second.rules[1] is not first.rules[1] and second.rules[1].dest_prefixes == ("Internet",)
+    # The NSG view is the one a fresh parse makes (rule etags are not part of a rule's equality).
+    assert second == parse_resource(copy.deepcopy(second_body)) and second.etag == 'W/"2"'
+    assert second.raw is second_body
+
+
+def test_rules_are_read_afresh_when_renamed_moved_to_another_nsg_or_misfit():
+    views = ViewCache()
+    body = f.nsg("rg", "n", "westeurope", [f.rule("r1", 100), f.rule("r2", 110)])
+    first = views.parse(body)
+    renamed = _after_write(body, 2)
+    renamed["properties"]["securityRules"][0]["name"] = "r1-new"
+    again = views.parse(renamed)
+    assert again.rules[0] is not first.rules[0] and again.rules[0].name == "r1-new"
+    assert again.rules[1] is first.rules[1]
+    added = _after_write(renamed, 3)
+    added["properties"]["securityRules"].append(f.rule("r9", 300, nsg=body["id"]))
+    grown = views.parse(added)
+    assert [r.name for r in grown.rules] == ["r1-new", "r2", "r9"] and grown.rules[1] is first.rules[1]
+    # An etag of the wrong JSON type must fail as a fresh parse fails, not be waved through.
+    bad = _after_write(added, 4)
+    bad["properties"]["securityRules"][1]["etag"] = 7
+    with pytest.raises(BadResource, match="etag"):
+        views.parse(bad)
+    # A view of another NSG lends nothing, even with equal rule JSON.
+    other = copy.deepcopy(body)
+    other["id"] = f.nsg_id("rg", "other")
+    other_view = views.parse(other)
+    assert all(a is not b for a, b in zip(other_view.rules, first.rules, strict=True))
+
+
+def test_default_rules_with_a_priority_that_is_not_an_integer_fail_as_the_checked_reading_does():
+    from tests.armemu import ArmEmulator
+
+    body = ArmEmulator([f.nsg("rg", "n", "westeurope", [f.rule("r1", 100)])]).get_body(f.nsg_id("rg", "n"))
+    assert len(ViewCache().parse(copy.deepcopy(body)).default_rules) == 6
+    body["properties"]["defaultSecurityRules"][3]["properties"]["priority"] = 65000.0
+    with pytest.raises(BadResource, match="priority"):
+        ViewCache().parse(body)

@@ -54,6 +54,13 @@ def _ref_ids(items: Any) -> list[str]:
     return out
 
 
+# The reader's method per evaluated type. Computes, workspaces and subnets leave traces to
+# clean up when deleted (index rows); the other types simply have nothing left to evaluate.
+_WITH_DELETION = {model.COMPUTE: "compute", model.WORKSPACE: "workspace", model.SUBNET: "subnet"}
+_PLAIN = {model.NSG: "nsg", model.SEP: "sep", model.VNET: "vnet", model.ENV_VERSION: "env_version",
+          model.STORAGE: "storage"}
+
+
 class ClosureReader:
     """One invocation's reads. ``client`` is an :class:`~exfilguard.sources.arm.ArmClient`."""
 
@@ -79,20 +86,15 @@ class ClosureReader:
             parent = ids.parse(resource_id).parent
             assert parent is not None
             return self.around(model.SEP, str(parent))
-        # Computes, workspaces and subnets leave traces to clean up when deleted (index rows);
-        # the other types simply have nothing left to evaluate.
-        with_deletion = {model.COMPUTE: self.compute, model.WORKSPACE: self.workspace, model.SUBNET: self.subnet}
-        plain = {model.NSG: self.nsg, model.SEP: self.sep, model.VNET: self.vnet, model.ENV_VERSION: self.env_version,
-                 model.STORAGE: self.storage}
-        if t in with_deletion:
-            with_deletion[t](resource_id, deleted=deleted)
-        elif t not in plain:
+        if t in _WITH_DELETION:
+            getattr(self, _WITH_DELETION[t])(resource_id, deleted=deleted)
+        elif t not in _PLAIN:
             raise ValueError(f"type {resource_type} is not evaluated by ExfilGuard")
         elif deleted:
             self.read.gone.append(resource_id)
             self.read.notes.append(f"{resource_id} was deleted; nothing left to evaluate")
         else:
-            plain[t](resource_id)
+            getattr(self, _PLAIN[t])(resource_id)
         return self.read
 
     # ------------------------------------------------------------------ reads
@@ -147,13 +149,17 @@ class ClosureReader:
         log.info(note)
 
     def _computes_on(self, subnet_ids: Iterable[str]) -> dict[str, list[IndexedCompute]]:
-        wanted = [s for s in subnet_ids if ids.key(s) not in self._subnet_computes]
+        known = self._subnet_computes
+        keyed = [(s, ids.key(s)) for s in subnet_ids]
+        wanted = [s for s, k in keyed if k not in known]
         if wanted:
             self._ensure_index()
-            self._subnet_computes.update(self.state.computes_on(wanted))
-        return {ids.key(s): self._subnet_computes.get(ids.key(s), []) for s in subnet_ids}
+            known.update(self.state.computes_on(wanted))
+        return {k: known.get(k, []) for _, k in keyed}
 
     def _configured(self, subnet_id: str) -> bool:
+        if not self.config.guarded_subnets:
+            return False
         k = ids.key(subnet_id)
         return any(ids.key(g) == k for g in self.config.guarded_subnets)
 
@@ -201,12 +207,13 @@ class ClosureReader:
         subnet_ids = self._attached_subnets(nsg_id, body)
         computes = self._computes_on(subnet_ids)
         for sid in subnet_ids:
-            if not (computes.get(ids.key(sid)) or self._configured(sid)):
+            on_subnet = computes.get(ids.key(sid))
+            if not (on_subnet or self._configured(sid)):
                 continue  # not guarded: its region does not matter to this NSG's rules
             parsed = ids.try_parse(sid)
             if parsed is None or parsed.parent is None or self.get(str(parsed.parent)) is None:
                 continue
-            self._guard(sid, computes.get(ids.key(sid), []), per_workspace=False)
+            self._guard(sid, on_subnet or [], per_workspace=False)
 
     def sep(self, sep_id: str) -> None:
         """The policy, its guarded subnets and every workspace with a compute on them."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
 
 from ..config import Config
 from ..findings import Finding, FixKind, Severity
@@ -47,4 +46,3 @@ class Rule:
 class Context:
     picture: Picture
     config: Config
-    today: date

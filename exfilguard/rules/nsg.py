@@ -11,14 +11,13 @@ flows working travel with the fix that would otherwise break them, so one write 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
 from functools import lru_cache
 from types import MappingProxyType
 
 from .. import nsg as engine
 from ..findings import Finding, FixKind, Severity
 from ..fixes import Edit, Sel, apply_edit, apply_edits, copy_json, selects
-from ..model import NSG, Nsg, SecurityRule, parse_rule
+from ..model import NSG, Nsg, PortRange, SecurityRule, parse_rule
 from ..picture import GuardedSubnet
 from .base import GUIDE_EXFIL, GUIDE_TRAINING, Context, Rule
 
@@ -72,26 +71,23 @@ _PERMITTED: dict[str, MappingProxyType | None] = {
 }
 
 
-def _permitted(ctx: Context, regions: Sequence[str]) -> Mapping[str, MappingProxyType | None]:
-    """Permitted tag (lowercase, regions expanded) -> documented protocol/ports."""
-    return _permitted_for(tuple(regions), tuple(ctx.config.extra_service_tags))
-
-
 @lru_cache(maxsize=256)
-def _permitted_for(regions: tuple[str, ...], extra_tags: tuple[str, ...]) -> Mapping[str, MappingProxyType | None]:
-    out: dict[str, MappingProxyType | None] = {}
-    for pattern, spec in _PERMITTED.items():
+def _permitted_for(regions: tuple[str, ...], extra_tags: tuple[str, ...]) -> Mapping[str, str | None]:
+    """Permitted tag (lowercase, regions expanded) -> the ``_PERMITTED`` pattern that documents
+    its protocol/ports (None: any protocol and port, the configured extra tags)."""
+    out: dict[str, str | None] = {}
+    for pattern in _PERMITTED:
         if "<region>" in pattern:
             for r in regions:
-                out[pattern.replace("<region>", r)] = spec
+                out[pattern.replace("<region>", r)] = pattern
         else:
-            out[pattern] = spec
+            out[pattern] = pattern
     for extra in extra_tags:
         if "<region>" in extra:
             for r in regions:
-                out.setdefault(extra.lower().replace("<region>", r), _ANY)
+                out.setdefault(extra.lower().replace("<region>", r), None)
         else:
-            out.setdefault(extra.lower(), _ANY)
+            out.setdefault(extra.lower(), None)
     return MappingProxyType(out)
 
 
@@ -116,6 +112,25 @@ def _offending_destination(dest: str, d: str, permitted: Mapping[str, object]) -
     return d not in permitted
 
 
+@lru_cache(maxsize=4096)
+def _outbound_verdict(dest_pairs: tuple[tuple[str, str], ...], protocol: str, dest_ports: tuple[PortRange, ...],
+                      permitted_key: tuple[tuple[str, ...], tuple[str, ...]]) -> tuple[tuple[str, ...], ...]:
+    """An outbound Allow rule's (destinations that can receive data (EXF-NSG-02), permitted
+    destinations it opens wider than documented (EXF-NSG-04)), for the regions and extra tags
+    in ``permitted_key``. A pure function of the rule's addresses and ports, which most NSGs
+    of a subscription share, so it is kept for the next NSG and the next write."""
+    permitted = _permitted_for(*permitted_key)
+    bad = tuple(d for d, low in dest_pairs if _offending_destination(d, low, permitted))
+    wide = tuple(d for d, low in dest_pairs if low in permitted and _too_wide_for(protocol, dest_ports, permitted[low]))
+    return bad, wide
+
+
+@lru_cache(maxsize=1024)
+def _internet_sources(source_prefixes: tuple[str, ...]) -> tuple[str, ...]:
+    """The sources of an inbound Allow rule that are the internet or public addresses (EXF-NSG-05)."""
+    return tuple(s for s in source_prefixes if s.strip().lower() in engine.GENERIC_INTERNET or engine.is_public(s))
+
+
 def _rule_path(name: str, *rest: str) -> tuple:
     return (*_RULES_PATH, Sel("name", name), "properties", *rest)
 
@@ -125,14 +140,16 @@ def _tagged(rule: SecurityRule, rule_id: str) -> str:
     return rule.description if rule.description.startswith(tag) else f"{tag} {rule.description}".strip()
 
 
-def _too_wide(rule: SecurityRule, spec: MappingProxyType | None) -> bool:
+def _too_wide_for(protocol: str, dest_ports: tuple[PortRange, ...], pattern: str | None) -> bool:
+    """Does a rule allow more protocols or ports than the tag's ``_PERMITTED`` pattern documents?"""
+    spec = _PERMITTED[pattern] if pattern is not None else None
     if spec is None:
         return False
-    for proto in engine.protocols_of(rule):
+    for proto in (engine.PROTOCOLS if protocol == "*" else (protocol,)):
         ports = spec.get(proto, spec.get("*"))
         if ports is None:
             return True
-        for pr in rule.dest_ports:
+        for pr in dest_ports:
             if pr.lo == pr.hi:  # the usual single port: no range to walk
                 if pr.lo not in ports:
                     return True
@@ -155,22 +172,27 @@ def _after(nsg: Nsg, edits: Sequence[Edit]) -> Nsg:
 
     The edits change custom rules only, so the default rules are kept, and so is every
     custom rule whose JSON came through unchanged (the same JSON parses to the same rule)."""
-    body = composed_body(nsg)
     if all(tuple(e.path[:2]) == _RULES_PATH for e in edits):
-        # The usual case: every edit is inside securityRules, so only the rules need copying
-        # (not the default rules and subnet references the rest of the body carries).
-        props = body["properties"]
-        props["securityRules"] = _copy_selected(props["securityRules"], edits)
+        # The usual case: every edit is inside securityRules, so only the rules an edit reaches
+        # into need copying (not the other rules, nor the default rules and subnet references
+        # the rest of the body carries): composed_body() without its copy of every rule.
+        body = dict(nsg.raw)
+        props = dict(body.get("properties") or {})
+        body["properties"] = props
+        props["securityRules"] = _copy_selected(
+            [r.raw if type(r.raw) is dict else dict(r.raw) if r.raw else {"name": r.name} for r in nsg.rules], edits)
         for e in edits:
             apply_edit(body, e)
     else:
-        body = apply_edits(body, edits)
+        body = apply_edits(composed_body(nsg), edits)
     unchanged = {r.name: r for r in nsg.rules}
     rules = []
     for raw in (body.get("properties") or {}).get("securityRules") or ():
         old = unchanged.get(raw.get("name")) if isinstance(raw, dict) else None
-        rules.append(old if old is not None and old.raw == raw else parse_rule(raw, nsg.id))
-    return replace(nsg, raw=body, rules=tuple(rules))
+        rules.append(old if old is not None and (raw is old.raw or old.raw == raw) else parse_rule(raw, nsg.id))
+    # Nsg(...) rather than dataclasses.replace(): the same view, built without replace()'s field walk.
+    return Nsg(id=nsg.id, type=nsg.type, name=nsg.name, location=nsg.location, tags=nsg.tags, etag=nsg.etag,
+               raw=body, rules=tuple(rules), default_rules=nsg.default_rules)
 
 
 def _copy_selected(rules: list, edits: Sequence[Edit]) -> list:
@@ -184,6 +206,8 @@ def _copy_selected(rules: list, edits: Sequence[Edit]) -> list:
             if not isinstance(sel, Sel):
                 return copy_json(rules)
             sels.append(sel)
+    if not sels:  # list-level edits only (an added rule): no element is changed in place
+        return list(rules)
     return [copy_json(r) if any(selects(s, r) for s in sels) else r for r in rules]
 
 
@@ -194,7 +218,7 @@ def evaluate(ctx: Context) -> Iterator[Finding]:
 
 def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Iterator[Finding]:
     regions = sorted({r for g in subnets for r in g.regions})
-    permitted = _permitted(ctx, regions)
+    permitted_key = (tuple(regions), tuple(ctx.config.extra_service_tags))
     outbound = nsg.ordered("outbound")
     taken = {r.priority for r in nsg.rules}
     findings: dict[str, Finding] = {}
@@ -226,8 +250,7 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
         if rule.access != "allow":
             continue
         if rule.direction == "outbound":
-            dests = [(d, d.strip().lower()) for d in rule.dest_prefixes]
-            bad = [d for d, low in dests if _offending_destination(d, low, permitted)]
+            bad, wide = _outbound_verdict(rule.facts.dest_pairs, rule.protocol, rule.dest_ports, permitted_key)
             if bad:
                 nsg02_items.append(f"{rule.name} ({rule.priority}) -> {', '.join(bad)}")
                 plural = (rule.raw.get("properties") or {}).get("destinationAddressPrefixes") or []
@@ -239,14 +262,12 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
                     flipped02.add(rule.name.lower())
                 nsg02_edits.append(Edit("set", _rule_path(rule.name, "description"), _tagged(rule, "EXF-NSG-02"),
                                         before=rule.description))
-            wide = [d for d, low in dests if low in permitted and _too_wide(rule, permitted[low])]
             if wide:
                 ports = ",".join(str(p) for p in rule.dest_ports)
                 nsg04_items.append(f"{rule.name} ({rule.priority}) -> {', '.join(wide)} on "
                                    f"{rule.protocol.upper()}/{ports}")
         else:
-            bad = [s for s in rule.source_prefixes if s.strip().lower() in engine.GENERIC_INTERNET
-                   or engine.is_public(s)]
+            bad = _internet_sources(rule.source_prefixes)
             if bad:
                 nsg05_items.append(f"{rule.name} ({rule.priority}) <- {', '.join(bad)}")
                 nsg05_edits += [Edit("set", _rule_path(rule.name, "access"), "Deny", before="Allow"),
