@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from functools import lru_cache
 
 from . import exemptions, ids
 from .config import Config
@@ -62,8 +63,7 @@ def _evaluate(picture: Picture, config: Config, today: date | None, only: Iterab
     keep = {ids.key(i) for i in only} if only is not None else None
     # An event's picture holds neighbours too: families whose findings could not be about the
     # resources kept are not run at all (a security rule event runs the NSG family only).
-    wanted = {t for k in keep if (t := ids.type_of(k)) is not None} if keep is not None else None
-    ran = [family for family in FAMILIES if wanted is None or not wanted.isdisjoint(family.TARGETS)]
+    ran = FAMILIES if keep is None else _families_for(frozenset([ids.type_of(k) for k in keep]))
     for family in ran:
         found.extend(family.evaluate(ctx))
     if keep is not None:
@@ -75,6 +75,12 @@ def _evaluate(picture: Picture, config: Config, today: date | None, only: Iterab
     found.sort(key=_sort_key)
     # findings, notices, resources, ignored (positional: built once per event)
     return Evaluation(tuple(found), tuple(notices), picture.resource_count(), dict(picture.ignored))
+
+
+@lru_cache(maxsize=64)
+def _families_for(types: frozenset[str | None]) -> tuple:
+    """The rule families whose findings can be about resources of ``types``."""
+    return tuple(family for family in FAMILIES if not types.isdisjoint(family.TARGETS))
 
 
 def _absent_references(picture: Picture, *, nsgs: bool = True, seps: bool = True) -> list[Notice]:
@@ -97,12 +103,17 @@ def _absent_references(picture: Picture, *, nsgs: bool = True, seps: bool = True
     return out
 
 
+_KNOWN_RULES = frozenset(RULES)
+
+
 def _apply_exemptions(picture: Picture, found: list[Finding],
                       today: date | None) -> tuple[list[Finding], list[Notice]]:
     """``today`` None: the UTC date, looked up only when an exemption tag is read."""
     notices: list[Notice] = []
+    if not found:
+        return found, notices
     cache: dict[str, object] = {}
-    known = frozenset(RULES)
+    known = _KNOWN_RULES
     out = []
     for f in found:
         k = ids.key(f.resource_id)

@@ -201,8 +201,17 @@ def _claims(data: Mapping[str, Any]) -> Caller:
     if type(claims) is not dict and not isinstance(claims, Mapping):
         raise MalformedEvent(f"event data.claims must be an object, got {type(claims).__name__}")
 
-    return Caller(_claim(claims, "name", CLAIM_NAME), _claim(claims, CLAIM_UPN, "upn", "unique_name"),
-                  _claim(claims, "appid", "azp"), _claim(claims, "oid", CLAIM_OBJECT_ID))
+    # Each claim's first name inline (the usual event has it), _claim() for the others.
+    get = claims.get
+    v = get("name")
+    name = s if type(v) is str and (s := v.strip()) else _claim(claims, CLAIM_NAME)
+    v = get(CLAIM_UPN)
+    upn = s if type(v) is str and (s := v.strip()) else _claim(claims, "upn", "unique_name")
+    v = get("appid")
+    app_id = s if type(v) is str and (s := v.strip()) else _claim(claims, "azp")
+    v = get("oid")
+    object_id = s if type(v) is str and (s := v.strip()) else _claim(claims, CLAIM_OBJECT_ID)
+    return Caller(name, upn, app_id, object_id)
 
 
 def _claim(claims: Mapping[str, Any], *names: str) -> str:
@@ -227,21 +236,30 @@ def _principal_id(data: Mapping[str, Any]) -> str:
 
 def parse(event: Any) -> ChangeEvent:
     """Normalise one event in either schema; raises :class:`MalformedEvent` naming the problem."""
+    # Every text field is _text() of its value; a string is stripped inline (the usual case,
+    # and a call per field would cost as much as the rest of this function).
     schema, env = _envelope(event)
     if schema == "cloudevents":
-        event_type = _text(env.get("type"), "type", required=True)
+        v = env.get("type")
+        event_type = v.strip() if type(v) is str and v else _text(v, "type", required=True)
         time = _time(env.get("time"), "time")
     else:
-        event_type = _text(env.get("eventType"), "eventType", required=True)
-        time = _time(env.get("eventTime"), "eventTime")
-    event_id = _text(env.get("id"), "id", required=True)
-    subject = _text(env.get("subject"), "subject")
+        v = env.get("eventType")
+        event_type = v.strip() if type(v) is str and v else _text(v, "eventType", required=True)
+        v = env.get("eventTime")
+        time = v if type(v) is datetime and v.tzinfo is not None else _time(v, "eventTime")
+    v = env.get("id")
+    event_id = v.strip() if type(v) is str and v else _text(v, "id", required=True)
+    v = env.get("subject")
+    subject = v.strip() if type(v) is str else _text(v, "subject")
     data = env.get("data")
     if data is None:
         data = {}
     if type(data) is not dict and not isinstance(data, Mapping):
         raise MalformedEvent(f"event data must be an object, got {type(data).__name__}")
-    resource_uri = _text(data.get("resourceUri"), "data.resourceUri")
+    get = data.get
+    v = get("resourceUri")
+    resource_uri = v.strip() if type(v) is str else _text(v, "data.resourceUri")
     resource_type = ""
     info = data.get("resourceInfo")
     if info is not None:
@@ -252,10 +270,14 @@ def parse(event: Any) -> ChangeEvent:
     # Positional, in the field order (keyword binding of thirteen arguments costs as much as
     # the rest of this function): event_id, event_type, schema, subject, resource_uri,
     # operation_name, resource_type, correlation_id, caller, time, status, principal_id, data.
-    return ChangeEvent(event_id, event_type, schema, subject, resource_uri or subject,
-                       _text(data.get("operationName"), "data.operationName"), resource_type,
-                       _text(data.get("correlationId"), "data.correlationId"), _claims(data), time,
-                       _text(data.get("status"), "data.status"), _principal_id(data), data)
+    v = get("operationName")
+    operation_name = v.strip() if type(v) is str else _text(v, "data.operationName")
+    v = get("correlationId")
+    correlation_id = v.strip() if type(v) is str else _text(v, "data.correlationId")
+    v = get("status")
+    status = v.strip() if type(v) is str else _text(v, "data.status")
+    return ChangeEvent(event_id, event_type, schema, subject, resource_uri or subject, operation_name, resource_type,
+                       correlation_id, _claims(data), time, status, _principal_id(data), data)
 
 
 # ---------------------------------------------------------------------------------- IDs

@@ -10,7 +10,7 @@ edits on top of whatever else changed meanwhile, so no unrelated property is eve
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,14 +67,18 @@ class EditError(ValueError):
     """An edit does not fit the body (a selected rule vanished, a list is not a list)."""
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def copy_json(value: Any) -> Any:
     """A deep copy of JSON data (objects, arrays, scalars), several times faster than
-    ``copy.deepcopy`` on ARM bodies; anything that is not JSON is handed to ``deepcopy``."""
+    ``copy.deepcopy`` on ARM bodies; anything that is not JSON is handed to ``deepcopy``.
+    Scalar members are taken as they are without a call each: most members of a rule are."""
     t = type(value)
     if t is dict:
-        return {k: copy_json(v) for k, v in value.items()}
+        return {k: v if type(v) in _SCALARS else copy_json(v) for k, v in value.items()}
     if t is list:
-        return [copy_json(v) for v in value]
+        return [v if type(v) in _SCALARS else copy_json(v) for v in value]
     if t is str or t is int or t is float or t is bool or value is None:
         return value
     return copy.deepcopy(value)
@@ -88,6 +92,16 @@ def _eq(a: Any, b: Any) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_eq(x, y) for x, y in zip(a, b, strict=True))
     return a == b
+
+
+def _same_as(want: Any) -> Callable[[Any], bool]:
+    """``lambda v: _eq(v, want)``, with ``want`` lowered once when it is a plain name (the
+    key of an upsert is a rule's name, looked for in every rule of the NSG)."""
+    if type(want) is str and not want.startswith("/"):
+        low = want.lower()
+        return lambda v: (v.lower() == low if not v.startswith("/") else _eq(v, want)) if type(v) is str else (
+            _eq(v, want))
+    return lambda v: _eq(v, want)
 
 
 def selects(sel: Sel, item: Any) -> bool:
@@ -142,10 +156,12 @@ def apply_edit(body: dict, edit: Edit) -> None:
         raise EditError(f"{edit.describe()}: not a list")
     if edit.op == "upsert":
         want = edit.value.get(edit.key) if isinstance(edit.value, dict) else None
-        for i, item in enumerate(target):
-            if isinstance(item, dict) and want is not None and _eq(item.get(edit.key), want):
-                target[i] = copy_json(edit.value)
-                return
+        if want is not None:
+            same = _same_as(want)
+            for i, item in enumerate(target):
+                if isinstance(item, dict) and same(item.get(edit.key)):
+                    target[i] = copy_json(edit.value)
+                    return
         target.append(copy_json(edit.value))
     elif edit.op == "add":
         if not any(_eq(item, edit.value) for item in target):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -39,6 +39,7 @@ STORAGE = "microsoft.storage/storageaccounts"
 UNDERSTOOD_TYPES = frozenset({NSG, RULE, VNET, SUBNET, SEP, SEP_DEF, WORKSPACE, COMPUTE, ENV_VERSION, STORAGE})
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+_JUST_DICT = {dict}
 
 
 class BadResource(ValueError):
@@ -107,6 +108,8 @@ class _Reader:
         values = obj.get(name) if obj is not None else None
         if not values and (values is None or type(values) is list):
             return []
+        if type(values) is list and {*map(type, values)} == _JUST_DICT:  # the usual case, checked in C
+            return values
         values = self.get(obj, name, list, where, [])
         for i, v in enumerate(values):
             if not isinstance(v, dict):
@@ -200,8 +203,10 @@ GENERIC_INTERNET = frozenset({"*", "internet", "0.0.0.0/0"})
 @quick_init
 @dataclass(frozen=True, slots=True)
 class RuleFacts:
-    """What the NSG engine asks of a rule's addresses and ports on every flow, worked out once
-    per distinct (sources, destinations, ports, source ASGs) by :func:`rule_facts`."""
+    """What the NSG engine asks of a rule's protocol, addresses and ports on every flow, worked
+    out once per distinct (sources, destinations, ports, source ASGs, protocol) by
+    :func:`rule_facts`. Rules of that content in every NSG and every read share one, so the
+    answers the engine works out from these fields alone are kept here too (``memo``)."""
 
     dest_lows: tuple[str, ...]  # the destination prefixes, lowercase, in order
     dest_pairs: tuple[tuple[str, str], ...]  # (prefix, lowercase prefix), in order
@@ -209,15 +214,35 @@ class RuleFacts:
     to_internet: bool  # a destination is a generic internet one (*, Internet, 0.0.0.0/0)
     all_ports: bool  # a port range covers 0-65535
     from_vnet: bool  # no source ASG and a source is * or VirtualNetwork: it applies to every subnet
+    protocol: str  # lowercase, as SecurityRule.protocol
+    dest_ports: tuple[PortRange, ...]
+    # Answers that are pure functions of the fields above and of one argument (a tuple of
+    # flows, a table of permitted tags): keyed by id(argument) and valued (argument, answer),
+    # which keeps the argument alive, so its id is never taken for another object's. The
+    # product asks with a few such arguments per configuration; see memo_put() for the bound.
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+MEMO_ENTRIES = 64
+
+
+def memo_put(facts: RuleFacts, arg: object, answer: Any) -> None:
+    """Keep ``answer`` for ``arg`` in ``facts.memo``; a memo grown past ``MEMO_ENTRIES`` (callers
+    passing new arguments every time) starts over rather than growing without bound."""
+    memo = facts.memo
+    if len(memo) >= MEMO_ENTRIES:
+        memo.clear()
+    memo[id(arg)] = (arg, answer)
 
 
 @lru_cache(maxsize=4096)
 def rule_facts(source_prefixes: tuple[str, ...], dest_prefixes: tuple[str, ...], dest_ports: tuple[PortRange, ...],
-               source_asg: bool) -> RuleFacts:
+               source_asg: bool, protocol: str) -> RuleFacts:
     lows = tuple(d.strip().lower() for d in dest_prefixes)
     return RuleFacts(lows, tuple(zip(dest_prefixes, lows, strict=True)), frozenset(lows),
                      any(d in GENERIC_INTERNET for d in lows), any(p.covers_all() for p in dest_ports),
-                     not source_asg and any(s.strip().lower() in ("*", "virtualnetwork") for s in source_prefixes))
+                     not source_asg and any(s.strip().lower() in ("*", "virtualnetwork") for s in source_prefixes),
+                     protocol, dest_ports)
 
 
 @quick_init
@@ -238,13 +263,14 @@ class SecurityRule(Resource):
     dest_asg: bool = False
     description: str = ""
     is_default: bool = False
-    # Derived from the fields above: leave it out (a rebuilt view may pass its old view's).
+    # Derived from the fields above (see __post_init__): leave it out.
     facts: RuleFacts = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        if self.facts is None:
-            object.__setattr__(self, "facts", rule_facts(self.source_prefixes, self.dest_prefixes,
-                                                         self.dest_ports, self.source_asg))
+        # Always worked out from the fields, whatever was passed: dataclasses.replace() passes
+        # the old view's facts along with the fields it changes.
+        object.__setattr__(self, "facts", rule_facts(self.source_prefixes, self.dest_prefixes,
+                                                     self.dest_ports, self.source_asg, self.protocol))
 
 
 @quick_init
@@ -672,11 +698,17 @@ def _rules_since(raws: list[dict], nsg_id: str, before: tuple[SecurityRule, ...]
     its ``etag`` and ``raw`` are of the earlier read, and neither takes part in a rule's
     equality or in any decision (writes go to the NSG, with the NSG's etag and the body just
     read). Anything else (the written rule, a new one, a misfit) is parsed as usual."""
-    by_name = {x.name: x for x in before if x.raw}
+    by_name = None  # made only when a rule is not where it was before (one was added or removed)
     out = []
-    for raw in raws:
-        old = by_name.get(raw.get("name"))
-        if old is not None and old.nsg_id == nsg_id and _equal_but_etag(raw, old.raw):
+    n = len(before)
+    for i, raw in enumerate(raws):
+        name = raw.get("name")
+        old = before[i] if i < n else None
+        if old is None or old.name != name:
+            if by_name is None:
+                by_name = {x.name: x for x in before}
+            old = by_name.get(name)
+        if old is not None and old.raw and old.nsg_id == nsg_id and _equal_but_etag(raw, old.raw):
             out.append(old)
         else:
             out.append(parse_rule(raw, nsg_id))
@@ -751,31 +783,38 @@ def _azure_default_rule(body: Any, nsg_id: str) -> SecurityRule | None:
 
 def _azure_defaults(raw: list[dict], nsg_id: str) -> tuple[SecurityRule, ...] | None:
     """All six default rules at once when they are exactly Azure's in Azure's order, as ARM
-    returns them: :func:`_azure_default_rule`'s checks, made by one comparison (in C) of what
-    matters in each body with what Azure writes there. None when anything differs (then each
-    rule is looked at on its own)."""
+    returns them: :func:`_azure_default_rule`'s checks, made by a few comparisons (in C, by
+    ``map`` and ``itemgetter``) of what matters in each body with what Azure writes there.
+    None when anything differs (then each rule is looked at on its own)."""
     if len(raw) != len(_AZURE_DEFAULTS):
         return None
-    # Per body: five members (name, id, type, etag, properties; any other member makes six),
-    # a string etag, and name, id, type and properties equal to Azure's.
-    seen = tuple([(len(b), type(b.get("etag")), b.get("name"), b.get("id"), b.get("type"), b.get("properties"))
-                  for b in raw])
-    if seen != _azure_default_shapes(nsg_id):
-        return None
-    # Equal properties could still hide a priority of 65000.0 (equal to 65000 in Python, not
-    # an integer in JSON terms): the checked reading refuses it, so must this.
-    for b in raw:
-        if type(b["properties"]["priority"]) is not int:
+    try:
+        # Per body: name, id, type and properties equal to Azure's; five members in all, the
+        # fifth a string etag; and an integer priority (equal properties could still hide a
+        # priority of 65000.0, equal to 65000 in Python but not an integer in JSON terms, which
+        # the checked reading refuses, so must this).
+        if (list(map(_DEFAULT_MEMBERS, raw)) != _azure_default_shapes(nsg_id)
+                or list(map(len, raw)) != _FIVES or {*map(type, map(_ETAG, raw))} != _JUST_STR
+                or {*map(type, map(_PRIORITY_MEMBER, map(_PROPERTIES, raw)))} != _JUST_INT):
             return None
+    except (KeyError, TypeError):  # a member missing (KeyError), properties not an object (TypeError)
+        return None
     return _azure_default_views(nsg_id)
 
 
+_DEFAULT_MEMBERS = itemgetter("name", "id", "type", "properties")
+_ETAG, _PRIORITY_MEMBER, _PROPERTIES = itemgetter("etag"), itemgetter("priority"), itemgetter("properties")
+_FIVES = [5] * len(_AZURE_DEFAULTS)
+_JUST_STR, _JUST_INT = {str}, {int}
+
+
 @lru_cache(maxsize=4096)
-def _azure_default_shapes(nsg_id: str) -> tuple[tuple, ...]:
-    """What :func:`_azure_defaults` expects to see in each of the NSG's default rule bodies."""
+def _azure_default_shapes(nsg_id: str) -> list[tuple]:
+    """What :func:`_azure_defaults` expects of each of the NSG's default rule bodies: (name, id,
+    type, properties). A list, as ``list(map(...))`` makes one; never changed once made."""
     templates = _default_templates()
-    return tuple((5, str, name, f"{nsg_id}/defaultSecurityRules/{name}", _DEFAULT_RULE_TYPE, templates[name][0])
-                 for name, *_ in _AZURE_DEFAULTS)
+    return [(name, f"{nsg_id}/defaultSecurityRules/{name}", _DEFAULT_RULE_TYPE, templates[name][0])
+            for name, *_ in _AZURE_DEFAULTS]
 
 
 @lru_cache(maxsize=4096)

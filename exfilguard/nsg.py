@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .frozen import quick_init
-from .model import GENERIC_INTERNET, SecurityRule
+from .model import GENERIC_INTERNET, RuleFacts, SecurityRule, memo_put
 
-__all__ = ["GENERIC_INTERNET", "Flow", "decide", "internet_leak", "matches", "source_applies"]
+__all__ = ["GENERIC_INTERNET", "Flow", "decide", "decide_all", "internet_leak", "matches", "source_applies"]
 PROTOCOLS = ("tcp", "udp", "icmp", "esp", "ah")
 
 _PRIVATE_V4 = tuple(ipaddress.ip_network(n) for n in (
@@ -165,25 +165,77 @@ def decide(ordered: Iterable[SecurityRule], flow: Flow,
     return "deny", None
 
 
-def internet_leak(ordered: Sequence[SecurityRule], subnet_prefixes: Sequence[str]) -> tuple[bool, str]:
-    """EXF-NSG-01's test: is outbound traffic to a generic internet destination allowed on
-    some protocol or port? Returns (leaks, explanation)."""
-    full_deny = None
+def decide_all(ordered: Iterable[SecurityRule], flows: tuple[Flow, ...],
+               subnet_prefixes: Sequence[str]) -> list[tuple[str, SecurityRule | None]]:
+    """:func:`decide` of each of ``flows``, in one pass over the rules.
+
+    EXF-NSG-03 asks the same few required flows of every guarded NSG, twice when a fix is
+    planned. Which of them a rule's destination, protocol and ports cover depends on the
+    rule's content alone, which most NSGs share, so it is worked out once per distinct
+    content and flow tuple (:func:`_flows_covered`); per NSG only the order of the rules and
+    whether a source applies to the subnet are left to look at."""
+    out: list[tuple[str, SecurityRule | None] | None] = [None] * len(flows)
+    left = len(flows)
+    key = id(flows)
     for rule in ordered:
         facts = rule.facts
-        if (rule.access == "deny" and rule.protocol == "*" and facts.all_ports and facts.to_internet
-                and source_applies(rule, subnet_prefixes)):
-            full_deny = rule
+        known = facts.memo.get(key)
+        covered = known[1] if known is not None and known[0] is flows else _flows_covered(facts, flows)
+        if not covered or not (facts.from_vnet or source_applies(rule, subnet_prefixes)):
+            continue
+        for i in covered:
+            if out[i] is None:
+                out[i] = (rule.access, rule)
+                left -= 1
+        if not left:
             break
+    return [o if o is not None else ("deny", None) for o in out]
+
+
+def _flows_covered(facts: RuleFacts, flows: tuple[Flow, ...]) -> tuple[int, ...]:
+    """The indexes of the flows a rule of these facts covers, its source aside (kept in
+    ``facts.memo`` under the id of ``flows``, with ``flows`` itself so the id stays its own)."""
+    covered = []
+    for i, flow in enumerate(flows):
+        keys = _tag_keys(flow.tag)
+        if not facts.to_internet and (keys is None or facts.dest_keys.isdisjoint(keys)):
+            continue
+        if facts.protocol != "*" and (flow.protocol is None or facts.protocol != flow.protocol):
+            continue
+        if flow.port is None:
+            if not facts.all_ports:
+                continue
+        elif not any(p.lo <= flow.port <= p.hi for p in facts.dest_ports):
+            continue
+        covered.append(i)
+    out = tuple(covered)
+    memo_put(facts, flows, out)
+    return out
+
+
+def internet_leak(ordered: Sequence[SecurityRule], subnet_prefixes: Sequence[str]) -> tuple[bool, str]:
+    """EXF-NSG-01's test: is outbound traffic to a generic internet destination allowed on
+    some protocol or port? Returns (leaks, explanation).
+
+    It leaks when an Allow to the internet that applies to the subnet has a lower priority
+    number than the first Deny of all internet traffic (any protocol, all ports) that
+    applies, or when there is no such Deny: one pass in evaluation order."""
+    leak = None  # the first Allow to the internet that applies
     for rule in ordered:
-        if full_deny is not None and rule.priority >= full_deny.priority:
-            break
-        if rule.access == "allow" and rule.facts.to_internet and source_applies(rule, subnet_prefixes):
-            where = f"before deny rule {full_deny.name} ({full_deny.priority})" if full_deny else ""
-            return True, f"rule {rule.name} (priority {rule.priority}) allows internet traffic {where}".strip()
-    if full_deny is None:
+        facts = rule.facts
+        if not facts.to_internet:
+            continue
+        if rule.access == "deny":
+            if facts.protocol == "*" and facts.all_ports and source_applies(rule, subnet_prefixes):
+                if leak is None or leak.priority >= rule.priority:
+                    return False, f"internet traffic is denied by {rule.name} ({rule.priority})"
+                return True, (f"rule {leak.name} (priority {leak.priority}) allows internet traffic before deny "
+                              f"rule {rule.name} ({rule.priority})")
+        elif leak is None and source_applies(rule, subnet_prefixes):
+            leak = rule
+    if leak is None:
         return True, "no Deny rule for internet destinations on all protocols and ports applies"
-    return False, f"internet traffic is denied by {full_deny.name} ({full_deny.priority})"
+    return True, f"rule {leak.name} (priority {leak.priority}) allows internet traffic"
 
 
 def free_priority(taken: set[int], start: int, floor: int = 100) -> int | None:

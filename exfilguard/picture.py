@@ -58,9 +58,13 @@ class GuardedSubnet:
     computes: tuple[Compute, ...]
 
 
-@dataclass
+@dataclass(slots=True)
 class Picture:
-    """Resources by lowercase ID, plus the indexes rules use. Treat as read-only once built."""
+    """Resources by lowercase ID, plus the indexes rules use. Treat as read-only once built.
+
+    Slotted, and built with every field passed in order (:func:`_build`): an event builds one
+    per invocation for three resources, where filling a dict-backed instance field by field
+    and calling a dozen default factories cost as much as indexing them."""
 
     nsgs: dict[str, Nsg] = field(default_factory=dict)
     vnets: dict[str, VirtualNetwork] = field(default_factory=dict)
@@ -140,10 +144,11 @@ def _fold(parents: dict, children: dict[str, dict], field_name: str) -> None:
         parents[parent_key] = replace(parent, **{field_name: tuple(merged.values())})
 
 
-def _store_children(pic: Picture, standalone_rules: dict, standalone_subnets: dict, standalone_defs: dict) -> None:
-    _fold(pic.nsgs, standalone_rules, "rules")
-    _fold(pic.vnets, standalone_subnets, "subnets")
-    _fold(pic.seps, standalone_defs, "definitions")
+def _store_children(nsgs: dict, vnets: dict, seps: dict, standalone_rules: dict, standalone_subnets: dict,
+                    standalone_defs: dict) -> None:
+    _fold(nsgs, standalone_rules, "rules")
+    _fold(vnets, standalone_subnets, "subnets")
+    _fold(seps, standalone_defs, "definitions")
 
 
 def _parent_key(child_id: str) -> str:
@@ -223,18 +228,16 @@ def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], sourc
         elif t in standalone:  # a standalone rule, subnet or policy definition
             standalone[t].setdefault(_parent_key(res.id), {})[ids.key(res.id)] = res
     standalone_rules, standalone_subnets, standalone_defs = standalone[RULE], standalone[SUBNET], standalone[SEP_DEF]
-    pic = Picture(nsgs=nsgs, vnets=vnets, subnets={}, seps=seps, workspaces=workspaces, computes=computes,
-                  environments=environments, storage_accounts=storage_accounts, notices=notices,
-                  ignored=ignored, read_counts=read, extra_guarded=tuple(extra_guarded_subnets))
     if standalone_rules or standalone_subnets or standalone_defs:
-        _store_children(pic, standalone_rules, standalone_subnets, standalone_defs)
+        _store_children(nsgs, vnets, seps, standalone_rules, standalone_subnets, standalone_defs)
+    subnets: dict[str, Subnet] = {}
     # Standalone subnets whose VNet is absent still count.
-    for vnet_key, subnets in standalone_subnets.items():
+    for vnet_key, kids in standalone_subnets.items():
         if vnet_key not in vnets:
-            pic.subnets.update(subnets)
-    for vnet in pic.vnets.values():
+            subnets.update(kids)
+    for vnet in vnets.values():
         for s in vnet.subnets:
-            pic.subnets[ids.key(s.id)] = s
+            subnets[ids.key(s.id)] = s
     for nsg_key, rules in standalone_rules.items():
         if nsg_key not in nsgs:
             for r in rules.values():
@@ -243,45 +246,47 @@ def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], sourc
         if sep_key not in seps:
             for d in defs.values():
                 notices.append(Notice("absent", d.id, f"definition's policy {d.sep_id} is not in the {source}"))
-    _index(pic)
-    return pic
+    extra = tuple(extra_guarded_subnets)
+    # Every field in order: nsgs, vnets, subnets, seps, workspaces, computes, environments,
+    # storage accounts, notices, ignored, read counts, extra guarded, then the four indexes.
+    return Picture(nsgs, vnets, subnets, seps, workspaces, computes, environments, storage_accounts, notices, ignored,
+                   read, extra, *_index(vnets, subnets, computes, extra))
 
 
-def _index(pic: Picture) -> None:
+def _index(vnets: dict[str, VirtualNetwork], subnets: dict[str, Subnet], computes: dict[str, Compute],
+           extra_guarded: tuple[str, ...]) -> tuple[dict, dict, dict, dict]:
+    """(computes by subnet, subnets by NSG, subnets by policy, guarded subnets), all by key."""
     by_subnet: dict[str, list[Compute]] = {}
-    for c in pic.computes.values():
+    for c in computes.values():
         if c.subnet_id:
             by_subnet.setdefault(ids.key(c.subnet_id), []).append(c)
-    pic._computes_by_subnet = by_subnet
     by_nsg: dict[str, list[str]] = {}
     by_sep: dict[str, list[str]] = {}
-    for k, s in pic.subnets.items():
+    for k, s in subnets.items():
         if s.nsg_id:
             by_nsg.setdefault(ids.key(s.nsg_id), []).append(k)
         for sep in s.sep_ids:
             by_sep.setdefault(ids.key(sep), []).append(k)
-    pic._subnets_by_nsg = by_nsg
-    pic._subnets_by_sep = by_sep
     guarded: dict[str, GuardedSubnet] = {}
     refs: dict[str, str] = {}
-    for k, computes in by_subnet.items():
-        refs[k] = computes[0].subnet_id or k
-    for extra in pic.extra_guarded:
+    for k, on_subnet in by_subnet.items():
+        refs[k] = on_subnet[0].subnet_id or k
+    for extra in extra_guarded:
         refs.setdefault(ids.key(extra), extra)
     for k, first_ref in refs.items():
-        subnet = pic.subnets.get(k)
-        computes = tuple(by_subnet.get(k, ()))
+        subnet = subnets.get(k)
+        on_subnet = tuple(by_subnet.get(k, ()))
         regions: list[str] = []
         if subnet is not None:
-            vnet = pic.vnets.get(ids.key(subnet.vnet_id))
+            vnet = vnets.get(ids.key(subnet.vnet_id))
             if vnet is not None and vnet.location:
                 region = region_key(vnet.location)
                 if region:
                     regions.append(region)
         if not regions:
-            for c in computes:
+            for c in on_subnet:
                 rk = region_key(c.location)
                 if rk and rk not in regions:
                     regions.append(rk)
-        guarded[k] = GuardedSubnet(k, subnet.id if subnet else first_ref, subnet, tuple(regions), computes)
-    pic._guarded = guarded
+        guarded[k] = GuardedSubnet(k, subnet.id if subnet else first_ref, subnet, tuple(regions), on_subnet)
+    return by_subnet, by_nsg, by_sep, guarded

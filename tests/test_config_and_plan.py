@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from exfilguard import config, engine, ids
-from exfilguard.fixes import Edit, EditError, Sel, apply_edits
+from exfilguard.fixes import Edit, EditError, Sel, apply_edit, apply_edits, copy_json
 from tests import factory as f
 from tests.support import load_sample, run
 
@@ -76,6 +76,33 @@ def test_edits_compose_and_keep_unknown_properties():
     assert [r["name"] for r in out["properties"]["securityRules"]] == ["r1", "new"]
     assert out["properties"]["serviceEndpoints"] == [{"service": "Microsoft.Storage"}]
     assert body["properties"]["securityRules"][0]["properties"]["destinationAddressPrefixes"] == ["A", "b"]
+
+
+def test_upsert_replaces_the_element_the_general_comparison_matches():
+    """apply_edit's upsert lowers a plain name once; it must replace exactly the element _eq
+    matches, first one first, for names, IDs and values that are not strings at all."""
+    from exfilguard.fixes import _eq
+
+    keys = ["Deny-All", "deny-all", "DENY-ALL", "other", "/subscriptions/S/x/Deny-All", "/subscriptions/s/X/deny-all",
+            None, 7, ["deny-all"], {"a": 1}, ""]
+    for want in keys:
+        for order in (keys, keys[::-1]):
+            target = [{"name": k, "n": i} for i, k in enumerate(order)] + [{"no": "name"}, "not an object"]
+            body, n = {"list": target}, len(target)
+            apply_edit(body, Edit("upsert", ("list",), {"name": want, "new": True}))
+            expect = next((i for i, k in enumerate(order) if _eq(k, want)), None) if want is not None else None
+            got = [i for i, item in enumerate(body["list"]) if isinstance(item, dict) and item.get("new")]
+            assert got == ([expect] if expect is not None else [n]), (want, order)
+
+
+def test_copy_json_copies_every_container_and_keeps_scalars():
+    value = {"a": [1, 2.5, True, None, "s", {"b": [{"c": "d"}]}], "e": {"f": {}}, "g": "h"}
+    out = copy_json(value)
+    assert out == value
+    out["a"][5]["b"][0]["c"] = "changed"
+    out["e"]["f"]["new"] = 1
+    out["a"].append(3)
+    assert value == {"a": [1, 2.5, True, None, "s", {"b": [{"c": "d"}]}], "e": {"f": {}}, "g": "h"}
 
 
 def test_edit_on_a_vanished_item_is_an_error():

@@ -313,7 +313,10 @@ def test_azure_default_rules_read_at_once_agree_with_one_at_a_time():
     variants = [list(reversed(raw)), raw[:5], [{**raw[0], "name": "Other"}, *raw[1:]],
                 [{**raw[0], "etag": None}, *raw[1:]], [*raw[:5], {**raw[5], "location": "westeurope"}],
                 [{**raw[0], "properties": {**raw[0]["properties"], "priority": 65000.0}}, *raw[1:]],
-                [{**raw[0], "properties": {**raw[0]["properties"], "access": "Deny"}}, *raw[1:]]]
+                [{**raw[0], "properties": {**raw[0]["properties"], "access": "Deny"}}, *raw[1:]],
+                [{**{k: v for k, v in raw[0].items() if k != "etag"}, "other": "x"}, *raw[1:]],  # five, no etag
+                [{k: v for k, v in raw[0].items() if k != "type"}, *raw[1:]], [{**raw[0], "etag": 5}, *raw[1:]],
+                [*raw[:5], {**raw[5], "properties": "x"}]]
     for v in variants:
         assert _azure_defaults(v, nsg) is None
     # Another order is still Azure's rules: each is read on its own, and the NSG reads the same.

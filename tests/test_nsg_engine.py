@@ -172,6 +172,75 @@ def test_decide_agrees_with_the_rules_written_out(rules, flow, prefixes):
     assert [engine.matches(r, flow, prefixes) for r in o] == [_reference_matches(r, flow, prefixes) for r in o]
 
 
+@settings(max_examples=200, deadline=None)
+@given(rule_sets(), st.lists(FLOWS, min_size=1, max_size=6), st.sampled_from([SUBNET, ("192.168.5.0/24",), ()]))
+def test_decide_all_is_decide_for_each_flow(rules, flows, prefixes):
+    o = ordered(*rules)
+    flows = tuple(flows)
+    want = [engine.decide(o, flow, prefixes) for flow in flows]
+    assert engine.decide_all(o, flows, prefixes) == want
+    assert engine.decide_all(o, flows, prefixes) == want  # answered from the rules' memos this time
+    assert engine.decide_all(o, tuple(reversed(flows)), prefixes) == want[::-1]  # another tuple, its own entry
+
+
+def test_decide_all_memo_is_bounded_and_never_mixes_up_flow_tuples():
+    from exfilguard.model import MEMO_ENTRIES
+
+    storage_deny = rule("deny-storage", 100, access="Deny", dest="Storage", protocol="Tcp", ports="443")
+    o = tuple(r for r in ordered(storage_deny) if r.direction == "outbound")
+    internet = next(r for r in o if r.name == "AllowInternetOutBound")
+    for i in range(3 * MEMO_ENTRIES):  # a new flow tuple each time
+        flows = (engine.Flow("tcp", 443, "Storage.westeurope"), engine.Flow("tcp", 443 + i % 2, "AzureMachineLearning"))
+        assert engine.decide_all(o, flows, SUBNET) == [("deny", storage_deny), ("allow", internet)]
+        assert 0 < len(storage_deny.facts.memo) <= MEMO_ENTRIES
+
+
+def _reference_leak(o, prefixes) -> bool:
+    """baseline.md's EXF-NSG-01 written out: an Allow to the internet applies before (at a lower
+    priority number than) the first full internet Deny that applies, or no such Deny applies."""
+    def internet(r):
+        return any(d.strip().lower() in ("*", "internet", "0.0.0.0/0") for d in r.dest_prefixes)
+
+    def full_deny(r):
+        return (r.access == "deny" and internet(r) and r.protocol == "*"
+                and any(p.lo <= 0 and p.hi >= 65535 for p in r.dest_ports) and engine.source_applies(r, prefixes))
+
+    deny = next((r for r in o if full_deny(r)), None)
+    return any(r.access == "allow" and internet(r) and engine.source_applies(r, prefixes)
+               and (deny is None or r.priority < deny.priority) for r in o)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rule_sets(), st.sampled_from([SUBNET, ("192.168.5.0/24",), ()]))
+def test_internet_leak_agrees_with_the_rule_written_out(rules, prefixes):
+    o = ordered(*rules)
+    leaking, why = engine.internet_leak(o, prefixes)
+    assert leaking == _reference_leak(o, prefixes)
+    named = [r.name for r in o if f"{r.name} (" in why]
+    assert named, why  # the explanation names the rule that decided it
+
+
+def test_internet_leak_at_a_full_denys_own_priority_is_no_leak():
+    """ARM refuses two rules of one priority and direction, a snapshot may not: an Allow at the
+    Deny's own priority is not before it."""
+    allow = rule("allow", 300, access="Allow", dest="Internet", protocol="*", ports="*")
+    deny = rule("deny", 300, access="Deny", dest="Internet", protocol="*", ports="*")
+    assert engine.internet_leak((allow, deny), SUBNET) == (False, "internet traffic is denied by deny (300)")
+    earlier = rule("earlier", 200, access="Allow", dest="0.0.0.0/0", protocol="Tcp", ports="443")
+    assert engine.internet_leak((earlier, allow, deny), SUBNET) == (
+        True, "rule earlier (priority 200) allows internet traffic before deny rule deny (300)")
+    assert engine.internet_leak((earlier,), SUBNET) == (True, "rule earlier (priority 200) allows internet traffic")
+
+
+def test_replaced_rule_gets_the_facts_of_its_new_fields():
+    from dataclasses import replace
+
+    r = rule(dest="Storage", protocol="Tcp", ports="443")
+    wider = replace(r, dest_prefixes=("Internet",), protocol="*")
+    assert (wider.facts.to_internet, wider.facts.protocol) == (True, "*")
+    assert (r.facts.to_internet, r.facts.protocol) == (False, "tcp")
+
+
 def test_rule_facts_are_those_of_the_rules_own_fields():
     from exfilguard.model import rule_facts
 
@@ -180,7 +249,8 @@ def test_rule_facts_are_those_of_the_rules_own_fields():
                  f.rule("c", 120, dest="0.0.0.0/0", source=["10.1.0.0/16", "VirtualNetwork"], nsg=NSG_ID)):
         r = parse_rule(body)
         facts = r.facts
-        assert facts == rule_facts(r.source_prefixes, r.dest_prefixes, r.dest_ports, r.source_asg)
+        assert facts == rule_facts(r.source_prefixes, r.dest_prefixes, r.dest_ports, r.source_asg, r.protocol)
+        assert (facts.protocol, facts.dest_ports) == (r.protocol, r.dest_ports)
         assert facts.dest_lows == tuple(d.strip().lower() for d in r.dest_prefixes)
         assert facts.dest_pairs == tuple(zip(r.dest_prefixes, facts.dest_lows, strict=True))
         assert facts.to_internet == any(d in ("*", "internet", "0.0.0.0/0") for d in facts.dest_lows)
@@ -252,3 +322,57 @@ def test_quick_init_runs_post_init_and_keeps_instances_frozen():
     assert (p.a, p.b, p.total) == (1, 2, 3) and Pair(a=5, b=1).total == 6 and Pair(1, 2) == p
     with pytest.raises(FrozenInstanceError):
         p.a = 9  # type: ignore[misc]
+
+
+def test_quick_init_fills_frozen_instances_through_a_twin_and_hands_back_the_class():
+    """Instances are filled as an unfrozen twin and switched back: what comes out must be the
+    class itself, frozen, equal and hashing like the dataclass's own, for small classes (setters),
+    big ones (twin), defaults, factories, __post_init__ and subclasses that inherit __init__."""
+    from dataclasses import FrozenInstanceError, dataclass, field
+
+    from exfilguard.frozen import SWAP_MIN_FIELDS, quick_init
+
+    @quick_init
+    @dataclass(frozen=True, slots=True)
+    class Big:
+        a: int
+        b: str
+        c: tuple = ()
+        d: list = field(default_factory=list, compare=False)
+        e: int = 5
+        total: int = field(default=0, compare=False)
+
+        def __post_init__(self) -> None:
+            object.__setattr__(self, "total", self.a + self.e)
+
+    @dataclass(frozen=True, slots=True)
+    class Plain:  # the same class without quick_init: the reference
+        a: int
+        b: str
+        c: tuple = ()
+        d: list = field(default_factory=list, compare=False)
+        e: int = 5
+        total: int = field(default=0, compare=False)
+
+    class Sub(Big):  # inherits quick_init's __init__: must stay a Sub
+        __slots__ = ()
+
+    assert len(Big.__dataclass_fields__) >= SWAP_MIN_FIELDS
+    big, sub = Big(1, "x", e=2), Sub(1, "x", e=2)
+    assert type(big) is Big and type(sub) is Sub
+    assert (big.a, big.b, big.c, big.d, big.e, big.total) == (1, "x", (), [], 2, 3) == (
+        sub.a, sub.b, sub.c, sub.d, sub.e, sub.total)
+    assert big.d is not Big(1, "x").d  # a new list per instance, as default_factory says
+    assert hash(big) == hash(Big(1, "x", (), [9], 2)) and big == Big(1, "x", e=2) and big != Big(1, "y", e=2)
+    ref = Plain(1, "x", e=2)
+    assert (big.a, big.b, big.c, big.e) == (ref.a, ref.b, ref.c, ref.e)
+    for obj in (big, sub):
+        with pytest.raises(FrozenInstanceError):
+            obj.a = 2  # type: ignore[misc]
+        with pytest.raises(FrozenInstanceError):
+            del obj.b  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Big(1)  # a missing argument is refused before the instance changes class
+    import copy
+
+    assert copy.deepcopy(big) == big and type(copy.copy(sub)) is Sub

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from .. import nsg as engine
 from ..findings import Finding, FixKind, Severity
 from ..fixes import Edit, Sel, apply_edit, apply_edits, copy_json, selects
-from ..model import NSG, Nsg, PortRange, SecurityRule, parse_rule
+from ..model import NSG, Nsg, PortRange, RuleFacts, SecurityRule, memo_put, parse_rule
 from ..picture import GuardedSubnet
 from .base import GUIDE_EXFIL, GUIDE_TRAINING, Context, Rule
 
@@ -112,16 +112,20 @@ def _offending_destination(dest: str, d: str, permitted: Mapping[str, object]) -
     return d not in permitted
 
 
-@lru_cache(maxsize=4096)
-def _outbound_verdict(dest_pairs: tuple[tuple[str, str], ...], protocol: str, dest_ports: tuple[PortRange, ...],
-                      permitted_key: tuple[tuple[str, ...], tuple[str, ...]]) -> tuple[tuple[str, ...], ...]:
+def _outbound_verdict(facts: RuleFacts, permitted: Mapping[str, str | None]) -> tuple[tuple[str, ...], ...]:
     """An outbound Allow rule's (destinations that can receive data (EXF-NSG-02), permitted
-    destinations it opens wider than documented (EXF-NSG-04)), for the regions and extra tags
-    in ``permitted_key``. A pure function of the rule's addresses and ports, which most NSGs
-    of a subscription share, so it is kept for the next NSG and the next write."""
-    permitted = _permitted_for(*permitted_key)
-    bad = tuple(d for d, low in dest_pairs if _offending_destination(d, low, permitted))
-    wide = tuple(d for d, low in dest_pairs if low in permitted and _too_wide_for(protocol, dest_ports, permitted[low]))
+    destinations it opens wider than documented (EXF-NSG-04)), for the permitted tags of
+    :func:`_permitted_for`. A pure function of the rule's addresses, protocol and ports, which
+    most NSGs of a subscription share, so it is kept with them (``facts.memo``) for the next
+    NSG and the next write."""
+    known = facts.memo.get(id(permitted))
+    if known is not None and known[0] is permitted:
+        return known[1]
+    pairs = facts.dest_pairs
+    bad = tuple(d for d, low in pairs if _offending_destination(d, low, permitted))
+    wide = tuple(d for d, low in pairs
+                 if low in permitted and _too_wide_for(facts.protocol, facts.dest_ports, permitted[low]))
+    memo_put(facts, permitted, (bad, wide))
     return bad, wide
 
 
@@ -217,8 +221,9 @@ def evaluate(ctx: Context) -> Iterator[Finding]:
 
 
 def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Iterator[Finding]:
-    regions = sorted({r for g in subnets for r in g.regions})
-    permitted_key = (tuple(regions), tuple(ctx.config.extra_service_tags))
+    permitted = _permitted_for(tuple(sorted({r for g in subnets for r in g.regions})),
+                               tuple(ctx.config.extra_service_tags))
+    pid = id(permitted)
     outbound = nsg.ordered("outbound")
     taken = {r.priority for r in nsg.rules}
     findings: dict[str, Finding] = {}
@@ -250,7 +255,9 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
         if rule.access != "allow":
             continue
         if rule.direction == "outbound":
-            bad, wide = _outbound_verdict(rule.facts.dest_pairs, rule.protocol, rule.dest_ports, permitted_key)
+            known = rule.facts.memo.get(pid)  # _outbound_verdict() inline when it is known
+            bad, wide = known[1] if known is not None and known[0] is permitted else _outbound_verdict(
+                rule.facts, permitted)
             if bad:
                 nsg02_items.append(f"{rule.name} ({rule.priority}) -> {', '.join(bad)}")
                 plural = (rule.raw.get("properties") or {}).get("destinationAddressPrefixes") or []
@@ -285,9 +292,10 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
     for g in subnets:
         prefixes = g.subnet.address_prefixes if g.subnet else ()
         for region in g.regions:
-            for flow in _required_flows(region, ctx.config.curated_environments):
-                now, now_rule = engine.decide(outbound, flow, prefixes)
-                later, later_rule = engine.decide(after_outbound, flow, prefixes) if pending else (now, now_rule)
+            flows = _required_flows(region, ctx.config.curated_environments)
+            nows = engine.decide_all(outbound, flows, prefixes)
+            laters = engine.decide_all(after_outbound, flows, prefixes) if pending else nows
+            for flow, (now, now_rule), (later, later_rule) in zip(flows, nows, laters, strict=True):
                 if now == "deny":
                     blocked_now.append(f"{flow.label()} blocked by {now_rule.name if now_rule else 'no rule'}")
                 if later != "deny" or flow.tag.lower() in planned:
