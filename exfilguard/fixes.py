@@ -129,6 +129,9 @@ def _descend(node: Any, seg: Segment, create: bool, where: str) -> Any:
 def _container(body: dict, path: Sequence[Segment], for_list: bool) -> tuple[Any, Segment]:
     node: Any = body
     for i, seg in enumerate(path[:-1]):
+        if type(node) is dict and type(seg) is str and node.get(seg) is not None:
+            node = node[seg]  # the usual step, and no error to word
+            continue
         node = _descend(node, seg, True, "/".join(map(str, path[: i + 1])))
     last = path[-1]
     if for_list and isinstance(node, dict) and not isinstance(last, Sel) and not isinstance(node.get(last), list):

@@ -281,10 +281,18 @@ class Nsg(Resource):
 
     def ordered(self, direction: str) -> tuple[SecurityRule, ...]:
         """Rules of one direction in evaluation order (by priority; custom before default)."""
-        # A stable sort by priority alone: custom rules come first in the list, so at equal
-        # priority they stay before the defaults, as the (priority, is_default) order wants.
-        return tuple(sorted([r for r in (*self.rules, *self.default_rules) if r.direction == direction],
-                            key=_PRIORITY))
+        # Stable sorts by priority alone: custom rules before defaults at equal priority, as
+        # the (priority, is_default) order wants. Custom rules (100-4096 in ARM) all come
+        # before Azure's defaults (65000 and up) nearly always: then no merge is needed.
+        custom = [r for r in self.rules if r.direction == direction]
+        custom.sort(key=_PRIORITY)
+        defaults = [r for r in self.default_rules if r.direction == direction]
+        defaults.sort(key=_PRIORITY)
+        if custom and defaults and custom[-1].priority > defaults[0].priority:
+            custom.extend(defaults)
+            custom.sort(key=_PRIORITY)  # stable: custom rules stay first among equals
+            return tuple(custom)
+        return (*custom, *defaults)
 
 
 _PRIORITY = attrgetter("priority")
@@ -686,7 +694,8 @@ def parse_nsg(body: Mapping[str, Any], rid: str, tkey: str, previous: Resource |
             [_azure_default_rule(x, rid) or parse_rule(x, rid, default=True) for x in defaults_raw])
     else:
         defaults = azure_default_rules(rid)
-    return Nsg(**common, rules=rules, default_rules=defaults)
+    # Positional, in field order: id, type, name, location, tags, etag, raw, rules, default rules.
+    return Nsg(rid, tkey, common["name"], common["location"], common["tags"], common["etag"], body, rules, defaults)
 
 
 def _rules_since(raws: list[dict], nsg_id: str, before: tuple[SecurityRule, ...]) -> tuple[SecurityRule, ...]:

@@ -376,3 +376,31 @@ def test_quick_init_fills_frozen_instances_through_a_twin_and_hands_back_the_cla
     import copy
 
     assert copy.deepcopy(big) == big and type(copy.copy(sub)) is Sub
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(100, 70000), st.sampled_from(["Inbound", "Outbound"])), max_size=8),
+       st.booleans())
+def test_ordered_is_by_priority_with_custom_rules_first_among_equals(specs, odd_defaults):
+    """Nsg.ordered merges custom and default rules; whatever their priorities (a snapshot may
+    hold custom rules above 4096 or defaults Azure never writes), the order is (priority,
+    custom before default), stable among equals."""
+    body = f.nsg("rg", "n", "westeurope", [f.rule(f"r{i}", p, direction=d) for i, (p, d) in enumerate(specs)])
+    if odd_defaults:  # default rules among the custom rules' priorities, each direction's in reverse order
+        from exfilguard.model import _AZURE_DEFAULTS
+
+        body["properties"]["defaultSecurityRules"] = [
+            {"name": name, "id": f"{body['id']}/defaultSecurityRules/{name}", "etag": "e",
+             "type": "Microsoft.Network/networkSecurityGroups/defaultSecurityRules",
+             "properties": {"protocol": "*", "sourcePortRange": "*", "destinationPortRange": "*",
+                            "sourceAddressPrefix": src, "destinationAddressPrefix": dst, "access": access,
+                            "priority": 4000 - 100 * (i % 3) if i % 2 else 100, "direction": direction}}
+            for i, (name, _, direction, access, _, src, dst) in enumerate(_AZURE_DEFAULTS)]
+    nsg = parse_nsg(body, body["id"], "microsoft.network/networksecuritygroups")
+    for direction in ("inbound", "outbound"):
+        want = sorted((r for r in (*nsg.rules, *nsg.default_rules) if r.direction == direction),
+                      key=lambda r: (r.priority, r.is_default))
+        assert list(nsg.ordered(direction)) == want
+        assert [r.name for r in nsg.ordered(direction)] == [r.name for r in want]
+    if odd_defaults:
+        assert sorted(r.priority for r in nsg.default_rules) == [100, 100, 100, 3800, 3900, 4000]

@@ -28,7 +28,7 @@ from ..telemetry import get_logger
 log = get_logger("exfilguard.closure")
 
 
-@dataclass
+@dataclass(slots=True)
 class ClosureRead:
     """What was read: raw bodies by ID key, the IDs to report findings for, and what was not there."""
 
@@ -68,7 +68,7 @@ class ClosureReader:
         self.client = client
         self.state = state
         self.config = config
-        self.read = ClosureRead()
+        self.read = ClosureRead({}, {}, [], [])  # bodies, affected, gone, notes
         self._fetched: set[str] = set()
         self._index_ready = False
         self._subnet_computes: dict[str, list[IndexedCompute]] = {}
