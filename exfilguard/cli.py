@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
 from . import config as config_mod
-from .engine import Evaluation, evaluate
+from .engine import Evaluation
+from .engine import scan as scan_bodies
 from .sources import snapshot
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -66,10 +68,10 @@ def _load_config(path: str | None) -> config_mod.Config:
 
 def _snapshot_evaluation(path: str, cfg: config_mod.Config, max_mb: float | None) -> Evaluation:
     try:
-        picture = snapshot.load(path, cfg.guarded_subnets, max_mb)
+        bodies = snapshot.read(path, max_mb)
     except snapshot.SnapshotError as exc:
         raise UsageError(str(exc)) from None
-    return evaluate(picture, cfg)
+    return scan_bodies(bodies, cfg, source=Path(path).name)[0]
 
 
 def _emit(evaluation: Evaluation, fmt: str | None, out: TextIO, artifact: str, extra: dict | None = None) -> None:

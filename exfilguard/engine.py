@@ -16,7 +16,7 @@ from .config import Config
 from .findings import Finding, Notice, Severity
 from .fixes import PlannedChange
 from .frozen import quick_init
-from .picture import Picture, cyclic_gc_paused
+from .picture import Picture, build, cyclic_gc_paused
 from .rules import FAMILIES, RULES, Context
 from .rules import nsg as nsg_rules
 from .rules import sep as sep_rules
@@ -55,6 +55,24 @@ def evaluate(picture: Picture, config: Config, today: date | None = None,
     big picture its passes cost more than the rules themselves, and nothing here is cyclic."""
     with cyclic_gc_paused():
         return _evaluate(picture, config, today, only)
+
+
+def scan(bodies: Iterable[object], config: Config, *, extra_guarded: Iterable[str] | None = None,
+         source: str = "input", mode: str | None = None) -> tuple[Evaluation, list[PlannedChange]]:
+    """Build, evaluate and :func:`plan` a whole subscription (the CLI's scans, the sweep
+    benchmark) with the cyclic collector paused throughout, dropping the picture before it
+    resumes.
+
+    Every view of the picture is made while the collector is paused (see ``picture.build``).
+    Were the picture still alive when it resumes, the next collections would walk all of it,
+    two or three times as its objects age through the generations: at 100,000 resources over
+    a second, more than evaluating them costs. Dropped first, reference counting frees it and
+    the collector never sees it; only the findings and the plan outlive this call."""
+    with cyclic_gc_paused():
+        picture = build(bodies, config.guarded_subnets if extra_guarded is None else extra_guarded, source=source)
+        evaluation = _evaluate(picture, config, None, None)
+        del picture
+        return evaluation, plan(evaluation.findings, config, mode)
 
 
 def _evaluate(picture: Picture, config: Config, today: date | None, only: Iterable[str] | None) -> Evaluation:

@@ -126,3 +126,40 @@ def test_absent_neighbours_are_reported_only_where_their_rules_ran():
     assert absent == {sep_id}  # a full evaluation runs the policy rules: the policy is missed
     event = engine.evaluate(picture, config.Config(), only=[nsg["id"]])  # only the NSG family runs
     assert [n for n in event.notices if n.kind == "absent"] == []
+
+
+def test_scan_is_build_evaluate_and_plan_with_the_collector_paused_throughout():
+    """engine.scan (the CLI's scans) must decide exactly what build + evaluate + plan decide,
+    pause the cyclic collector for all of it (so none of its collections walks the picture)
+    and leave the collector as it found it."""
+    import gc
+    import json
+    from pathlib import Path
+
+    from exfilguard.picture import build
+
+    bodies = json.loads((Path(__file__).parent.parent / "samples" / "drifted-subscription.json").read_text())
+    cfg = config.Config(mode="remediate")
+    evaluation, planned = engine.scan(bodies, cfg, source="sample", mode="remediate")
+    separate = engine.evaluate(build(bodies, cfg.guarded_subnets, source="sample"), cfg)
+    assert evaluation == separate and evaluation.findings
+    assert planned == engine.plan(separate.findings, cfg, "remediate") and planned
+
+    seen = []
+    real_plan = engine.plan
+
+    def spy(*args, **kwargs):  # plan runs after build and evaluate have resumed the collector themselves
+        seen.append(gc.isenabled())
+        return real_plan(*args, **kwargs)
+
+    engine.plan = spy
+    try:
+        assert gc.isenabled()
+        engine.scan(bodies, cfg)
+        assert seen == [False] and gc.isenabled()
+        gc.disable()
+        engine.scan(bodies, cfg)
+        assert not gc.isenabled()  # paused by someone else before: left paused
+    finally:
+        gc.enable()
+        engine.plan = real_plan
