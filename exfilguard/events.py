@@ -172,25 +172,24 @@ def _time(value: Any, where: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _envelope(event: Any) -> tuple[str, dict[str, Any]]:
-    """(schema, envelope as a plain dict with Event Grid or CloudEvents keys)."""
+def _envelope(event: Any) -> tuple[str, Any, Any, Any, Any, Any]:
+    """(schema, type, time, id, subject, data) as the event carries them, unchecked, in either
+    schema; the field names for messages follow from the schema."""
     # The SDK's event objects first: what the Event Grid trigger delivers on every invocation
-    # (and not Mappings, which only an isinstance() check through the ABC would tell).
+    # (and not Mappings, which only an isinstance() check through the ABC would tell). Their
+    # attributes are read as they are: no envelope dict is made for the one event a call gets.
     if type(event) is not dict:
         if hasattr(event, "event_type") and hasattr(event, "get_json"):  # func.EventGridEvent
-            return "eventgrid", {"id": event.id, "eventType": event.event_type, "topic": event.topic,
-                                 "subject": event.subject, "eventTime": event.event_time, "data": event.get_json(),
-                                 "dataVersion": getattr(event, "data_version", None)}
+            return "eventgrid", event.event_type, event.event_time, event.id, event.subject, event.get_json()
         if hasattr(event, "specversion") and hasattr(event, "get_json"):  # func.CloudEvent
-            return "cloudevents", {"id": event.id, "type": event.type, "source": event.source,
-                                   "subject": event.subject, "time": event.time, "data": event.get_json(),
-                                   "specversion": event.specversion}
+            return "cloudevents", event.type, event.time, event.id, event.subject, event.get_json()
     if isinstance(event, Mapping):
         lowered = {str(k).lower(): k for k in event}
         if "specversion" in lowered:  # also the non-conformant "specVersion" of one sample
             env = {k: event[v] for k, v in lowered.items()}
-            return "cloudevents", env
-        return "eventgrid", dict(event)
+            return "cloudevents", env.get("type"), env.get("time"), env.get("id"), env.get("subject"), env.get("data")
+        get = event.get
+        return "eventgrid", get("eventType"), get("eventTime"), get("id"), get("subject"), get("data")
     raise MalformedEvent(f"expected an Event Grid or CloudEvents event, got {type(event).__name__}")
 
 
@@ -238,21 +237,12 @@ def parse(event: Any) -> ChangeEvent:
     """Normalise one event in either schema; raises :class:`MalformedEvent` naming the problem."""
     # Every text field is _text() of its value; a string is stripped inline (the usual case,
     # and a call per field would cost as much as the rest of this function).
-    schema, env = _envelope(event)
-    if schema == "cloudevents":
-        v = env.get("type")
-        event_type = v.strip() if type(v) is str and v else _text(v, "type", required=True)
-        time = _time(env.get("time"), "time")
-    else:
-        v = env.get("eventType")
-        event_type = v.strip() if type(v) is str and v else _text(v, "eventType", required=True)
-        v = env.get("eventTime")
-        time = v if type(v) is datetime and v.tzinfo is not None else _time(v, "eventTime")
-    v = env.get("id")
-    event_id = v.strip() if type(v) is str and v else _text(v, "id", required=True)
-    v = env.get("subject")
-    subject = v.strip() if type(v) is str else _text(v, "subject")
-    data = env.get("data")
+    schema, v, when, event_id, subject, data = _envelope(event)
+    cloud = schema == "cloudevents"
+    event_type = v.strip() if type(v) is str and v else _text(v, "type" if cloud else "eventType", required=True)
+    time = when if type(when) is datetime and when.tzinfo is not None else _time(when, "time" if cloud else "eventTime")
+    event_id = event_id.strip() if type(event_id) is str and event_id else _text(event_id, "id", required=True)
+    subject = subject.strip() if type(subject) is str else _text(subject, "subject")
     if data is None:
         data = {}
     if type(data) is not dict and not isinstance(data, Mapping):

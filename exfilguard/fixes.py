@@ -10,7 +10,7 @@ edits on top of whatever else changed meanwhile, so no unrelated property is eve
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,16 +94,6 @@ def _eq(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _same_as(want: Any) -> Callable[[Any], bool]:
-    """``lambda v: _eq(v, want)``, with ``want`` lowered once when it is a plain name (the
-    key of an upsert is a rule's name, looked for in every rule of the NSG)."""
-    if type(want) is str and not want.startswith("/"):
-        low = want.lower()
-        return lambda v: (v.lower() == low if not v.startswith("/") else _eq(v, want)) if type(v) is str else (
-            _eq(v, want))
-    return lambda v: _eq(v, want)
-
-
 def selects(sel: Sel, item: Any) -> bool:
     """Does ``sel`` match this list element? (An edit goes to the first element it matches.)"""
     return isinstance(item, dict) and isinstance(item.get(sel.field), str) and _eq(item[sel.field], sel.value)
@@ -139,6 +129,28 @@ def _container(body: dict, path: Sequence[Segment], for_list: bool) -> tuple[Any
     return node, last
 
 
+def upsert_position(target: Sequence[Any], edit: Edit) -> int | None:
+    """The index of the element of ``target`` an ``upsert`` replaces (the first whose ``key``
+    matches), None when it appends. Shared with the NSG rules' planned state, which works out
+    what an upsert does to the rule list without copying the body."""
+    key = edit.key
+    want = edit.value.get(key) if isinstance(edit.value, dict) else None
+    if want is None:
+        return None
+    if type(want) is str and not want.startswith("/"):  # a rule's name: lowered once, compared inline
+        low = want.lower()
+        for i, item in enumerate(target):
+            if isinstance(item, dict):
+                v = item.get(key)
+                if (v.lower() == low if not v.startswith("/") else _eq(v, want)) if type(v) is str else _eq(v, want):
+                    return i
+        return None
+    for i, item in enumerate(target):
+        if isinstance(item, dict) and _eq(item.get(key), want):
+            return i
+    return None
+
+
 def apply_edit(body: dict, edit: Edit) -> None:
     """Apply one edit in place."""
     if not edit.path:
@@ -158,14 +170,11 @@ def apply_edit(body: dict, edit: Edit) -> None:
     if not isinstance(target, list):
         raise EditError(f"{edit.describe()}: not a list")
     if edit.op == "upsert":
-        want = edit.value.get(edit.key) if isinstance(edit.value, dict) else None
-        if want is not None:
-            same = _same_as(want)
-            for i, item in enumerate(target):
-                if isinstance(item, dict) and same(item.get(edit.key)):
-                    target[i] = copy_json(edit.value)
-                    return
-        target.append(copy_json(edit.value))
+        i = upsert_position(target, edit)
+        if i is None:
+            target.append(copy_json(edit.value))
+        else:
+            target[i] = copy_json(edit.value)
     elif edit.op == "add":
         if not any(_eq(item, edit.value) for item in target):
             target.append(copy_json(edit.value))

@@ -303,6 +303,36 @@ def test_planned_state_copies_only_the_rules_edits_reach_into():
     assert body == before
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["open", "OPEN", "kept", "exfilguard-deny-internet-outbound", "new"]),
+                          st.integers(100, 4096), st.sampled_from(["Allow", "Deny"]),
+                          st.sampled_from(["Internet", "Storage", "AzureMachineLearning", "*"])),
+                min_size=1, max_size=4),
+       st.booleans())
+def test_planned_outbound_rules_from_upserts_match_the_edited_body(upserts, with_a_set):
+    """EXF-NSG-03's planned state worked out from whole-rule upserts alone (no body copied) is the
+    planned state of the edited body: same rules, same order, for names that replace a rule
+    (in another case too), names that are new and an upsert of a name another upsert added;
+    with a set among the edits the body is always edited."""
+    from exfilguard.fixes import Edit, Sel
+    from exfilguard.rules import nsg as nsg_rules
+
+    body = f.nsg("rg", "n", "westeurope", [
+        f.rule("open", 100, dest="Internet"), f.rule("kept", 130, dest="AzureMachineLearning"),
+        f.rule("inbound", 140, direction="Inbound")])
+    nsg = parse_nsg(body, body["id"], "microsoft.network/networksecuritygroups")
+    edits = [Edit("upsert", ("properties", "securityRules"),
+                  {"name": name, "properties": f.rule(name, prio, access=access, dest=dest)["properties"]})
+             for name, prio, access, dest in upserts]
+    if with_a_set:
+        edits.append(Edit("set", ("properties", "securityRules", Sel("name", "kept"), "properties", "access"),
+                          "Deny"))
+    want = nsg_rules._after(nsg, edits).ordered("outbound")
+    got = nsg_rules._after_outbound(nsg, edits)
+    assert got == want
+    assert [r.name for r in got] == [r.name for r in want]
+
+
 def test_quick_init_runs_post_init_and_keeps_instances_frozen():
     from dataclasses import FrozenInstanceError, dataclass, field
 

@@ -124,6 +124,18 @@ def test_rules_are_read_afresh_when_renamed_moved_to_another_nsg_or_misfit():
     bad["properties"]["securityRules"][1]["etag"] = 7
     with pytest.raises(BadResource, match="etag"):
         views.parse(bad)
+    # No etag at all differs from JSON that had one: read afresh. A null etag is set aside like
+    # a string one: the view read from the same JSON without it is lent.
+    from exfilguard.model import parse_resource
+
+    gone = _after_write(added, 5)
+    del gone["properties"]["securityRules"][2]["etag"]  # r9 was read with one
+    without = views.parse(gone)
+    assert without.rules[2] is not grown.rules[2] and without == parse_resource(copy.deepcopy(gone))
+    assert without.rules[1] is first.rules[1]  # r2 was first read without one: still the same JSON
+    null = _after_write(gone, 6)
+    null["properties"]["securityRules"][2]["etag"] = None
+    assert views.parse(null).rules[2] is without.rules[2]
     # A view of another NSG lends nothing, even with equal rule JSON.
     other = copy.deepcopy(body)
     other["id"] = f.nsg_id("rg", "other")

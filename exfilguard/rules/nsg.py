@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
+from operator import itemgetter
 from types import MappingProxyType
 
 from .. import nsg as engine
 from ..findings import Finding, FixKind, Severity
-from ..fixes import Edit, Sel, apply_edit, apply_edits, copy_json, selects
-from ..model import NSG, Nsg, PortRange, RuleFacts, SecurityRule, memo_put, parse_rule
+from ..fixes import Edit, Sel, apply_edit, apply_edits, copy_json, selects, upsert_position
+from ..model import NSG, Nsg, PortRange, RuleFacts, SecurityRule, memo_put, ordered_rules, parse_rule
 from ..picture import GuardedSubnet
 from .base import GUIDE_EXFIL, GUIDE_TRAINING, Context, Rule
 
@@ -135,6 +136,9 @@ def _internet_sources(source_prefixes: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(s for s in source_prefixes if s.strip().lower() in engine.GENERIC_INTERNET or engine.is_public(s))
 
 
+_ACCESS_OF = itemgetter(0)  # of a decision: (access, deciding rule)
+
+
 def _rule_path(name: str, *rest: str) -> tuple:
     return (*_RULES_PATH, Sel("name", name), "properties", *rest)
 
@@ -199,6 +203,32 @@ def _after(nsg: Nsg, edits: Sequence[Edit]) -> Nsg:
                raw=body, rules=tuple(rules), default_rules=nsg.default_rules)
 
 
+def _after_outbound(nsg: Nsg, edits: Sequence[Edit]) -> tuple[SecurityRule, ...]:
+    """``_after(nsg, edits).ordered("outbound")``: the outbound rules, in evaluation order, of
+    the NSG as ``edits`` would leave it.
+
+    The fixes a drifted NSG usually gets are upserts of whole rules into securityRules (the
+    deny rule, allow rules for required flows). What such an edit does to the rule list is
+    known without a body: it replaces the rule whose name it matches (the same match
+    ``apply_edit`` makes, :func:`upsert_position`) or appends, and the new rule is
+    ``parse_rule`` of the upserted JSON, as it would be of its copy in the edited body. Any
+    other edit takes :func:`_after`."""
+    if not all(e.op == "upsert" and e.path == _RULES_PATH and type(e.value) is dict for e in edits):
+        return _after(nsg, edits).ordered("outbound")
+    rules = list(nsg.rules)
+    items = [r.raw if r.raw else {"name": r.name} for r in rules]  # what apply_edit would match against
+    for e in edits:
+        rule = parse_rule(e.value, nsg.id)
+        i = upsert_position(items, e)
+        if i is None:
+            rules.append(rule)
+            items.append(e.value)
+        else:
+            rules[i] = rule
+            items[i] = e.value
+    return ordered_rules(rules, nsg.default_rules, "outbound")
+
+
 def _copy_selected(rules: list, edits: Sequence[Edit]) -> list:
     """A copy of the securityRules list that ``edits`` (all inside it) may change in place:
     every rule an edit's selector matches is a deep copy, the others are shared, since edits
@@ -225,7 +255,7 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
                                tuple(ctx.config.extra_service_tags))
     pid = id(permitted)
     outbound = nsg.ordered("outbound")
-    taken = {r.priority for r in nsg.rules}
+    taken: set[int] | None = None  # priorities in use: worked out when a rule is to be added
     findings: dict[str, Finding] = {}
 
     # EXF-NSG-01
@@ -238,6 +268,7 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
     nsg01_edits: list[Edit] = []
     deny_priority = None
     if leaks:
+        taken = {r.priority for r in nsg.rules}
         deny_priority = engine.free_priority(taken, ctx.config.deny_priority)
         if deny_priority is not None:
             taken.add(deny_priority)
@@ -283,8 +314,7 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
 
     # EXF-NSG-03, on the current state and on the state the other fixes would leave.
     pending = [*nsg01_edits, *nsg02_edits, *nsg05_edits]
-    after = _after(nsg, pending) if pending else nsg
-    after_outbound = after.ordered("outbound") if pending else outbound
+    after_outbound = _after_outbound(nsg, pending) if pending else outbound
     blocked_now: list[str] = []
     allow_edits: dict[str, list[Edit]] = {"EXF-NSG-01": [], "EXF-NSG-02": [], "EXF-NSG-03": []}
     planned: set[str] = set()
@@ -294,6 +324,8 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
         for region in g.regions:
             flows = _required_flows(region, ctx.config.curated_environments)
             nows = engine.decide_all(outbound, flows, prefixes)
+            if not pending and "deny" not in map(_ACCESS_OF, nows):
+                continue  # the usual NSG: every required flow allowed now, and no fix to check
             laters = engine.decide_all(after_outbound, flows, prefixes) if pending else nows
             for flow, (now, now_rule), (later, later_rule) in zip(flows, nows, laters, strict=True):
                 if now == "deny":
@@ -303,6 +335,8 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
                 owner = "EXF-NSG-03" if now == "deny" else (
                     "EXF-NSG-01" if later_rule is not None and later_rule.name == DENY_RULE_NAME else "EXF-NSG-02")
                 ceiling = (later_rule.priority if later_rule else 4097) - 1
+                if taken is None:
+                    taken = {r.priority for r in nsg.rules}
                 prio = engine.free_priority(taken, min(ceiling, 4096))
                 if prio is None:
                     no_room.append(flow.label())
