@@ -36,7 +36,7 @@ from tests.alerts_support.receivers import LoopbackReceiver
 from tests.armemu import ArmEmulator
 
 REPO = Path(__file__).resolve().parent.parent
-EVENTGRID_FIXTURES = REPO.parent / "shared" / "fixtures" / "azure" / "eventgrid"
+EVENTGRID_FIXTURES = REPO / "tests" / "data" / "azure" / "eventgrid"
 SAMPLES = REPO / "samples"
 
 AZURITE = "AZURITE_CONNECTION_STRING"

@@ -15,7 +15,7 @@ from exfilguard.fixes import apply_edits
 from exfilguard.picture import build
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+DATA = REPO / "tests" / "data"  # fixtures copied in, with their sources (tests/data/SOURCES.md)
 SAMPLES = REPO / "samples"
 
 

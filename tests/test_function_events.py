@@ -1,6 +1,6 @@
 """The Event Grid trigger end to end: real samples, the ARM emulator and Azurite.
 
-Every sample in ../shared/fixtures/azure/eventgrid/ is delivered the way the Python worker
+Every sample in tests/data/azure/eventgrid/ is delivered the way the Python worker
 delivers it and is either mapped or dropped on purpose, with a reason in the audit log and no
 exception. A drift event is fixed within the read budget and audited; the event that the fix
 itself causes is recognised as ExfilGuard's own; a resource someone keeps reverting gets at
@@ -42,6 +42,11 @@ EXPECTED = {
     "docs_ResourceNotifications_CreatedOrUpdated.cloudevents-schema.json": ("dropped", "bad-resource-id"),
     "docs_ResourceNotifications_CreatedOrUpdated.eventgrid-schema.json": ("dropped", "bad-resource-id"),
     "docs_SubscriptionValidationEvent.eventgrid-schema.json": ("dropped", "validation"),
+    # Route-table and firewall writes (hand-written samples): not routed until the firewall path exists.
+    "handmade_ResourceWriteSuccess_azureFirewalls.eventgrid-schema.json": ("dropped", "unmapped"),
+    "handmade_ResourceWriteSuccess_firewallPolicies_ruleCollectionGroups.eventgrid-schema.json": ("dropped", "unmapped"),
+    "handmade_ResourceWriteSuccess_routeTables.eventgrid-schema.json": ("dropped", "unmapped"),
+    "handmade_ResourceWriteSuccess_routeTables_routes.eventgrid-schema.json": ("dropped", "unmapped"),
     "docs_SubscriptionValidationResponse.json": ("malformed", "no eventType"),
     "docs_subscription_ResourceActionSuccess.eventgrid-schema.json": ("dropped", "unmapped"),
     "docs_subscription_ResourceDeleteSuccess.eventgrid-schema.json": ("dropped", "unmapped"),
@@ -67,7 +72,7 @@ def _events_of(path) -> list[dict]:
 
 
 def test_every_published_sample_is_mapped_or_dropped_on_purpose(monkeypatch):
-    assert EVENTGRID_FIXTURES.is_dir(), f"{EVENTGRID_FIXTURES}: the shared Event Grid samples are missing"
+    assert EVENTGRID_FIXTURES.is_dir(), f"{EVENTGRID_FIXTURES}: the Event Grid samples are missing"
     files = sorted(p.name for p in EVENTGRID_FIXTURES.glob("*.json"))
     assert files == sorted(EXPECTED), "a sample was added or removed: give it an expectation"
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:

@@ -1,4 +1,4 @@
-"""The resource model takes every real ARM payload in shared fixtures, and merges nested and
+"""The resource model takes every real ARM payload under tests/data, and merges nested and
 standalone shapes into one picture."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from exfilguard import ids
 from exfilguard.model import COMPUTE, NSG, SEP, STORAGE, SUBNET, VNET, WORKSPACE, BadResource, parse_resource
 from exfilguard.picture import build
 from tests import factory as f
-from tests.support import SHARED
+from tests.support import DATA
 
-FIXTURES = SHARED / "fixtures"
+FIXTURES = DATA
 
 
 def example_bodies(doc: dict) -> list:
@@ -40,7 +40,7 @@ def cassette_bodies(doc: dict) -> list:
 
 def _spec_files() -> list[Path]:
     files = sorted((FIXTURES / "azure").glob("*/*.json"))
-    assert len(files) >= 50, "shared fixtures are missing"
+    assert len(files) >= 50, "fixtures under tests/data are missing"
     return [p for p in files if "responses" in json.loads(p.read_text())]
 
 
@@ -64,7 +64,7 @@ def test_every_spec_example_response_loads():
     counts, skipped = _read_all(_spec_files(), example_bodies)
     # Every 200/201 response body counts once (list pages by element).
     assert dict(counts) == {
-        NSG: 5, SUBNET: 7, VNET: 5, SEP: 5, WORKSPACE: 2, COMPUTE: 10,
+        NSG: 5, SUBNET: 7, VNET: 5, SEP: 5, WORKSPACE: 3, COMPUTE: 10,
         "microsoft.network/networksecuritygroups/securityrules": 3,
         "microsoft.network/serviceendpointpolicies/serviceendpointpolicydefinitions": 2,
     }
