@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: scan test lint bench clean install checkov
+.PHONY: scan test lint bench clean install checkov docs
 
 $(STAMP): pyproject.toml requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ checkov: $(CHECKOV_STAMP)
 
 scan: $(STAMP)
 	$(BIN)/exfilguard scan --snapshot samples/drifted-subscription.json
+
+docs: $(STAMP)
+	$(BIN)/exfilguard rules --format markdown > docs/rules.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

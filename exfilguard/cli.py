@@ -1,6 +1,6 @@
 """The ``exfilguard`` command: ``scan``, ``rules`` and ``notify``.
 
-Exit status (contracts.md): 0 no unexempted findings, 1 findings, 2 usage or input error.
+Exit status (docs/contracts.md): 0 no unexempted findings, 1 findings, 2 usage or input error.
 Every expected failure becomes one line on stderr; a traceback would mean a bug.
 """
 
@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--remediate", action="store_true", help="apply automatic fixes (live scans only)")
     scan.add_argument("--dry-run", action="store_true", help="print the ARM requests a fix would send; write nothing")
 
-    sub.add_parser("rules", help="list the rules with severity and fix")
+    rules = sub.add_parser("rules", help="list the rules with severity and fix")
+    rules.add_argument("--format", choices=("table", "tsv", "markdown"),
+                       help="table on a terminal, tab-separated otherwise; markdown is docs/rules.md")
 
     notify = sub.add_parser("notify", help="preview or send alerts")
     try:
@@ -109,10 +111,15 @@ def cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
     return evaluation.exit_code()
 
 
-def cmd_rules(out: TextIO) -> int:
-    from .rules import RULES
+def cmd_rules(out: TextIO, fmt: str | None = None) -> int:
+    from .catalog import RULES
 
-    if out.isatty():
+    fmt = fmt or ("table" if out.isatty() else "tsv")
+    if fmt == "markdown":
+        from .rulesdoc import render
+
+        out.write(render())
+    elif fmt == "table":
         from rich.console import Console
         from rich.table import Table
 
@@ -145,7 +152,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if args.command == "scan":
             return cmd_scan(args, out)
         if args.command == "rules":
-            return cmd_rules(out)
+            return cmd_rules(out, args.format)
         if args.command == "notify":
             return cmd_notify(args)
     except UsageError as exc:

@@ -1,4 +1,4 @@
-"""The deployment (infra/, azure.yaml, README.md): checkov over the Bicep, and the agreements
+"""The deployment (infra/, azure.yaml, docs/deploy.md): checkov over the Bicep, and the agreements
 that no tool checks for us.
 
 * checkov scans infra/ with ``--framework bicep --skip-download``. A Bicep file checkov cannot
@@ -6,7 +6,7 @@ that no tool checks for us.
   failures here, like failed checks and suppressions without a written reason.
 * The Event Grid filter in main.bicep holds exactly ``exfilguard.operations.MAPPED_OPERATION_NAMES``
   (at most 25 values: Event Grid's limit for advanced-filter values).
-* The custom role has no wildcard and the same actions as the table in README.md.
+* The custom role has no wildcard and the same actions as the table in docs/deploy.md.
 
 checkov lives in its own venv (``make checkov`` builds ``.venv-checkov``); it is run as a
 subprocess and its absence is a failure, not a skip.
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
 MAIN = INFRA / "main.bicep"
 MODULES = INFRA / "modules"
-DEPLOY_DOC = ROOT / "README.md"
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 
 EVENT_GRID_MAX_FILTER_VALUES = 25
@@ -234,14 +234,14 @@ def role_actions() -> dict[str, list[str]]:
 
 
 def documented_actions() -> dict[str, str]:
-    """Action -> its "Needed by" cell, from the table under "### Role actions" in README.md."""
+    """Action -> its "Needed by" cell, from the table under "## Role actions" in docs/deploy.md."""
     text = read(DEPLOY_DOC)
-    start = text.index("### Role actions\n") + len("### Role actions\n")
-    following = re.search(r"^#{1,3} ", text[start:], re.MULTILINE)
+    start = text.index("## Role actions\n") + len("## Role actions\n")
+    following = re.search(r"^#{1,2} ", text[start:], re.MULTILINE)
     section = text[start: start + following.start()] if following else text[start:]
     rows = re.findall(r"^\|\s*`([^`]+)`\s*\|([^|]*)\|", section, re.MULTILINE)
     assert rows, "no action rows in the Role actions table"
-    assert len(rows) == len({a for a, _ in rows}), "an action is listed twice in README.md"
+    assert len(rows) == len({a for a, _ in rows}), "an action is listed twice in docs/deploy.md"
     return {action: needed_by.strip() for action, needed_by in rows}
 
 
@@ -275,7 +275,7 @@ def test_docs_list_every_role_action_with_the_rule_that_needs_it() -> None:
     documented = documented_actions()
     assert set(documented) == in_role, (
         f"in role.bicep only: {sorted(in_role - set(documented))}; "
-        f"in README.md only: {sorted(set(documented) - in_role)}")
+        f"in docs/deploy.md only: {sorted(set(documented) - in_role)}")
     for action, needed_by in documented.items():
         assert needed_by, f"{action}: no rule named"
         assert ("quarantine" in needed_by.lower()) == (action in QUARANTINE_ACTIONS), action

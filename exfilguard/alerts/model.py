@@ -80,7 +80,7 @@ class ResourceFacts:
 
     @property
     def tag_holder(self) -> str:
-        """Where the exemption tag goes: subnets carry no tags, so their VNet's (baseline.md)."""
+        """Where the exemption tag goes: subnets carry no tags, so their VNet's (docs/semantics.md)."""
         if self.type.lower() == "microsoft.network/virtualnetworks/subnets":
             head, _, _ = self.resource_id.rstrip("/").rpartition("/subnets/")
             return head
@@ -218,7 +218,7 @@ def recheck_command(resource_id: str, http_endpoint: str | None) -> str:
 
 
 def exemption_tag_value(rule_ids: list[str] | tuple[str, ...], until: date, reason: str = "<why>") -> str:
-    """The ``exfilguard-exempt`` tag value the core accepts (baseline.md, Exemptions)."""
+    """The ``exfilguard-exempt`` tag value the core accepts (docs/semantics.md, Exemptions)."""
     return f"{','.join(r.upper() for r in rule_ids)};until={until.isoformat()};reason={reason}"
 
 
