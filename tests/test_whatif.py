@@ -201,3 +201,31 @@ def test_a_live_base_is_read_and_never_written(emu: ExtendedEmulator) -> None:
     assert pairs(report["whatIf"]["resolved"]) == {("EXF-WS-02", ids.key(WS_EUS))}
     assert report["live"]["mode"] == "read-only"
     assert not [r for r in emu.records(kind="write")]
+
+
+def test_an_exempted_introduced_finding_is_shown_but_does_not_fail(tmp_path: Path) -> None:
+    base = load_sample("compliant-subscription.json")
+    nsg = next(b for b in base if b["id"] == NSG_WEU)
+    nsg["tags"] = {"exfilguard-exempt": "EXF-NSG-01,EXF-NSG-02; until=2999-12-31; reason=vendor upload, ticket 42"}
+    snap = tmp_path / "snapshot.json"
+    snap.write_text(json.dumps(base))
+    code, report = run("--snapshot", str(snap), "--what-if", str(WHATIF / "handmade_whatif_leaky_nsg_rule.json"))
+    assert code == 0
+    assert {x["ruleId"] for x in report["findings"] if x["exempt"]} == {"EXF-NSG-01", "EXF-NSG-02"}
+
+
+def test_a_deploy_change_is_overlaid_like_a_modify() -> None:
+    base = load_sample("compliant-subscription.json")
+    ws = copy.deepcopy(next(b for b in base if b["type"] == "Microsoft.MachineLearningServices/workspaces"))
+    ws["properties"]["publicNetworkAccess"] = "Enabled"
+    plan = whatif.Plan((whatif.Change("Deploy", ws["id"], None, ws),), (), {"Deploy": 1})
+    outcome = whatif.evaluate(base, plan, Config())
+    assert {whatif.finding_key(x) for x in outcome.introduced} == {("EXF-WS-02", ids.key(ws["id"]))}
+
+
+def test_a_partial_live_read_is_not_called_clean(emu: ExtendedEmulator) -> None:
+    emu.add_fault(403, method="GET", path="/providers/Microsoft.Storage/storageAccounts")
+    code, report = run("--subscription", f.SUB, "--arm-endpoint", emu.url,
+                       "--what-if", str(WHATIF / "handmade_whatif_unrelated.json"))
+    assert code == 2
+    assert report["incomplete"] is True and report["errors"]
