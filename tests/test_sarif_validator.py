@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from exfilguard.sarif_places import FileLocator
 from tests.support import REPO
 
 MULTITOOL = REPO / "node_modules" / ".bin" / "sarif-multitool"
@@ -94,3 +97,29 @@ def test_what_if_results_point_into_the_what_if_file() -> None:
     assert all(r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
                == "samples/compliant-subscription.json" for r in results)
     assert lines  # the what-if file is there to be pointed at
+
+
+_NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_NAME, min_size=1, max_size=8, unique=True), st.integers(0, 4), st.booleans())
+def test_each_resource_gets_the_line_of_its_own_id(names: list[str], indent: int, upper: bool) -> None:
+    """Invariant: the region of every resource is the line (and columns) of its "id" member,
+    whatever the layout and case; an unknown resource gets the whole file."""
+    bodies = [{"name": n, "id": f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/"
+                                f"networkSecurityGroups/{n}", "properties": {"ref": {"id": "/subscriptions/x"}}}
+              for n in names]
+    text = json.dumps(bodies, indent=indent or None)
+    place = FileLocator("snap.json", text)
+    lines = text.splitlines()
+    for b in bodies:
+        rid = b["id"].upper() if upper else b["id"]
+        region = place.region(rid)
+        assert region is not None and region["startLine"] == region["endLine"]
+        line = lines[region["startLine"] - 1]
+        assert line[region["startColumn"] - 1:region["endColumn"] - 1] == f'"id": {json.dumps(b["id"])}'
+    assert place.region("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/"
+                        "not-there") is None
+    whole = place.whole_file()
+    assert whole["startLine"] == 1 and whole["endLine"] == len(lines)
