@@ -72,7 +72,8 @@ def test_definition_envelopes_field_by_field(effect: str) -> None:
         assert set(props) == {"displayName", "policyType", "mode", "description", "metadata", "parameters",
                               "policyRule"}
         assert props["policyType"] == "Custom" and props["mode"] in ("All", "Indexed")
-        assert len(props["displayName"]) <= 128 and props["description"]
+        # Azure's limits: display name 128 characters, description 512.
+        assert len(props["displayName"]) <= 128 and 0 < len(props["description"]) <= 512
         meta = props["metadata"]["exfilguard"]
         assert meta["ruleId"] in RULES and meta["ruleId"] in props["displayName"]
         param = props["parameters"]["effect"]
@@ -100,6 +101,7 @@ def test_initiative_groups_every_definition_field_by_field() -> None:
     props = init["properties"]
     assert init["name"] == pe.INITIATIVE_NAME and init["type"] == "Microsoft.Authorization/policySetDefinitions"
     assert set(props) == {"displayName", "policyType", "description", "metadata", "parameters", "policyDefinitions"}
+    assert len(props["displayName"]) <= 128 and 0 < len(props["description"]) <= 512
     defs = {json.loads(t)["name"]: json.loads(t) for n, t in files.items() if n != pe.INITIATIVE_FILE}
     refs = props["policyDefinitions"]
     assert [r["policyDefinitionId"].rsplit("/", 1)[-1] for r in refs] == sorted(defs)
