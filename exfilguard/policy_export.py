@@ -2,8 +2,10 @@
 
 Azure Policy sees one resource at a time, through aliases. A rule is exported only when it
 can be decided from one resource's own properties AND every alias it needs is proven real:
-``exfilguard/data/policy-aliases.json`` lists each alias with a Microsoft-published
-definition that uses it. The rules that need several resources (service endpoint policy
+``exfilguard/data/policy-aliases.json`` lists each alias with a definition that uses it, and
+only a Microsoft built-in (Azure/azure-policy ``built-in-policies/``) counts as proof. Aliases
+seen only in reference or documentation examples are listed as candidates; the rules that need
+them are not exported until a built-in uses them. The rules that need several resources (service endpoint policy
 contents, required flows, guarded subnets) stay ExfilGuard's; that file's ``enforcement``
 table says, for every rule, where it is enforced.
 
@@ -92,28 +94,20 @@ EXPORTS: tuple[Export, ...] = (
         {"field": f"{_CMP}/computeType", "equals": "AmlCompute"},
         {"field": f"{_CMP}/remoteLoginPortPublicAccess", "equals": "Enabled"},
     ]}, True, "Clusters only (remoteLoginPortPublicAccess); compute-instance SSH has no proven alias."),
-    Export("EXF-NSG-05", "All", {"anyOf": [
-        {"allOf": [
-            _type(_RULE),
-            {"field": f"{_RULE}/access", "equals": "Allow"},
-            {"field": f"{_RULE}/direction", "equals": "Inbound"},
-            {"anyOf": [
-                {"field": f"{_RULE}/sourceAddressPrefix", "in": _INTERNET},
-                {"count": {"field": f"{_RULE}/sourceAddressPrefixes[*]",
-                           "where": {"field": f"{_RULE}/sourceAddressPrefixes[*]", "in": _INTERNET}},
-                 "greater": 0},
-            ]},
+    # Standalone security rules only: the inline securityRules[*] aliases are used by no built-in.
+    Export("EXF-NSG-05", "All", {"allOf": [
+        _type(_RULE),
+        {"field": f"{_RULE}/access", "equals": "Allow"},
+        {"field": f"{_RULE}/direction", "equals": "Inbound"},
+        {"anyOf": [
+            {"field": f"{_RULE}/sourceAddressPrefix", "in": _INTERNET},
+            {"count": {"field": f"{_RULE}/sourceAddressPrefixes[*]",
+                       "where": {"field": f"{_RULE}/sourceAddressPrefixes[*]", "in": _INTERNET}},
+             "greater": 0},
         ]},
-        {"allOf": [
-            _type(_NSG),
-            {"count": {"field": f"{_RULE}[*]", "where": {"allOf": [
-                {"field": f"{_RULE}[*].direction", "equals": "Inbound"},
-                {"field": f"{_RULE}[*].access", "equals": "Allow"},
-                {"field": f"{_RULE}[*].sourceAddressPrefix", "in": _INTERNET},
-            ]}}, "greater": 0},
-        ]},
-    ]}, True, "Sources *, Internet and 0.0.0.0/0 on every NSG in scope; public address ranges, and limiting it to "
-              "NSGs on guarded subnets, stay ExfilGuard's."),
+    ]}, True, "Rules written as standalone securityRules resources, from *, Internet or 0.0.0.0/0; rules inline in "
+              "an NSG body (no built-in proves those aliases), public address ranges and the limit to NSGs on "
+              "guarded subnets stay ExfilGuard's."),
 )
 
 
@@ -143,9 +137,14 @@ def aliases_of(export: Export) -> list[str]:
     return sorted(f for f in fields_of(export.condition) if f not in BUILT_IN_FIELDS)
 
 
+def proven_aliases() -> frozenset[str]:
+    """Aliases a Microsoft built-in definition uses."""
+    return frozenset(a for a, src in alias_data()["aliases"].items() if src["kind"] == "built-in")
+
+
 def exported() -> tuple[Export, ...]:
-    """The exports whose every alias is proven (a rule without proof is not exported)."""
-    proven = alias_data()["aliases"]
+    """The exports whose every alias is proven by a built-in (a rule without proof is not exported)."""
+    proven = proven_aliases()
     return tuple(e for e in EXPORTS if all(a in proven for a in aliases_of(e)))
 
 

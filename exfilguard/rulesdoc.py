@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from .catalog import ARTICLES, CATALOG, FAMILIES, Rule
 from .findings import FixKind
+from .policy_export import alias_data
+
+_WHERE = {"event": "Event Grid events", "sweep": "the daily sweep", "scan": "`exfilguard scan`",
+          "what-if": "`scan --what-if` (before a deployment)"}
+_POLICY = {"full": "Azure Policy export: same decision", "partial": "Azure Policy export: part of the rule",
+           None: "Azure Policy: not exported"}
 
 _FIX_WORDS = {
     FixKind.AUTO: "fixed automatically in `remediate` mode",
@@ -36,6 +42,12 @@ def _anchor(rule: Rule) -> str:
     return rule.id.lower()
 
 
+def _enforced(rule: Rule) -> str:
+    row = alias_data()["enforcement"][rule.id]
+    where = ", ".join(_WHERE[w] for w in row["exfilguard"])
+    return f"ExfilGuard: {where}. {_POLICY[row['azurePolicy']]} ({row['why']}; see [prevention.md](prevention.md))."
+
+
 def render() -> str:
     """The whole page, deterministic (catalog order)."""
     out = [_HEAD, "| ID | Severity | Title | Fix |", "|---|---|---|---|"]
@@ -52,6 +64,7 @@ def render() -> str:
         if r.manual_step:
             out.append(f"- **What a person does:** {r.manual_step}")
         out.append(f"- **Source:** [{ARTICLES[r.guidance]}]({r.guidance})")
+        out.append(f"- **Where enforced:** {_enforced(r)}")
     out += ["", "## Families", ""]
     out += [f"- `EXF-{prefix}-*`: {name}" for prefix, name in FAMILIES.items()
             if any(r.id.startswith(f"EXF-{prefix}-") for r in CATALOG)]

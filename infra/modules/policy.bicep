@@ -18,8 +18,6 @@ param assignmentName string = 'exfilguard-baseline'
 // One entry per file of infra/policy (tests/test_policy_export.py checks the list).
 var policyDefinitions = [
   loadJsonContent('../policy/exfilguard-cmp-01.json')
-  loadJsonContent('../policy/exfilguard-cmp-02.json')
-  loadJsonContent('../policy/exfilguard-cmp-04.json')
   loadJsonContent('../policy/exfilguard-nsg-05.json')
   loadJsonContent('../policy/exfilguard-ws-01.json')
   loadJsonContent('../policy/exfilguard-ws-02.json')
@@ -65,12 +63,6 @@ resource assignment 'Microsoft.Authorization/policyAssignments@2024-04-01' = {
     parameters: {
       effectCMP01: {
         value: effectWhereDenyIsUnsafe
-      }
-      effectCMP02: {
-        value: effect
-      }
-      effectCMP04: {
-        value: effect
       }
       effectNSG05: {
         value: effect
