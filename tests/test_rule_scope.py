@@ -367,3 +367,19 @@ def test_sep_required_accounts_unaffected_by_the_alias_or_other_providers():
     res = stack()
     storage_def(res)["serviceResources"].append(f"{SEP_ID}/serviceEndpointPolicyDefinitions/x")
     assert by_rule(run(res), "EXF-SEP-04") == []
+
+
+# --- found by the generated subscriptions (tests/test_rule_properties.py) ---------------------
+def test_nsg01_fix_that_cannot_end_the_leak_keeps_its_rule_in_place():
+    """An Allow to the internet before the deny stays when its EXF-NSG-02 is exempt or runs in
+    audit: NSG-01's fix is then planned again at each evaluation, and must not move its own rule
+    down one priority each time (a write at every sweep)."""
+    res = stack()
+    nsg_rules = named(res, f"nsg-ml-{REGION}")["properties"]["securityRules"]
+    nsg_rules.append(f.rule("allow-web", 3950, dest="0.0.0.0/0", ports="80"))
+    cfg = Config(mode="remediate", rule_modes={"EXF-NSG-02": "audit"})
+    ev = run(res, cfg)
+    assert [c.rule_ids for c in plan(ev.findings, cfg)] == [("EXF-NSG-01",)]
+    once = apply_findings(res, by_rule(ev, "EXF-NSG-01"))
+    [again] = by_rule(run(once, cfg), "EXF-NSG-01")
+    assert apply_findings(once, [again]) == once
