@@ -69,3 +69,25 @@ def test_a_project_compute_event_requires_the_hubs_storage_in_the_policy(monkeyp
         listed = [r for d in app.emulator.get_body(sep_id)["properties"]["serviceEndpointPolicyDefinitions"]
                   if d["properties"]["service"] == "Microsoft.Storage" for r in d["properties"]["serviceResources"]]
         assert ids.key(hub_storage["id"]) in {ids.key(r) for r in listed}
+
+
+def test_a_hub_event_judges_its_projects_computes_without_a_subnet(monkeypatch):
+    """A project compute with no subnet runs in its hub's managed network: when the hub turns
+    its managed network off, the hub's event reports EXF-CMP-01 for that compute."""
+    hub_storage = factory.storage(RG, "sthubweu02", REGION)
+    h = hub(RG, "aihub-weu2", REGION, hub_storage["id"])
+    p = project(RG, "aiproj-weu2", REGION, h["id"])
+    ci = factory.compute(p["id"], "ci-managed", REGION)
+    with running_app(monkeypatch, [*sample("compliant-subscription.json"), hub_storage, h, p, ci]) as app:
+        event = resource_event("Microsoft.MachineLearningServices/workspaces/write", h["id"])
+        app.deliver(event)
+        assert all(not row.findings for row in app.audit(event["id"]))
+        body = app.emulator.get_body(h["id"])
+        body["properties"]["managedNetwork"]["isolationMode"] = "Disabled"
+        app.emulator.set_body(h["id"], body)
+        event = resource_event("Microsoft.MachineLearningServices/workspaces/write", h["id"])
+        app.deliver(event)
+        evaluated = next(r for r in app.audit(event["id"]) if r.decision == "evaluated")
+        assert [(x["ruleId"], ids.key(x["resourceId"])) for x in evaluated.findings] == [
+            ("EXF-CMP-01", ids.key(ci["id"]))]
+        assert app.emulator.writes() == []
