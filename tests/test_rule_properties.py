@@ -73,6 +73,18 @@ def subnets_of(res: list[dict]) -> list[dict]:
     return [s for v in of_type(res, "/virtualnetworks") for s in v["properties"]["subnets"]]
 
 
+def storage_entries(sep: dict) -> list[str]:
+    """The entries of the policy's first Microsoft.Storage definition (made when a drift
+    removed them all)."""
+    defs = sep["properties"]["serviceEndpointPolicyDefinitions"]
+    for d in defs:
+        if d["properties"]["service"] == "Microsoft.Storage":
+            return d["properties"]["serviceResources"]
+    defs.append({"name": f"storage-{len(defs)}", "properties": {"service": "Microsoft.Storage",
+                                                                "serviceResources": []}})
+    return defs[-1]["properties"]["serviceResources"]
+
+
 def generate(rnd: random.Random) -> tuple[list[dict], Config]:
     """One subscription and its configuration."""
     regions = rnd.sample(REGIONS, rnd.randint(1, 3))
@@ -119,7 +131,7 @@ def generate(rnd: random.Random) -> tuple[list[dict], Config]:
     def sep_drift():
         sep = pick("/serviceendpointpolicies")
         defs = sep["properties"]["serviceEndpointPolicyDefinitions"]
-        storage = defs[0]["properties"]["serviceResources"]
+        storage = storage_entries(sep)
         account = storage[0] if storage else OUTSIDER
         what = rnd.choice(("no-alias", "alias-in-storage", "slash-alias", "wide-rg", "wide-sub", "outsider",
                            "below-own", "below-outsider", "no-account", "no-storage-def"))
@@ -243,8 +255,7 @@ def generate(rnd: random.Random) -> tuple[list[dict], Config]:
         res.extend([st_hub, h, p, f.compute(p["id"], f"ci-proj-{len(res)}", region, subnet=subnet)])
         if rnd.random() < 0.5:  # the policy on that subnet already lists the hub's storage
             for sep in of_type(res, "/serviceendpointpolicies"):
-                sep["properties"]["serviceEndpointPolicyDefinitions"][0]["properties"]["serviceResources"].append(
-                    st_hub["id"])
+                storage_entries(sep).append(st_hub["id"])
 
     @drift
     def environment():
