@@ -109,6 +109,16 @@ def generate(rnd: random.Random) -> tuple[list[dict], Config]:
                 first["properties"]["serviceEndpointPolicies"])
 
     drifts = []
+    names = iter(range(10**6))
+
+    def unique() -> int:
+        """A new rule name in every NSG (ARM refuses two rules of one name)."""
+        return next(names)
+
+    def free(rules: list[dict], direction: str, lo: int, hi: int) -> int:
+        """A priority no rule of that direction holds (ARM refuses two)."""
+        used = {x["properties"]["priority"] for x in rules if x["properties"]["direction"] == direction}
+        return rnd.choice([p for p in range(lo, hi + 1) if p not in used])
 
     def drift(fn):
         drifts.append(fn)
@@ -171,19 +181,18 @@ def generate(rnd: random.Random) -> tuple[list[dict], Config]:
         elif what == "clear":
             rules.clear()
         elif what == "inbound":
-            rules.append(f.rule(f"in-{len(rules)}", rnd.randint(100, 4000), direction="Inbound",
+            rules.append(f.rule(f"in-{unique()}", free(rules, "Inbound", 100, 4000), direction="Inbound",
                                 source=rnd.choice(("Internet", "*", "20.1.0.0/16", "AzureMachineLearning",
                                                    "10.0.0.0/8")), ports=rnd.choice(("22", "3389", "44224"))))
         elif what == "deny-required":
-            rules.append(f.rule(f"deny-{len(rules)}", rnd.randint(100, 250), access="Deny", protocol="*",
+            rules.append(f.rule(f"deny-{unique()}", free(rules, "Outbound", 100, 250), access="Deny", protocol="*",
                                 dest=rnd.choice(("Storage", f"Storage.{r}", "AzureActiveDirectory",
                                                  "AzureMachineLearning", "*")), ports="*"))
         else:
             dests = [d.format(r=r, other=other) for d in rnd.sample(NSG_DESTS, rnd.randint(1, 3))]
-            used = {x["properties"]["priority"] for x in rules if x["properties"]["direction"] == "Outbound"}
-            prio = rnd.choice([p for p in range(100, 4096, 7) if p not in used])
-            rules.append(f.rule(f"x-{len(rules)}", prio, access=rnd.choice(("Allow", "Allow", "Deny")),
-                                protocol=rnd.choice(("Tcp", "Udp", "*")), dest=dests if len(dests) > 1 else dests[0],
+            rules.append(f.rule(f"x-{unique()}", free(rules, "Outbound", 100, 4095),
+                                access=rnd.choice(("Allow", "Allow", "Deny")), protocol=rnd.choice(("Tcp", "Udp", "*")),
+                                dest=dests if len(dests) > 1 else dests[0],
                                 ports=rnd.choice(("443", "*", "80", "0-65535", "8787", "445"))))
 
     @drift
