@@ -360,6 +360,25 @@ class Workspace(Resource):
     isolation_mode: str | None = None
     outbound_rules: tuple[OutboundRule, ...] = ()
     private_endpoint_statuses: tuple[str, ...] = ()
+    kind: str | None = None  # top-level ``kind``: Default, Hub, Project, FeatureStore...
+    hub_id: str | None = None  # ``properties.hubResourceId`` of an AI Foundry hub-based project
+
+    @property
+    def is_hub_project(self) -> bool:
+        """An AI Foundry / AI Studio hub-based project (``kind: Project`` with a hub): it inherits
+        the hub's network isolation, so the workspace network rules judge the hub, not it."""
+        return bool(self.hub_id) and (self.kind or "").lower() == "project"
+
+
+# Only these compute types are Azure ML's own computes (baseline "Scope"); attached computes
+# (Kubernetes, VirtualMachine, Databricks, HDInsight, ...) run on networks ML does not create.
+ML_COMPUTE_TYPES = frozenset({"computeinstance", "amlcompute"})
+
+
+def is_ml_compute_type(compute_type: object) -> bool:
+    """``computeType`` names an ML compute (case-insensitive): only those get CMP findings and
+    make their subnet guarded."""
+    return isinstance(compute_type, str) and compute_type.lower() in ML_COMPUTE_TYPES
 
 
 @quick_init
@@ -375,6 +394,11 @@ class Compute(Resource):
     remote_login_public_access: str | None = None
     state: str | None = None
     min_node_count: int | None = None
+
+    @property
+    def is_ml(self) -> bool:
+        """A ComputeInstance or AmlCompute, not an attached compute."""
+        return is_ml_compute_type(self.compute_type)
 
 
 @quick_init
@@ -937,7 +961,9 @@ def parse_workspace(body: Mapping[str, Any], rid: str, tkey: str) -> Workspace:
     return Workspace(**common, storage_account_id=storage or None,
                      public_network_access=r.text(props, "publicNetworkAccess", "properties"),
                      isolation_mode=r.text(mn, "isolationMode", "properties.managedNetwork"),
-                     outbound_rules=tuple(rules), private_endpoint_statuses=_pe_statuses(r, props))
+                     outbound_rules=tuple(rules), private_endpoint_statuses=_pe_statuses(r, props),
+                     kind=r.text(body, "kind", ""), hub_id=(r.text(props, "hubResourceId", "properties") or "").strip()
+                     or None)
 
 
 def parse_compute(body: Mapping[str, Any], rid: str, tkey: str) -> Compute:

@@ -49,7 +49,8 @@ if TYPE_CHECKING:
 @quick_init
 @dataclass(frozen=True, slots=True)
 class GuardedSubnet:
-    """A subnet some ML compute uses (or configuration names), with what rules need of it."""
+    """A subnet some ML compute (ComputeInstance, AmlCompute) uses, or configuration names, with
+    what rules need of it."""
 
     key: str
     id: str  # as first referenced, or the subnet's own ID when it is in the picture
@@ -118,6 +119,18 @@ class Picture:
 
     def workspace_of(self, compute: Compute) -> Workspace | None:
         return self.workspaces.get(ids.key(compute.workspace_id)) if compute.workspace_id else None
+
+    def hub_of(self, ws: Workspace) -> Workspace | None:
+        """The AI Foundry hub of a hub-based project, when it is in the picture."""
+        return self.workspaces.get(ids.key(ws.hub_id)) if ws.is_hub_project and ws.hub_id else None
+
+    def default_storage(self, ws: Workspace) -> str | None:
+        """The workspace's default storage account ID: its own, or for a hub-based project that
+        names none, its hub's (baseline "Scope")."""
+        if ws.storage_account_id:
+            return ws.storage_account_id
+        hub = self.hub_of(ws)
+        return hub.storage_account_id if hub is not None else None
 
     def exemption_source(self, resource: Resource) -> Resource:
         """Subnets cannot carry tags in ARM: their exemptions live on the VNet."""
@@ -258,7 +271,9 @@ def _index(vnets: dict[str, VirtualNetwork], subnets: dict[str, Subnet], compute
     """(computes by subnet, subnets by NSG, subnets by policy, guarded subnets), all by key."""
     by_subnet: dict[str, list[Compute]] = {}
     for c in computes.values():
-        if c.subnet_id:
+        # Only ML computes make a subnet guarded: an attached compute (Kubernetes, a VM...)
+        # sits on a network ExfilGuard does not guard, and must not pull its NSG into scope.
+        if c.subnet_id and c.is_ml:
             by_subnet.setdefault(ids.key(c.subnet_id), []).append(c)
     by_nsg: dict[str, list[str]] = {}
     by_sep: dict[str, list[str]] = {}

@@ -46,6 +46,24 @@ def _props(body: dict[str, Any] | None) -> dict[str, Any]:
     return props if isinstance(props, dict) else {}
 
 
+def _ml_subnet(body: Any) -> str | None:
+    """The subnet an ML compute body sits on; None for an attached compute (Kubernetes, a VM,
+    Databricks...), which guards no subnet (baseline "Scope"), or one without a subnet."""
+    props = _props(body)
+    if not model.is_ml_compute_type(props.get("computeType")):
+        return None
+    subnet = ((props.get("properties") or {}).get("subnet") or {}).get("id")
+    return subnet.strip() if isinstance(subnet, str) and subnet.strip() else None
+
+
+def _hub_of(body: Any) -> str | None:
+    """The hub of an AI Foundry hub-based project body (``kind: Project``, ``hubResourceId``)."""
+    if not isinstance(body, dict) or str(body.get("kind") or "").lower() != "project":
+        return None
+    hub = _props(body).get("hubResourceId")
+    return hub.strip() if isinstance(hub, str) and ids.try_parse(hub.strip()) is not None else None
+
+
 def _ref_ids(items: Any) -> list[str]:
     out = []
     for item in items if isinstance(items, list) else []:
@@ -140,8 +158,7 @@ class ClosureReader:
                 cid = c.get("id")
                 if not isinstance(cid, str):
                     continue
-                subnet = ((_props(c).get("properties") or {}).get("subnet") or {}).get("id")
-                self.state.index_compute(cid, ws_id, subnet if isinstance(subnet, str) else None)
+                self.state.index_compute(cid, ws_id, _ml_subnet(c))
                 n += 1
         self.state.mark_index_populated()
         note = f"compute index was empty: listed {n} computes of {len(workspaces)} workspaces and indexed them"
@@ -177,15 +194,24 @@ class ClosureReader:
             if body is None:
                 self.state.forget_compute(c.compute_id)
                 continue
-            subnet = ((_props(body).get("properties") or {}).get("subnet") or {}).get("id")
-            if not isinstance(subnet, str) or ids.key(subnet) != ids.key(subnet_id):
-                self.state.index_compute(c.compute_id, c.workspace_id, subnet if isinstance(subnet, str) else None)
+            subnet = _ml_subnet(body)
+            if subnet is None or ids.key(subnet) != ids.key(subnet_id):
+                self.state.index_compute(c.compute_id, c.workspace_id, subnet)
                 continue
             found = True
             seen_ws.add(ws)
             if per_workspace:
-                self.get(c.workspace_id)  # its default storage account matters to EXF-SEP-02
+                self._workspace_and_hub(c.workspace_id)  # its default storage account matters to EXF-SEP-02
         return found or self._configured(subnet_id)
+
+    def _workspace_and_hub(self, workspace_id: str) -> dict[str, Any] | None:
+        """A workspace and, for a hub-based project, its hub: the project's default storage and
+        managed network are the hub's when it names none."""
+        body = self.get(workspace_id)
+        hub = _hub_of(body)
+        if hub is not None:
+            self.get(hub)
+        return body
 
     # ------------------------------------------------------------------ shapes
     def _attached_subnets(self, owner_id: str, body: dict[str, Any]) -> list[str]:
@@ -288,12 +314,11 @@ class ClosureReader:
             self.state.forget_compute(compute_id)
             self.read.notes.append(f"compute {compute_id} no longer exists; removed from the compute index")
             return
-        subnet = ((_props(body).get("properties") or {}).get("subnet") or {}).get("id")
-        subnet_id = subnet.strip() if isinstance(subnet, str) and subnet.strip() else None
+        subnet_id = _ml_subnet(body)  # an attached compute guards no subnet: indexed without one
         self.state.index_compute(body.get("id") or compute_id, workspace_id, subnet_id)
         self._subnet_computes.clear()  # the index just changed
         self._affect(body.get("id") or compute_id)
-        self.get(workspace_id)  # EXF-CMP-01 depends on the workspace's managed network
+        self._workspace_and_hub(workspace_id)  # EXF-CMP-01 depends on the workspace's managed network
         if subnet_id and ids.try_parse(subnet_id) is not None and ids.parse(subnet_id).parent is not None:
             self.subnet(subnet_id)
 
@@ -307,17 +332,33 @@ class ClosureReader:
             self.read.gone.append(workspace_id)
             self.read.notes.append(f"workspace {workspace_id} was deleted; its computes left the compute index")
             return
-        body = self.get(workspace_id)
+        body = self._workspace_and_hub(workspace_id)
         if body is None:
             self.read.notes.append(f"workspace {workspace_id} no longer exists")
             return
         self._affect(body.get("id") or workspace_id)
         storage = _props(body).get("storageAccount")
+        hub = _hub_of(body)
+        if not storage and hub is not None:  # a hub-based project naming none uses its hub's
+            storage = _props(self.get(hub)).get("storageAccount")
         if isinstance(storage, str) and ids.try_parse(storage) is not None and self.get(storage) is not None:
             self._affect(storage)
+        self._computes_without_subnet(workspace_id)
+        if str(body.get("kind") or "").lower() == "hub":
+            # Its projects' computes without a subnet run in the hub's managed network (EXF-CMP-01).
+            for ws in self.client.list_type("Microsoft.MachineLearningServices/workspaces"):
+                pid = ws.get("id") if isinstance(ws, dict) else None
+                if isinstance(pid, str) and ids.key(_hub_of(ws) or "-") == ids.key(workspace_id):
+                    self.read.bodies.setdefault(ids.key(pid), ws)
+                    self._fetched.add(ids.key(pid))
+                    self._computes_without_subnet(pid)
+
+    def _computes_without_subnet(self, workspace_id: str) -> None:
+        """The workspace's ML computes with no subnet: whether they are covered depends on the
+        managed network (EXF-CMP-01). Attached computes are not evaluated."""
         for c in self.client.list_children(workspace_id, "computes"):
             cid = c.get("id")
-            if not isinstance(cid, str):
+            if not isinstance(cid, str) or not model.is_ml_compute_type(_props(c).get("computeType")):
                 continue
             subnet = ((_props(c).get("properties") or {}).get("subnet") or {}).get("id")
             if not subnet:

@@ -55,8 +55,10 @@ def parse_message(body: bytes | str) -> tuple[str, bool]:
 
 
 def index_rows(picture: Picture) -> tuple[list[IndexedCompute], list[IndexedSubnet]]:
-    """The compute index as a full read shows it."""
-    computes = [IndexedCompute(c.id, c.workspace_id, c.subnet_id or "") for c in picture.computes.values()]
+    """The compute index as a full read shows it. An attached compute is indexed without its
+    subnet: only ML computes make a subnet guarded."""
+    computes = [IndexedCompute(c.id, c.workspace_id, (c.subnet_id if c.is_ml else None) or "")
+                for c in picture.computes.values()]
     subnets = [IndexedSubnet(g.id, g.subnet.nsg_id or "", tuple(g.subnet.sep_ids))
                for g in picture.guarded_subnets.values() if g.subnet is not None]
     return computes, subnets

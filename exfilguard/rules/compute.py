@@ -5,6 +5,7 @@ communication and no public SSH (seed: "compute instance and cluster ... no publ
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from ..catalog import RULES as CATALOG
 from ..findings import Finding
@@ -36,15 +37,41 @@ def _quarantine_edits(c: Compute) -> list[Edit]:
     return []
 
 
+def created_day(created_on: str) -> str:
+    """``createdOn`` as a UTC day (``YYYY-MM-DD``): a timestamp with an offset is converted to
+    UTC first (``2022-11-30T20:00:00-05:00`` is 2022-12-01); one without an offset is UTC
+    already. Text that is no ISO timestamp keeps its first ten characters, as before."""
+    try:
+        when = datetime.fromisoformat(created_on.strip())
+    except ValueError:
+        return created_on[:10]
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.date().isoformat()
+
+
+def _isolation(ctx: Context, c: Compute) -> str:
+    """The managed network isolation of the compute's workspace; a hub-based project that sets
+    none runs in its hub's managed network (it inherits the hub's network isolation)."""
+    ws = ctx.picture.workspace_of(c)
+    if ws is None:
+        return "disabled"
+    mode = ws.isolation_mode
+    if not mode:
+        hub = ctx.picture.hub_of(ws)
+        mode = hub.isolation_mode if hub is not None else None
+    return (mode or "Disabled").lower()
+
+
 def evaluate(ctx: Context) -> Iterator[Finding]:
     for c in ctx.picture.computes.values():
-        yield from _evaluate_compute(ctx, c)
+        if c.is_ml:  # attached computes (Kubernetes, VirtualMachine, Databricks...) are out of scope
+            yield from _evaluate_compute(ctx, c)
 
 
 def _evaluate_compute(ctx: Context, c: Compute) -> Iterator[Finding]:
     if not c.subnet_id:
-        ws = ctx.picture.workspace_of(c)
-        managed = ws is not None and (ws.isolation_mode or "Disabled").lower() != "disabled"
+        managed = _isolation(ctx, c) != "disabled"
         if not managed:
             yield CMP_01.finding(c.id, COMPUTE, f"{c.compute_type or 'compute'} {c.name} has no subnet and its "
                                  "workspace has no managed network")
@@ -62,9 +89,9 @@ def _evaluate_compute(ctx: Context, c: Compute) -> Iterator[Finding]:
                               fix_summary="quarantine: " + ("stop the instance" if edits[0].op == "action"
                                                             else "set the cluster's minimum nodes to 0"))
         yield finding
-    if c.created_on and c.created_on[:10] < SIMPLIFIED_SINCE:
-        yield CMP_03.finding(c.id, COMPUTE, f"{c.name} was created on {c.created_on[:10]}, before "
-                             f"{SIMPLIFIED_SINCE}")
+    day = created_day(c.created_on) if c.created_on else None
+    if day and day < SIMPLIFIED_SINCE:
+        yield CMP_03.finding(c.id, COMPUTE, f"{c.name} was created on {day} (UTC), before {SIMPLIFIED_SINCE}")
     open_to = [what for what, v in (("SSH", c.ssh_public_access), ("remote login", c.remote_login_public_access))
                if (v or "").lower() == "enabled"]
     if open_to:

@@ -17,9 +17,19 @@ RULES = (ENV_01,)
 TARGETS = (ENV_VERSION,)  # resource types its findings are about
 
 
+RETIRED_REGISTRY = "viennaglobal.azurecr.io"
+
+
+def registry_host(image: str) -> str:
+    """The registry host of an image reference, lowercase, without a ``:port``
+    (``viennaglobal.azurecr.io:443/azureml/base`` -> ``viennaglobal.azurecr.io``)."""
+    host = image.strip().split("/", 1)[0].lower()
+    name, colon, port = host.partition(":")
+    return name if colon and port.isdigit() else host
+
+
 def evaluate(ctx: Context) -> Iterator[Finding]:
     for env in ctx.picture.environments.values():
         image = (env.image or "").strip()
-        host = image.split("/", 1)[0].lower()
-        if host == "viennaglobal.azurecr.io":
+        if registry_host(image) == RETIRED_REGISTRY:
             yield ENV_01.finding(env.id, ENV_VERSION, f"environment {env.name} uses image {image}")

@@ -247,7 +247,10 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
     nsg01_edits: list[Edit] = []
     deny_priority = None
     if leaks:
-        taken = {r.priority for r in nsg.rules}
+        # The deny rule is upserted by name: a copy already there (an earlier fix that did not
+        # end the leak, e.g. an Allow before it left by an exempt NSG-02) keeps its place
+        # instead of moving one priority down at every evaluation, a write each time.
+        taken = {r.priority for r in nsg.rules if r.name.lower() != DENY_RULE_NAME}
         deny_priority = engine.free_priority(taken, ctx.config.deny_priority)
         if deny_priority is not None:
             taken.add(deny_priority)

@@ -27,6 +27,16 @@ STORAGE_DEFINITION = "exfilguard-storage"
 _DEFS = ("properties", "serviceEndpointPolicyDefinitions")
 
 
+_ALIAS_LOWER = ML_ALIAS.lower()
+_ACCOUNT_TYPE = "microsoft.storage/storageaccounts"
+
+
+def is_ml_alias(entry: str) -> bool:
+    """The alias exactly, case-insensitively: ``/services/Azure/MachineLearning/`` (a trailing
+    slash) is not the alias (baseline EXF-SEP-01)."""
+    return entry.lower() == _ALIAS_LOWER
+
+
 def _scope(entry: str) -> str:
     """'account', 'wide' (subscription or resource group) or 'other'."""
     parsed = ids.try_parse(entry)
@@ -34,19 +44,36 @@ def _scope(entry: str) -> str:
         return "other"
     if parsed.namespace is None:
         return "wide"
-    if parsed.type.lower() == "microsoft.storage/storageaccounts":
+    if parsed.type.lower() == _ACCOUNT_TYPE:
         return "account"
     return "other"
 
 
+def _named_account(entry: str) -> str | None:
+    """The storage account an entry names: the account itself, or the account an entry below
+    it belongs to (``.../storageAccounts/<a>/blobServices/default`` names ``<a>``); None for
+    anything else (the ML alias, a subscription or resource group, another provider's IDs)."""
+    parsed = ids.try_parse(entry)
+    if parsed is None or parsed.namespace is None:
+        return None
+    if parsed.type.lower() == _ACCOUNT_TYPE:
+        return str(parsed)
+    steps = parsed.type.lower().split("/")
+    if steps[:2] == _ACCOUNT_TYPE.split("/"):
+        return str(parsed.ancestor(len(parsed.types) - 1))
+    return None
+
+
 def _required_accounts(ctx: Context, sep_key: str) -> dict[str, str]:
-    """Default storage accounts of workspaces with a compute on a guarded subnet using this SEP."""
+    """Default storage accounts of workspaces with a compute on a guarded subnet using this SEP
+    (a hub-based project that names none uses its hub's)."""
     out: dict[str, str] = {}
     for g in ctx.picture.subnets_of_sep(sep_key):
         for c in g.computes:
             ws = ctx.picture.workspace_of(c)
-            if ws is not None and ws.storage_account_id:
-                out.setdefault(ids.key(ws.storage_account_id), ws.storage_account_id)
+            storage = ctx.picture.default_storage(ws) if ws is not None else None
+            if storage:
+                out.setdefault(ids.key(storage), storage)
     return out
 
 
@@ -61,7 +88,7 @@ def evaluate(ctx: Context) -> Iterator[Finding]:
 
 def _evaluate_sep(ctx: Context, sep: ServiceEndpointPolicy) -> Iterator[Finding]:
     defs = sep.definitions
-    if not any(ids.key(r) == ids.key(ML_ALIAS) for d in defs for r in d.service_resources):
+    if not any(is_ml_alias(r) for d in defs for r in d.service_resources):
         new_def = {"name": ALIAS_DEFINITION, "properties": {
             "service": "Global", "serviceResources": [ML_ALIAS],
             "description": "Azure Machine Learning alias (ExfilGuard EXF-SEP-01)"}}
@@ -81,7 +108,11 @@ def _evaluate_sep(ctx: Context, sep: ServiceEndpointPolicy) -> Iterator[Finding]
             scope = _scope(r)
             if scope == "wide":
                 wide.setdefault(d.name, []).append(r)
-            elif ids.key(r) not in required and not ctx.config.storage_allowed(r):
+                continue
+            # The ML alias may sit in any definition and is never removed; an entry that names
+            # no storage account is not SEP-04's to judge.
+            account = None if is_ml_alias(r) else _named_account(r)
+            if account is not None and ids.key(account) not in required and not ctx.config.storage_allowed(account):
                 unexpected.setdefault(d.name, []).append(r)
 
     target = storage_defs[0].name if storage_defs else None

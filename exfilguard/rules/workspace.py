@@ -24,12 +24,15 @@ TARGETS = (WORKSPACE, STORAGE)  # resource types its findings are about
 
 
 def _fqdn_allowed(host: str, allow: list[str]) -> bool:
+    """Whether every name ``host`` stands for is covered by an allowed pattern. ``*.a.b`` covers
+    each name ending in ``.a.b``, so also a wildcard inside it (``*.westeurope.a.b``); ``*``
+    covers everything."""
     h = host.strip().lower().rstrip(".")
     for pattern in allow:
-        p = pattern.lower()
-        if h == p:
+        p = pattern.strip().lower()
+        if h == p or p == "*":
             return True
-        if p.startswith("*.") and not h.startswith("*") and h.endswith(p[1:]) and len(h) > len(p) - 1:
+        if p.startswith("*.") and h.endswith(p[1:]) and len(h) > len(p) - 1:
             return True
     return False
 
@@ -37,9 +40,12 @@ def _fqdn_allowed(host: str, allow: list[str]) -> bool:
 def evaluate(ctx: Context) -> Iterator[Finding]:
     seen_storage: set[str] = set()
     for ws in ctx.picture.workspaces.values():
-        yield from _evaluate_workspace(ctx, ws)
-        if ws.storage_account_id:
-            k = ids.key(ws.storage_account_id)
+        # A hub-based project inherits its hub's network isolation: the hub is judged, not it.
+        if not ws.is_hub_project:
+            yield from _evaluate_workspace(ctx, ws)
+        storage = ctx.picture.default_storage(ws)
+        if storage:
+            k = ids.key(storage)
             acct = ctx.picture.storage_accounts.get(k)
             if acct is not None and k not in seen_storage:
                 seen_storage.add(k)
