@@ -596,12 +596,25 @@ _ACCESSES = frozenset({"allow", "deny"})
 _PROTOCOLS = frozenset({"tcp", "udp", "icmp", "esp", "ah", "*"})
 
 
+def _plain_v4(t: str) -> bool:
+    """``a.b.c.d`` or ``a.b.c.d/n`` written plainly (no leading zeros): valid without the cost
+    of ``ipaddress``, which decides every other spelling."""
+    addr, slash, mask = t.partition("/")
+    if slash and not (mask.isdigit() and len(mask) <= 2 and int(mask) <= 32 and (mask == "0" or mask[0] != "0")):
+        return False
+    parts = addr.split(".")
+    return len(parts) == 4 and all(
+        p.isdigit() and len(p) <= 3 and int(p) <= 255 and (p == "0" or p[0] != "0") for p in parts)
+
+
 @lru_cache(maxsize=8192)
 def _bad_prefix(text: str) -> bool:
     """An address prefix that looks like an address (a digit first, or a ``:``) but is none:
     ``10.0.0.0/33``, ``300.1.1.1``. Service tags and ``*`` are never bad here."""
     t = text.strip()
     if not t or not (t[0].isdigit() or ":" in t):
+        return False
+    if _plain_v4(t):
         return False
     try:
         ipaddress.ip_network(t, strict=False)

@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 from .. import nsg as engine
 from ..findings import Finding, FixKind, Severity
-from ..fixes import Edit, Sel, apply_edit, apply_edits, copy_json, selects, upsert_position
+from ..fixes import Edit, EditError, Sel, apply_edit, apply_edits, copy_json, selects, upsert_position
 from ..model import ALL_PORTS, NSG, RULE, Nsg, PortRange, RuleFacts, SecurityRule, memo_put, ordered_rules, parse_rule
 from ..picture import GuardedSubnet
 from .base import GUIDE_EXFIL, GUIDE_TRAINING, Context, Rule
@@ -218,10 +218,10 @@ def _after(nsg: Nsg, edits: Sequence[Edit]) -> Nsg:
         body = dict(nsg.raw)
         props = dict(body.get("properties") or {})
         body["properties"] = props
-        props["securityRules"] = _copy_selected(
+        rules = _copy_selected(
             [r.raw if type(r.raw) is dict else dict(r.raw) if r.raw else {"name": r.name} for r in nsg.rules], edits)
-        for e in edits:
-            apply_edit(body, e)
+        props["securityRules"] = rules
+        _apply_in_rules(body, rules, edits)
     else:
         body = apply_edits(composed_body(nsg), edits)
     unchanged = {r.name: r for r in nsg.rules}
@@ -263,17 +263,72 @@ def _after_outbound(nsg: Nsg, edits: Sequence[Edit]) -> tuple[SecurityRule, ...]
 def _copy_selected(rules: list, edits: Sequence[Edit]) -> list:
     """A copy of the securityRules list that ``edits`` (all inside it) may change in place:
     every rule an edit's selector matches is a deep copy, the others are shared, since edits
-    to the list itself (upsert, add, remove) only replace, append or drop whole elements."""
-    sels = []
+    to the list itself (upsert, add, remove) only replace, append or drop whole elements.
+
+    Linear in rules plus edits: selectors by rule name (the only ones the NSG rules make) are
+    looked up in a set of lowercase names; any other selector, or a rule whose name is an ID
+    (which :func:`selects` compares as an ID), is matched as ``selects`` does."""
+    names: set[str] = set()
+    others = []
     for e in edits:
         if len(e.path) > len(_RULES_PATH):
             sel = e.path[len(_RULES_PATH)]
             if not isinstance(sel, Sel):
                 return copy_json(rules)
-            sels.append(sel)
-    if not sels:  # list-level edits only (an added rule): no element is changed in place
+            if sel.field == "name" and type(sel.value) is str and not sel.value.startswith("/"):
+                names.add(sel.value.lower())
+            else:
+                others.append(sel)
+    if not names and not others:  # list-level edits only (an added rule): no element is changed in place
         return list(rules)
-    return [copy_json(r) if any(selects(s, r) for s in sels) else r for r in rules]
+    out = []
+    for r in rules:
+        name = r.get("name") if type(r) is dict else None
+        hit = (type(name) is str and (name.lower() in names if not name.startswith("/") else
+                                      any(selects(Sel("name", n), r) for n in names))) or (
+            bool(others) and any(selects(s, r) for s in others))
+        out.append(copy_json(r) if hit else r)
+    return out
+
+
+def _apply_in_rules(body: dict, rules: list, edits: Sequence[Edit]) -> None:
+    """``apply_edit(body, e)`` for each of ``edits``, all inside securityRules (``rules``, the
+    body's list, its selected rules already copied): the rule a name selector picks is found
+    through an index of first positions by lowercase name, not by a walk of the list per edit
+    (a large drifted NSG plans an edit per offending rule). An edit of the list itself
+    (an upsert) rebuilds the index when the next selector needs it."""
+    index: dict[str, int] | None = None
+    n = len(_RULES_PATH)
+    for e in edits:
+        sel = e.path[n] if len(e.path) > n + 1 else None
+        if (type(sel) is not Sel or sel.field != "name" or type(sel.value) is not str
+                or sel.value.startswith("/")):
+            apply_edit(body, e)
+            if len(e.path) == n:
+                index = None  # the list itself changed
+            continue
+        if index is None:
+            index = _first_by_name(rules)
+            if index is None:  # a rule named like an ID: as apply_edit does, one walk per edit
+                apply_edit(body, e)
+                continue
+        i = index.get(sel.value.lower())
+        if i is None:
+            raise EditError(f"{'/'.join(map(str, e.path[:n + 1]))}: no element {sel}")
+        apply_edit(rules[i], Edit(e.op, e.path[n + 1:], e.value, e.key, e.before))
+
+
+def _first_by_name(rules: list) -> dict[str, int] | None:
+    """Lowercase name -> position of the first rule of that name (what :func:`selects` picks);
+    None when a name starts with ``/`` (compared as a resource ID, not lowercased)."""
+    index: dict[str, int] = {}
+    for i, r in enumerate(rules):
+        name = r.get("name") if type(r) is dict else None
+        if type(name) is str:
+            if name.startswith("/"):
+                return None
+            index.setdefault(name.lower(), i)
+    return index
 
 
 def evaluate(ctx: Context) -> Iterator[Finding]:
@@ -445,7 +500,7 @@ def _required_flow_fixes(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet], o
         return blocked_now, allow_edits, no_room
     if taken is None:
         taken = {r.priority for r in nsg.rules}
-    names: set[str] = set()
+    names = {r.name.lower() for r in nsg.rules}  # planned names join them: no rule is ever replaced
     for (_, protocol, owner), (tag, ports, ceiling) in needs.items():
         listed = sorted(ports)
         label = f"{tag} {protocol.upper()}/{','.join(map(str, listed))}"
@@ -466,18 +521,17 @@ def _required_flow_fixes(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet], o
     return blocked_now, allow_edits, no_room
 
 
-def _free_name(nsg: Nsg, name: str, planned: set[str] | None = None) -> str:
-    """``name``, or ``name-2``, ``name-3``... when a rule of the NSG (or one planned in this
-    evaluation, ``planned``) has it: an added rule never replaces an existing one."""
-    used = {r.name.lower() for r in nsg.rules} if nsg.rules else set()
-    if planned:
-        used |= planned
+def _free_name(nsg: Nsg, name: str, used: set[str] | None = None) -> str:
+    """``name``, or ``name-2``, ``name-3``... when a rule of the NSG has it (``used``: the
+    NSG's rule names lowercase, with those planned so far, which the chosen name joins): an
+    added rule never replaces an existing one."""
+    if used is None:
+        used = {r.name.lower() for r in nsg.rules}
     out, n = name, 1
     while out.lower() in used:
         n += 1
         out = f"{name}-{n}"
-    if planned is not None:
-        planned.add(out.lower())
+    used.add(out.lower())
     return out
 
 
