@@ -165,6 +165,8 @@ def scenarios(draw):
     # (priority 100 up) so that room runs out above a blocking Deny.
     crowded = knobs.random() < 0.25
     rules = [_rule_from(seed, crowded) for seed in draw(st.lists(st.integers(0, 2**32), max_size=12))]
+    if knobs.random() < 0.35:  # drift on top of a compliant NSG: NSG-02 or NSG-03 without NSG-01
+        rules = [*f.compliant_nsg_rules("westeurope"), *rules]
     seen, unique = set(), []
     for r in rules:  # ARM refuses two rules of one name, or of one priority and direction
         p = r["properties"]

@@ -387,7 +387,7 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
             bad, wide = known[1] if known is not None and known[0] is permitted else _outbound_verdict(
                 rule.facts, permitted)
             if bad:
-                nsg02_items.append(f"{rule.name} ({rule.priority}) -> {', '.join(bad)}")
+                nsg02_items.append(f"{rule.name} ({rule.priority}) -> {', '.join(bad)}{_unread_note(rule)}")
                 plural = (rule.raw.get("properties") or {}).get("destinationAddressPrefixes") or []
                 if len(bad) < len(rule.dest_prefixes) and plural:
                     nsg02_edits.extend(Edit("remove", _rule_path(rule.name, "destinationAddressPrefixes"), d)
@@ -404,7 +404,7 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
         else:
             bad = _internet_sources(rule.source_prefixes)
             if bad:
-                nsg05_items.append(f"{rule.name} ({rule.priority}) <- {', '.join(bad)}")
+                nsg05_items.append(f"{rule.name} ({rule.priority}) <- {', '.join(bad)}{_unread_note(rule)}")
                 nsg05_edits += [Edit("set", _rule_path(rule.name, "access"), "Deny", before="Allow"),
                                 Edit("set", _rule_path(rule.name, "description"), _tagged(rule, "EXF-NSG-05"),
                                      before=rule.description)]
@@ -559,6 +559,12 @@ def unreadable_views(nsg: Nsg, reading: str) -> tuple[SecurityRule, ...]:
                                     u.priority if u.priority is not None else 0, "*", ("*",), ("*",), ALL_PORTS,
                                     False, False, f"unreadable: {u.reason}", False))
     return tuple(out)
+
+
+def _unread_note(rule: SecurityRule) -> str:
+    """What a finding's item adds about a rule that does not read (nothing for the others)."""
+    return f" (the rule cannot be read, so it counts as matching everything: {rule.description[12:]})" \
+        if rule.raw is _UNREAD else ""
 
 
 def _unreadable_summary(nsg: Nsg) -> str:
