@@ -253,6 +253,10 @@ def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], sourc
     standalone_rules, standalone_subnets, standalone_defs = standalone[RULE], standalone[SUBNET], standalone[SEP_DEF]
     if standalone_rules or standalone_subnets or standalone_defs:
         _store_children(nsgs, vnets, seps, standalone_rules, standalone_subnets, standalone_defs)
+        for nsg_key, kids in standalone_rules.items():  # a standalone rule that reads wins over an inline misfit
+            nsg = nsgs.get(nsg_key)
+            if nsg is not None and nsg.unreadable:
+                nsgs[nsg_key] = replace(nsg, unreadable=tuple(u for u in nsg.unreadable if ids.key(u.id) not in kids))
     if bad_rules:
         _keep_unreadable(nsgs, bad_rules, notices, source)
     for nsg in nsgs.values():

@@ -287,3 +287,14 @@ def test_large_nsg_evaluation_is_linear_in_rules():
 
     small, large = _calls(subscription(300)), _calls(subscription(1200))
     assert large <= 4.4 * small, (small, large)
+
+
+def test_a_standalone_rule_that_reads_replaces_an_inline_misfit():
+    res = stack()
+    bad = f.rule("fixed-later", 340, access="Deny", ports="443,80", nsg=NSG_ID)
+    rules_of(res).append(bad)
+    good = copy.deepcopy(bad)
+    good["properties"]["destinationPortRange"] = "443"
+    assert [u.name for u in build(res).nsgs[NSG_ID.lower()].unreadable] == ["fixed-later"]
+    nsg = build([*res, good]).nsgs[NSG_ID.lower()]
+    assert nsg.unreadable == () and "fixed-later" in [r.name for r in nsg.rules]
