@@ -344,8 +344,8 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
     # read an unreadable Allow as matching everything, NSG-03 reads an unreadable Deny so; and
     # nothing is written to such an NSG (``writable``), so no planned state is worked out.
     writable = not nsg.unreadable
-    outbound = nsg.ordered("outbound")
-    leak_views = block_outbound = ()
+    outbound = block_outbound = nsg.ordered("outbound")
+    leak_views: tuple[SecurityRule, ...] = ()
     if not writable:
         leak_views = unreadable_views(nsg, "leak")
         outbound = ordered_rules((*nsg.rules, *leak_views), nsg.default_rules, "outbound")
@@ -412,7 +412,7 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
     # EXF-NSG-03, on the current state and on the state the other fixes would leave.
     pending = [*nsg01_edits, *nsg02_edits, *nsg05_edits] if writable else []
     blocked_now, allow_edits, no_room = _required_flow_fixes(
-        ctx, nsg, subnets, block_outbound or outbound, pending, taken, deny_name)
+        ctx, nsg, subnets, block_outbound, pending, taken, deny_name)
     # The invariant of every NSG write: each required flow stays Allowed. When an Allow a fix
     # needs finds no free priority, no outbound fix is written (NSG-01, 02 and 03 are manual).
     safe = writable and not no_room
