@@ -9,7 +9,9 @@ whose JSON differed only in the etag ARM stamps on every rule: see :func:`_rules
 Writes always start from the NSG body just read.)
 
 A resource whose fields have the wrong JSON types raises :class:`BadResource` naming the
-field: callers skip that one resource with a notice instead of crashing the whole run.
+field: callers skip that one resource with a notice instead of crashing the whole run. A
+security rule that does not read is the exception: it is kept on its NSG as an
+:class:`UnreadableRule` (the NSG fails closed rather than vanishing).
 """
 
 from __future__ import annotations
