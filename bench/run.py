@@ -40,6 +40,8 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "sweep_s.10000": ("<=", 1.0, "s"),
     "sweep_growth": ("<=", 1.3, ""),
     "remediation_overhead_ratio": ("<=", 1.1, ""),
+    "nsg_rules_s.1000": ("<=", 0.5, "s"),
+    "nsg_rules_growth": ("<=", 4.0, ""),  # nsg_rules_s["4000"] / nsg_rules_s["1000"]: linear in rules
 }
 RULE_BUDGET = {"reads": 3, "writes": 1}
 
@@ -65,6 +67,11 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
     for name, (comparison, bound, unit) in TARGETS.items():
         if name == "sweep_s.10000":
             value = results["sweep_s"].get("10000")
+        elif name == "nsg_rules_s.1000":
+            value = results["nsg_rules_s"].get("1000")
+        elif name == "nsg_rules_growth":
+            nsg_s = results["nsg_rules_s"]
+            value = round(nsg_s["4000"] / nsg_s["1000"], 3) if nsg_s.get("1000") and "4000" in nsg_s else None
         else:
             value = results[name]
         out[name] = {"target": f"{comparison} {bound:g}{(' ' + unit) if unit and unit != '/s' else unit}",
@@ -131,6 +138,12 @@ def run(quick: bool) -> tuple[dict[str, Any], list[str]]:
                  f"{rem.lros} operation x 1 s); {rem.polls} polls; counting every poll's 50 ms too the ratio would "
                  f"be {rem.wall_s / rem.injected_all_s:.3f}")
 
+    _log("large NSGs: one guarded NSG of 250, 1,000 and 4,000 rules, whole scan process")
+    nsg = _child_json(["bench.nsg_rules", "--repeats", "1" if quick else "3"])
+    notes.append("large NSGs: whole `exfilguard scan --snapshot` process (start-up included), median of "
+                 f"{len(next(iter(nsg['runs_s'].values())))}; runs "
+                 + "; ".join(f"{k} rules {', '.join(f'{x:.3f}' for x in v)} s" for k, v in nsg["runs_s"].items()))
+
     results: dict[str, Any] = {
         "cold_import_s": round(imp["median_s"], 4),
         "cold_first_decision_s": round(first["median_s"], 4),
@@ -140,6 +153,7 @@ def run(quick: bool) -> tuple[dict[str, Any], list[str]]:
         "sweep_s": sweep_s,
         "sweep_growth": round(growth, 3),
         "remediation_overhead_ratio": round(rem.ratio, 4),
+        "nsg_rules_s": nsg["nsg_rules_s"],
     }
     results["targets"] = targets(results)
     results["machine"] = {**info, "quick": quick}
@@ -167,6 +181,10 @@ def table(results: dict[str, Any]) -> str:
         row(f"sweep_s {int(size):,}", f"{seconds:.3f} s", "sweep_s.10000" if size == "10000" else None)
     row("sweep_growth", f"{results['sweep_growth']:.3f}", "sweep_growth")
     row("remediation_overhead_ratio", f"{results['remediation_overhead_ratio']:.3f}", "remediation_overhead_ratio")
+    for size, seconds in results["nsg_rules_s"].items():
+        row(f"nsg_rules_s {int(size):,}", f"{seconds:.3f} s", "nsg_rules_s.1000" if size == "1000" else None)
+    growth = t["nsg_rules_growth"]["value"]
+    row("nsg_rules_growth (4,000 / 1,000)", f"{growth:.3f}" if growth is not None else "-", "nsg_rules_growth")
     widths = [max(len(r[i]) for r in [("measure", "value", "target", "holds?"), *rows]) for i in range(4)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(("measure", "value", "target", "holds?"), widths, strict=True)),
              "  ".join("-" * w for w in widths)]

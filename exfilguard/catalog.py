@@ -133,12 +133,15 @@ CATALOG: tuple[Rule, ...] = (
          "A custom outbound Allow rule of a guarded NSG (shadowed or not) has a destination of `*`, "
          "`Internet`, `0.0.0.0/0`, a public prefix, the global `Storage` tag, another region's "
          "`Storage.<region>`, `AzureFrontDoor.Frontend` or any other service tag outside the permitted set."),
-    Rule("EXF-NSG-03", "A flow Azure Machine Learning needs is blocked", _M, _AUTO,
-         "add an Allow rule per blocked flow above the first blocking Deny",
-         "Compute needs BatchNodeManagement, AzureMachineLearning and regional Storage (and MCR and "
-         "AzureFrontDoor.FirstParty for curated environments) on TCP 443; blocking them breaks jobs and "
-         "pushes people to open the NSG wide.", GUIDE_TRAINING,
-         "The effective decision of a guarded NSG for a required outbound flow of a guarded subnet is Deny."),
+    Rule("EXF-NSG-03", "A flow Azure Machine Learning needs is blocked", _H, _AUTO,
+         "add Allow rules for the blocked flows (one per destination tag and protocol) above the first blocking Deny",
+         "Compute needs Microsoft Entra ID (TCP 80, 443), AzureMachineLearning (TCP 443, 8787, 18881, UDP 5831), "
+         "BatchNodeManagement, Azure Resource Manager, regional Storage, the virtual network and Azure Monitor (and "
+         "MCR and AzureFrontDoor.FirstParty for curated environments, Key Vault for high-business-impact "
+         "workspaces); blocking them breaks sign-in, compute creation, jobs and logging, and pushes people to open "
+         "the NSG wide.", GUIDE_TRAFFIC,
+         "The effective decision of a guarded NSG for a required outbound flow of a guarded subnet is Deny "
+         "(the flows are listed in [semantics.md](semantics.md#required-outbound-flows-and-permitted-service-tags))."),
     Rule("EXF-NSG-04", "Allow rule to a permitted service tag is wider than needed", _M, _ALERT,
          "alert: narrow the rule's protocol and ports to the documented ones",
          "Permitted service tags are safe only on the documented protocol and ports; wider rules widen "

@@ -48,6 +48,10 @@ class Config:
     fqdn_allow_list: tuple[str, ...] = DEFAULT_FQDN_ALLOW_LIST
     guarded_subnets: tuple[str, ...] = ()
     quarantine: bool = False
+    # Required outbound flows (baseline "Required outbound flows"): Azure Monitor reached
+    # privately (no AzureMonitor TCP 443 required), and the file-share scenario (Storage TCP 445).
+    secured_monitor: bool = False
+    storage_smb: bool = False
 
     def mode_for(self, rule_id: str) -> str:
         """The mode one rule runs in: its override, else the global mode."""
@@ -70,6 +74,8 @@ _ENV = {
     "fqdn_allow_list": "EXFILGUARD_FQDN_ALLOW_LIST",
     "guarded_subnets": "EXFILGUARD_GUARDED_SUBNETS",
     "quarantine": "EXFILGUARD_QUARANTINE",
+    "secured_monitor": "EXFILGUARD_SECURED_MONITOR",
+    "storage_smb": "EXFILGUARD_STORAGE_SMB",
 }
 
 _YAML = {
@@ -84,6 +90,10 @@ _YAML = {
     "fqdnAllowList": "fqdn_allow_list",
     "guardedSubnets": "guarded_subnets",
     "quarantine": "quarantine",
+    "securedMonitor": "secured_monitor",
+    "secured_monitor": "secured_monitor",  # the baseline's spelling
+    "storageSmb": "storage_smb",
+    "storage_smb": "storage_smb",
 }
 
 
@@ -171,7 +181,7 @@ def _convert(attr: str, name: str, value: Any) -> Any:
         if isinstance(value, bool) or not 100 <= prio <= 4096:
             raise ConfigError(f"{name}: expected a whole number from 100 to 4096, got {value!r}")
         return prio
-    if attr in ("curated_environments", "quarantine"):
+    if attr in ("curated_environments", "quarantine", "secured_monitor", "storage_smb"):
         return _bool(name, value)
     if attr == "attach_sep_id":
         return _arm_id(name, value, "Microsoft.Network/serviceEndpointPolicies")

@@ -9,11 +9,14 @@ whose JSON differed only in the etag ARM stamps on every rule: see :func:`_rules
 Writes always start from the NSG body just read.)
 
 A resource whose fields have the wrong JSON types raises :class:`BadResource` naming the
-field: callers skip that one resource with a notice instead of crashing the whole run.
+field: callers skip that one resource with a notice instead of crashing the whole run. A
+security rule that does not read is the exception: it is kept on its NSG as an
+:class:`UnreadableRule` (the NSG fails closed rather than vanishing).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -275,9 +278,28 @@ class SecurityRule(Resource):
 
 @quick_init
 @dataclass(frozen=True, slots=True)
+class UnreadableRule:
+    """A security rule the model cannot read whole (a port range ``80,443``, a priority that is
+    not a number, a prefix that is no address). It is kept on its NSG rather than dropped, so
+    the NSG fails closed: the NSG rules read it the way that could produce each finding, and
+    ExfilGuard never writes an NSG that holds one. The fields it could read are kept (None:
+    unreadable too)."""
+
+    id: str
+    name: str
+    reason: str
+    direction: str | None  # "inbound" / "outbound"
+    access: str | None  # "allow" / "deny"
+    priority: int | None
+    is_default: bool = False
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
 class Nsg(Resource):
     rules: tuple[SecurityRule, ...] = ()
     default_rules: tuple[SecurityRule, ...] = ()
+    unreadable: tuple[UnreadableRule, ...] = ()  # rules kept unread: see UnreadableRule
 
     def ordered(self, direction: str) -> tuple[SecurityRule, ...]:
         """Rules of one direction in evaluation order (by priority; custom before default)."""
@@ -360,6 +382,7 @@ class Workspace(Resource):
     isolation_mode: str | None = None
     outbound_rules: tuple[OutboundRule, ...] = ()
     private_endpoint_statuses: tuple[str, ...] = ()
+    hbi_workspace: bool = False  # properties.hbiWorkspace: its computes need AzureKeyVault.<region>
     kind: str | None = None  # top-level ``kind``: Default, Hub, Project, FeatureStore...
     hub_id: str | None = None  # ``properties.hubResourceId`` of an AI Foundry hub-based project
 
@@ -585,7 +608,8 @@ def _fast_rule(body: Any, nsg_id: str | None, default: bool) -> SecurityRule | N
     direction, access = direction.lower(), access.lower()
     ports = _port_ranges(port)
     rid = rid.strip()
-    if direction not in _DIRECTIONS or access not in _ACCESSES or ports is None or not rid:
+    if (direction not in _DIRECTIONS or access not in _ACCESSES or ports is None or not rid
+            or (protocol or "*").lower() not in _PROTOCOLS or _bad_prefix(src) or _bad_prefix(dst)):
         return None
     return SecurityRule(
         rid, RULE, name, None, _EMPTY, etag, body, nsg_id if nsg_id is not None else ids.parent_id(rid), direction,
@@ -595,6 +619,34 @@ def _fast_rule(body: Any, nsg_id: str | None, default: bool) -> SecurityRule | N
 
 _DIRECTIONS = frozenset({"inbound", "outbound"})
 _ACCESSES = frozenset({"allow", "deny"})
+_PROTOCOLS = frozenset({"tcp", "udp", "icmp", "esp", "ah", "*"})
+
+
+def _plain_v4(t: str) -> bool:
+    """``a.b.c.d`` or ``a.b.c.d/n`` written plainly (no leading zeros): valid without the cost
+    of ``ipaddress``, which decides every other spelling."""
+    addr, slash, mask = t.partition("/")
+    if slash and not (mask.isdigit() and len(mask) <= 2 and int(mask) <= 32 and (mask == "0" or mask[0] != "0")):
+        return False
+    parts = addr.split(".")
+    return len(parts) == 4 and all(
+        p.isdigit() and len(p) <= 3 and int(p) <= 255 and (p == "0" or p[0] != "0") for p in parts)
+
+
+@lru_cache(maxsize=8192)
+def _bad_prefix(text: str) -> bool:
+    """An address prefix that looks like an address (a digit first, or a ``:``) but is none:
+    ``10.0.0.0/33``, ``300.1.1.1``. Service tags and ``*`` are never bad here."""
+    t = text.strip()
+    if not t or not (t[0].isdigit() or ":" in t):
+        return False
+    if _plain_v4(t):
+        return False
+    try:
+        ipaddress.ip_network(t, strict=False)
+    except ValueError:
+        return True
+    return False
 
 
 @lru_cache(maxsize=4096)
@@ -648,7 +700,8 @@ def _fast_rule_any(body: dict, nsg_id: str | None, default: bool) -> SecurityRul
         return None
     sources = _fast_prefixes(get("sourceAddressPrefix"), get("sourceAddressPrefixes"))
     dests = _fast_prefixes(get("destinationAddressPrefix"), get("destinationAddressPrefixes"))
-    if sources is None or dests is None:
+    if (sources is None or dests is None or (protocol or "*").lower() not in _PROTOCOLS
+            or any(map(_bad_prefix, sources)) or any(map(_bad_prefix, dests))):
         return None
     one, many = get("destinationPortRange"), get("destinationPortRanges")
     if not many and (many is None or type(many) is list) and type(one) is str and one:
@@ -690,15 +743,23 @@ def _parse_rule_checked(body: Mapping[str, Any], nsg_id: str | None, default: bo
         raise BadResource(rid, f"properties.direction must be Inbound or Outbound, got {direction or 'nothing'!r}")
     if access not in ("allow", "deny"):
         raise BadResource(rid, f"properties.access must be Allow or Deny, got {access or 'nothing'!r}")
+    protocol = (r.text(props, "protocol", "properties") or "*").lower()
+    if protocol not in _PROTOCOLS:
+        raise BadResource(rid, f"properties.protocol must be Tcp, Udp, Icmp, Esp, Ah or *, got {protocol!r}")
+    sources = _prefixes(r, props, "sourceAddressPrefix", "sourceAddressPrefixes")
+    dests = _prefixes(r, props, "destinationAddressPrefix", "destinationAddressPrefixes")
+    for p in (*sources, *dests):
+        if _bad_prefix(p):
+            raise BadResource(rid, f"properties: address prefix {p!r} is not an address or prefix")
     return SecurityRule(
         **common,
         nsg_id=parent,
         direction=direction,
         access=access,
         priority=priority,
-        protocol=(r.text(props, "protocol", "properties") or "*").lower(),
-        source_prefixes=_prefixes(r, props, "sourceAddressPrefix", "sourceAddressPrefixes"),
-        dest_prefixes=_prefixes(r, props, "destinationAddressPrefix", "destinationAddressPrefixes"),
+        protocol=protocol,
+        source_prefixes=sources,
+        dest_prefixes=dests,
         dest_ports=_parse_ports(r, props),
         source_asg=bool(r.objs(props, "sourceApplicationSecurityGroups", "properties")),
         dest_asg=bool(r.objs(props, "destinationApplicationSecurityGroups", "properties")),
@@ -713,19 +774,63 @@ def parse_nsg(body: Mapping[str, Any], rid: str, tkey: str, previous: Resource |
     r = _Reader(rid)
     common = _common(r, body, rid, tkey)
     props = r.obj(body, "properties", "") or {}
-    raws = r.objs(props, "securityRules", "properties")
-    if type(previous) is Nsg and previous.id == rid and previous.rules:
-        rules = _rules_since(raws, rid, previous.rules)
-    else:
-        rules = tuple([parse_rule(x, rid) for x in raws])
-    defaults_raw = r.objs(props, "defaultSecurityRules", "properties")
-    if defaults_raw:
-        defaults = _azure_defaults(defaults_raw, rid) or tuple(
-            [_azure_default_rule(x, rid) or parse_rule(x, rid, default=True) for x in defaults_raw])
-    else:
-        defaults = azure_default_rules(rid)
+    unreadable: list[UnreadableRule] = []
+    try:
+        raws = r.objs(props, "securityRules", "properties")
+        if type(previous) is Nsg and previous.id == rid and previous.rules:
+            rules = _rules_since(raws, rid, previous.rules)
+        else:
+            rules = tuple([parse_rule(x, rid) for x in raws])
+    except BadResource:  # one rule (or the list) cannot be read: keep the others, fail closed on it
+        rules = _rules_failing_closed(props.get("securityRules"), rid, False, unreadable)
+    try:
+        defaults_raw = r.objs(props, "defaultSecurityRules", "properties")
+        if defaults_raw:
+            defaults = _azure_defaults(defaults_raw, rid) or tuple(
+                [_azure_default_rule(x, rid) or parse_rule(x, rid, default=True) for x in defaults_raw])
+        else:
+            defaults = azure_default_rules(rid)
+    except BadResource:
+        defaults = _rules_failing_closed(props.get("defaultSecurityRules"), rid, True, unreadable)
     # Positional, in field order: id, type, name, location, tags, etag, raw, rules, default rules.
-    return Nsg(rid, tkey, common["name"], common["location"], common["tags"], common["etag"], body, rules, defaults)
+    return Nsg(rid, tkey, common["name"], common["location"], common["tags"], common["etag"], body, rules, defaults,
+               tuple(unreadable))
+
+
+def _rules_failing_closed(raws: Any, nsg_id: str, default: bool,
+                          unreadable: list[UnreadableRule]) -> tuple[SecurityRule, ...]:
+    """Each rule of ``raws`` that reads, and an :class:`UnreadableRule` in ``unreadable`` for each
+    that does not (or one for the whole list when it is not a list): the slow path of
+    :func:`parse_nsg`, taken only when something in the list is malformed."""
+    field_name = "defaultSecurityRules" if default else "securityRules"
+    if type(raws) is not list:
+        unreadable.append(UnreadableRule(f"{nsg_id}/{field_name}", field_name,
+                                         f"properties.{field_name} must be an array, got {_json_type(raws)}",
+                                         None, None, None, default))
+        return ()
+    out = []
+    for i, raw in enumerate(raws):
+        try:
+            rule = _azure_default_rule(raw, nsg_id) if default else None
+            out.append(rule or parse_rule(raw, nsg_id, default=default))
+        except BadResource as exc:
+            unreadable.append(unreadable_rule(raw, nsg_id, default, exc.reason, f"{field_name}[{i}]"))
+    return tuple(out)
+
+
+def unreadable_rule(raw: Any, nsg_id: str, default: bool, reason: str, where: str) -> UnreadableRule:
+    """What can be read of a malformed rule body: its name and ID, and its direction, access
+    and priority when they are well formed (None when not)."""
+    body = raw if isinstance(raw, dict) else {}
+    name = body.get("name") if isinstance(body.get("name"), str) and body.get("name") else where
+    rid = body.get("id") if isinstance(body.get("id"), str) and body.get("id", "").strip() else (
+        f"{nsg_id}/{'defaultSecurityRules' if default else 'securityRules'}/{name}")
+    props = body.get("properties") if isinstance(body.get("properties"), dict) else {}
+    direction, access, priority = props.get("direction"), props.get("access"), props.get("priority")
+    direction = direction.lower() if isinstance(direction, str) and direction.lower() in _DIRECTIONS else None
+    access = access.lower() if isinstance(access, str) and access.lower() in _ACCESSES else None
+    priority = priority if type(priority) is int else None
+    return UnreadableRule(rid.strip(), name, reason, direction, access, priority, default)
 
 
 def _rules_since(raws: list[dict], nsg_id: str, before: tuple[SecurityRule, ...]) -> tuple[SecurityRule, ...]:
@@ -963,7 +1068,7 @@ def parse_workspace(body: Mapping[str, Any], rid: str, tkey: str) -> Workspace:
                      isolation_mode=r.text(mn, "isolationMode", "properties.managedNetwork"),
                      outbound_rules=tuple(rules), private_endpoint_statuses=_pe_statuses(r, props),
                      kind=r.text(body, "kind", ""), hub_id=(r.text(props, "hubResourceId", "properties") or "").strip()
-                     or None)
+                     or None, hbi_workspace=bool(r.get(props, "hbiWorkspace", bool, "properties", False)))
 
 
 def parse_compute(body: Mapping[str, Any], rid: str, tkey: str) -> Compute:

@@ -51,12 +51,11 @@ def is_service_tag(prefix: str) -> bool:
 
 
 def tag_matches(rule_dest: str, tag: str) -> bool:
-    """Does a rule destination cover service tag ``tag`` (e.g. ``Storage.westeurope``)?"""
-    d = rule_dest.strip().lower()
-    if d in GENERIC_INTERNET:
-        return True
-    t = tag.lower()
-    return d == t or ("." in t and d == t.split(".", 1)[0])
+    """Does a rule destination cover service tag ``tag`` (e.g. ``Storage.westeurope``)?
+
+    ``Internet`` is the address space outside the virtual network, so it never covers
+    ``VirtualNetwork``; ``*`` and ``0.0.0.0/0`` cover every tag."""
+    return rule_dest.strip().lower() in _tag_keys(tag)
 
 
 def _ports_cover(rule: SecurityRule, port: int | None) -> bool:
@@ -118,21 +117,28 @@ def matches(rule: SecurityRule, flow: Flow, subnet_prefixes: Sequence[str]) -> b
     return _matches(rule, flow, _tag_keys(flow.tag), subnet_prefixes)
 
 
+_ANYWHERE = ("*", "0.0.0.0/0")
+_VIRTUAL_NETWORK = "virtualnetwork"
+
+
 @lru_cache(maxsize=256)
-def _tag_keys(tag: str | None) -> tuple[str, ...] | None:
-    """The lowercase destinations (besides the generic internet ones) that cover ``tag``: the
-    tag and, for a regional tag, its global form (as :func:`tag_matches`); None for no tag."""
+def _tag_keys(tag: str | None) -> frozenset[str] | None:
+    """The lowercase rule destinations that cover ``tag``: ``*``, ``0.0.0.0/0``, ``Internet``
+    (except for ``VirtualNetwork``, which the Internet tag excludes), the tag and, for a
+    regional tag, its global form; None for no tag (a generic internet destination, which
+    only the generic internet destinations cover: ``RuleFacts.to_internet``)."""
     if tag is None:
         return None
     t = tag.lower()
-    return (t, t.split(".", 1)[0]) if "." in t else (t,)
+    own = (t, t.split(".", 1)[0]) if "." in t else (t,)
+    return frozenset((*own, *_ANYWHERE) if t == _VIRTUAL_NETWORK else (*own, *GENERIC_INTERNET))
 
 
-def _matches(rule: SecurityRule, flow: Flow, keys: tuple[str, ...] | None, subnet_prefixes: Sequence[str]) -> bool:
+def _matches(rule: SecurityRule, flow: Flow, keys: frozenset[str] | None, subnet_prefixes: Sequence[str]) -> bool:
     # The destination first: it rules out most rules for a given flow. The same tests as
     # tag_matches(), on the rule's lowercase destinations and the flow's tag lowered once.
     facts = rule.facts
-    if not facts.to_internet and (keys is None or facts.dest_keys.isdisjoint(keys)):
+    if not facts.to_internet if keys is None else facts.dest_keys.isdisjoint(keys):
         return False
     return (_protocol_covers(rule, flow.protocol) and _ports_cover(rule, flow.port)
             and source_applies(rule, subnet_prefixes))
@@ -147,7 +153,7 @@ def decide(ordered: Iterable[SecurityRule], flow: Flow,
         # _matches() inline, most rules failing at the destination: it is asked for every
         # required flow of every NSG an event touches.
         facts = rule.facts
-        if not facts.to_internet and (keys is None or facts.dest_keys.isdisjoint(keys)):
+        if not facts.to_internet if keys is None else facts.dest_keys.isdisjoint(keys):
             continue
         if protocol is None:
             if rule.protocol != "*":
@@ -198,7 +204,7 @@ def _flows_covered(facts: RuleFacts, flows: tuple[Flow, ...]) -> tuple[int, ...]
     covered = []
     for i, flow in enumerate(flows):
         keys = _tag_keys(flow.tag)
-        if not facts.to_internet and (keys is None or facts.dest_keys.isdisjoint(keys)):
+        if not facts.to_internet if keys is None else facts.dest_keys.isdisjoint(keys):
             continue
         if facts.protocol != "*" and (flow.protocol is None or facts.protocol != flow.protocol):
             continue

@@ -35,11 +35,13 @@ from .model import (
     ServiceEndpointPolicy,
     StorageAccount,
     Subnet,
+    UnreadableRule,
     VirtualNetwork,
     Workspace,
     parse_resource,
     region_key,
     resource_type_of,
+    unreadable_rule,
 )
 
 if TYPE_CHECKING:
@@ -164,6 +166,21 @@ def _store_children(nsgs: dict, vnets: dict, seps: dict, standalone_rules: dict,
     _fold(seps, standalone_defs, "definitions")
 
 
+def _keep_unreadable(nsgs: dict[str, Nsg], bad_rules: dict[str, dict[str, UnreadableRule]],
+                     notices: list[Notice], source: str) -> None:
+    """Put standalone rules that do not read on their NSGs, in place of any inline rule of the
+    same ID (a standalone child wins, as in :func:`_fold`)."""
+    for nsg_key, bad in bad_rules.items():
+        nsg = nsgs.get(nsg_key)
+        if nsg is None:
+            for u in bad.values():
+                notices.append(Notice("skipped", u.id, f"skipped security rule {u.name} ({u.reason}); its NSG is "
+                                      f"not in the {source}"))
+            continue
+        nsgs[nsg_key] = replace(nsg, rules=tuple(r for r in nsg.rules if ids.key(r.id) not in bad),
+                                unreadable=(*nsg.unreadable, *bad.values()))
+
+
 def _parent_key(child_id: str) -> str:
     return ids.key(ids.parent_id(child_id))
 
@@ -222,11 +239,17 @@ def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], sourc
     notices: list[Notice] = []
     ignored: dict[str, int] = {}
     read: dict[str, int] = {}
+    bad_rules: dict[str, dict[str, UnreadableRule]] = {}  # standalone rules that do not read, by NSG key
     for i, body in enumerate(bodies):
         try:
             res = parse(body)
         except BadResource as exc:
             rid = exc.resource_id or f"{source}[{i}]"
+            if rid != f"{source}[{i}]" and resource_type_of(body) == RULE:
+                # A standalone rule of an NSG: kept unread on its NSG (fail closed), not dropped.
+                bad = unreadable_rule(body, ids.parent_id(rid), False, exc.reason, f"{source}[{i}]")
+                bad_rules.setdefault(_parent_key(bad.id), {})[ids.key(bad.id)] = bad
+                continue
             notices.append(Notice("skipped", rid, f"skipped {source}[{i}]: {exc.reason}"))
             continue
         if res is None:
@@ -243,6 +266,17 @@ def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], sourc
     standalone_rules, standalone_subnets, standalone_defs = standalone[RULE], standalone[SUBNET], standalone[SEP_DEF]
     if standalone_rules or standalone_subnets or standalone_defs:
         _store_children(nsgs, vnets, seps, standalone_rules, standalone_subnets, standalone_defs)
+        for nsg_key, kids in standalone_rules.items():  # a standalone rule that reads wins over an inline misfit
+            nsg = nsgs.get(nsg_key)
+            if nsg is not None and nsg.unreadable:
+                nsgs[nsg_key] = replace(nsg, unreadable=tuple(u for u in nsg.unreadable if ids.key(u.id) not in kids))
+    if bad_rules:
+        _keep_unreadable(nsgs, bad_rules, notices, source)
+    for nsg in nsgs.values():
+        for u in nsg.unreadable:
+            notices.append(Notice("unreadable", u.id, f"security rule {u.name} of NSG {nsg.name} cannot be read "
+                                  f"({u.reason}): it is kept as an unknown rule read the way that could produce "
+                                  "each finding, and ExfilGuard will not write this NSG until it is corrected"))
     subnets: dict[str, Subnet] = {}
     # Standalone subnets whose VNet is absent still count.
     for vnet_key, kids in standalone_subnets.items():

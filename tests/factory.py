@@ -71,8 +71,19 @@ def required_allows(region: str, start: int = 200, curated: bool = True) -> list
     if curated:
         tags += [("Mcr", f"MicrosoftContainerRegistry.{region}", "Tcp"),
                  ("FrontDoorFirstParty", "AzureFrontDoor.FirstParty", "Tcp")]
-    return [rule(f"allow-{n.lower()}-out", start + 10 * i, dest=t, protocol=p, source="VirtualNetwork")
-            for i, (n, t, p) in enumerate(tags)]
+    out = [rule(f"allow-{n.lower()}-out", start + 10 * i, dest=t, protocol=p, source="VirtualNetwork")
+           for i, (n, t, p) in enumerate(tags)]
+    # The rest of the article's basic configuration (sign-in, ARM, logging, the compute
+    # instance's ports), between the rules above so tests adding rules at round priorities
+    # do not collide with them.
+    more = [("AzureActiveDirectory", "AzureActiveDirectory", "Tcp", ["80", "443"]),
+            ("AzureMachineLearning-ports", "AzureMachineLearning", "Tcp", ["8787", "18881"]),
+            ("AzureMachineLearning-udp", "AzureMachineLearning", "Udp", "5831"),
+            ("AzureResourceManager", "AzureResourceManager", "Tcp", "443"),
+            ("AzureMonitor", "AzureMonitor", "Tcp", "443")]
+    out += [rule(f"allow-{n.lower()}-out", start + 5 + 10 * i, dest=t, protocol=p, ports=ports,
+                 source="VirtualNetwork") for i, (n, t, p, ports) in enumerate(more)]
+    return out
 
 
 def nsg(rg: str, name: str, location: str, rules: list[dict[str, Any]], tags: dict | None = None,

@@ -11,7 +11,7 @@ import sys
 from tests.function_support import REPO, azurite_connection
 
 KEYS = {"cold_import_s", "cold_first_decision_s", "peak_rss_mb", "engine_events_per_s", "arm_requests_per_event",
-        "sweep_s", "sweep_growth", "remediation_overhead_ratio", "targets", "machine"}
+        "sweep_s", "sweep_growth", "remediation_overhead_ratio", "nsg_rules_s", "targets", "machine"}
 KINDS = {"securityRules/write", "subnets/write", "virtualNetworks/write", "computes/write",
          "serviceEndpointPolicies/write"}
 
@@ -28,6 +28,8 @@ def test_quick_bench_writes_every_key(tmp_path):
     for counts in results["arm_requests_per_event"].values():
         assert counts["writes"] == 1 and counts["reads"] >= 1  # every drift was fixed with one write
     assert len(results["sweep_s"]) == 3
+    assert set(results["nsg_rules_s"]) == {"250", "1000", "4000"}
+    assert {"nsg_rules_s.1000", "nsg_rules_growth"} <= set(results["targets"])
     assert results["machine"]["cores"] and results["machine"]["python"]
     assert all({"target", "value", "holds"} <= set(t) for t in results["targets"].values())
     assert "holds?" in proc.stdout

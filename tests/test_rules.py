@@ -377,9 +377,9 @@ def test_nsg02_permitted_destinations(dest):
 
 def test_nsg02_extra_permitted_tag():
     res = stack()
-    nsg_rules(res).append(f.rule("x", 420, dest="AzureKeyVault.westeurope"))
+    nsg_rules(res).append(f.rule("x", 420, dest="Sql.westeurope"))
     assert len(by_rule(run(res), "EXF-NSG-02")) == 1
-    assert by_rule(run(res, Config(extra_service_tags=("AzureKeyVault.<region>",))), "EXF-NSG-02") == []
+    assert by_rule(run(res, Config(extra_service_tags=("Sql.<region>",))), "EXF-NSG-02") == []
 
 
 def test_nsg02_fires_even_when_shadowed():

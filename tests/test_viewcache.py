@@ -38,11 +38,15 @@ def test_an_equal_body_gets_the_same_view_and_a_changed_one_a_fresh_view():
 def test_bad_bodies_are_not_kept_and_still_raise():
     views = ViewCache()
     bad = f.nsg("rg", "n", "westeurope", [])
-    bad["properties"]["securityRules"] = "not a list"
+    bad["properties"] = "not an object"
     for _ in range(2):
-        with pytest.raises(BadResource, match="securityRules"):
+        with pytest.raises(BadResource, match="properties"):
             views.parse(bad)
     assert len(views) == 0 and views.hits == 0
+    # A rule list that is no list is one unreadable element: the NSG is kept and fails closed.
+    odd = f.nsg("rg", "n", "westeurope", [])
+    odd["properties"]["securityRules"] = "not a list"
+    assert [u.name for u in views.parse(odd).unreadable] == ["securityRules"]
     assert views.parse({"id": "/subscriptions/s/resourceGroups/g/providers/Other.Type/x/y", "type": "Other.Type/x"}) \
         is None
 
@@ -119,15 +123,17 @@ def test_rules_are_read_afresh_when_renamed_moved_to_another_nsg_or_misfit():
     added["properties"]["securityRules"].append(f.rule("r9", 300, nsg=body["id"]))
     grown = views.parse(added)
     assert [r.name for r in grown.rules] == ["r1-new", "r2", "r9"] and grown.rules[1] is first.rules[1]
-    # An etag of the wrong JSON type must fail as a fresh parse fails, not be waved through.
-    bad = _after_write(added, 4)
-    bad["properties"]["securityRules"][1]["etag"] = 7
-    with pytest.raises(BadResource, match="etag"):
-        views.parse(bad)
-    # No etag at all differs from JSON that had one: read afresh. A null etag is set aside like
-    # a string one: the view read from the same JSON without it is lent.
+    # An etag of the wrong JSON type must fail as a fresh parse fails (the rule kept unreadable
+    # on its NSG), not be waved through.
     from exfilguard.model import parse_resource
 
+    bad = _after_write(added, 4)
+    bad["properties"]["securityRules"][1]["etag"] = 7
+    misfit = ViewCache().parse(bad)  # (a cache of its own: the chain of reads below goes on from grown)
+    assert [u.name for u in misfit.unreadable] == ["r2"] and "etag" in misfit.unreadable[0].reason
+    assert misfit == parse_resource(copy.deepcopy(bad)) and [r.name for r in misfit.rules] == ["r1-new", "r9"]
+    # No etag at all differs from JSON that had one: read afresh. A null etag is set aside like
+    # a string one: the view read from the same JSON without it is lent.
     gone = _after_write(added, 5)
     del gone["properties"]["securityRules"][2]["etag"]  # r9 was read with one
     without = views.parse(gone)
@@ -149,5 +155,6 @@ def test_default_rules_with_a_priority_that_is_not_an_integer_fail_as_the_checke
     body = ArmEmulator([f.nsg("rg", "n", "westeurope", [f.rule("r1", 100)])]).get_body(f.nsg_id("rg", "n"))
     assert len(ViewCache().parse(copy.deepcopy(body)).default_rules) == 6
     body["properties"]["defaultSecurityRules"][3]["properties"]["priority"] = 65000.0
-    with pytest.raises(BadResource, match="priority"):
-        ViewCache().parse(body)
+    parsed = ViewCache().parse(body)  # the rule is kept unreadable (fail closed), the others read
+    assert [u.name for u in parsed.unreadable] == ["AllowVnetOutBound"] and "priority" in parsed.unreadable[0].reason
+    assert len(parsed.default_rules) == 5
