@@ -7,6 +7,7 @@ not silently turn remediation off.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -48,6 +49,7 @@ class Config:
     fqdn_allow_list: tuple[str, ...] = DEFAULT_FQDN_ALLOW_LIST
     guarded_subnets: tuple[str, ...] = ()
     quarantine: bool = False
+    trusted_egress_appliances: tuple[str, ...] = ()  # next-hop IPs whose egress policy a person reviewed
 
     def mode_for(self, rule_id: str) -> str:
         """The mode one rule runs in: its override, else the global mode."""
@@ -70,6 +72,7 @@ _ENV = {
     "fqdn_allow_list": "EXFILGUARD_FQDN_ALLOW_LIST",
     "guarded_subnets": "EXFILGUARD_GUARDED_SUBNETS",
     "quarantine": "EXFILGUARD_QUARANTINE",
+    "trusted_egress_appliances": "EXFILGUARD_TRUSTED_EGRESS_APPLIANCES",
 }
 
 _YAML = {
@@ -84,6 +87,7 @@ _YAML = {
     "fqdnAllowList": "fqdn_allow_list",
     "guardedSubnets": "guarded_subnets",
     "quarantine": "quarantine",
+    "trustedEgressAppliances": "trusted_egress_appliances",
 }
 
 
@@ -171,6 +175,15 @@ def _convert(attr: str, name: str, value: Any) -> Any:
         if isinstance(value, bool) or not 100 <= prio <= 4096:
             raise ConfigError(f"{name}: expected a whole number from 100 to 4096, got {value!r}")
         return prio
+    if attr == "trusted_egress_appliances":
+        items = _list(name, value)
+        for item in items:
+            try:
+                ipaddress.ip_address(item)
+            except ValueError:
+                raise ConfigError(f"{name}: expected IP addresses (a virtual appliance's next-hop IP), "
+                                  f"got {item!r}") from None
+        return items
     if attr in ("curated_environments", "quarantine"):
         return _bool(name, value)
     if attr == "attach_sep_id":

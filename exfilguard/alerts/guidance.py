@@ -17,6 +17,10 @@ _FAMILY_URLS: tuple[tuple[str, str], ...] = (
     ("EXF-CMP-", SECURE_TRAINING_VNET),
     ("EXF-WS-04", MANAGED_NETWORK),
     ("EXF-WS-05", MANAGED_NETWORK),
+    ("EXF-WS-06", MANAGED_NETWORK),
+    ("EXF-WS-07", MANAGED_NETWORK),
+    ("EXF-RT-", PREVENT_EXFILTRATION),
+    ("EXF-FW-", PREVENT_EXFILTRATION),
     ("EXF-WS-", PREVENT_EXFILTRATION),
     ("EXF-ENV-", PREVENT_EXFILTRATION),
 )
@@ -52,6 +56,21 @@ _MANUAL_STEPS: dict[str, str] = {
     "EXF-WS-04": "Decide whether the workspace moves to AllowOnlyApprovedOutbound. The change is one-way: "
                  "list the outbound rules your jobs need first.",
     "EXF-WS-05": "Remove the outbound FQDN rule, or add the host to the allow-list if it is approved.",
+    "EXF-WS-06": "In the workspace's managed network, remove the ServiceTag outbound rule named in the alert, "
+                 "or narrow it to a permitted tag (e.g. Storage.<region> instead of Storage) on its documented "
+                 "protocol and ports.",
+    "EXF-WS-07": "Remove the PrivateEndpoint outbound rule named in the alert, or add the storage account to the "
+                 "storage allow-list if it is approved.",
+    "EXF-RT-01": "Route 0.0.0.0/0 of the subnet to an Azure Firewall ExfilGuard can read, or review the "
+                 "appliance's egress policy and add its IP to trusted_egress_appliances.",
+    "EXF-FW-01": "Edit the firewall policy (or firewall) named in the alert: in the group, collection and rule "
+                 "it lists, remove the destinations it names, or narrow them to the allowed FQDNs and permitted "
+                 "service tags. The policy may serve other networks: check with its owner.",
+    "EXF-FW-02": "Add an Allow application rule for the hosts the alert lists on Https:443, sourced from the "
+                 "guarded subnet, in a collection the firewall processes before the blocking Deny it names.",
+    "EXF-FW-03": "Allow *.blob.core.windows.net, *.queue.core.windows.net and *.table.core.windows.net on "
+                 "Https:443 in the firewall's policy, or remove the Microsoft.Storage service endpoint from "
+                 "AzureFirewallSubnet.",
     "EXF-ENV-01": "Rebuild the environment from an mcr.microsoft.com image instead of viennaglobal.azurecr.io.",
 }
 
@@ -85,6 +104,12 @@ _FRIENDLY_TYPES: dict[str, str] = {
     "microsoft.machinelearningservices/workspaces/computes": "Machine Learning compute",
     "microsoft.machinelearningservices/workspaces/environments/versions": "Machine Learning environment version",
     "microsoft.storage/storageaccounts": "Storage account",
+    "microsoft.network/routetables": "Route table",
+    "microsoft.network/routetables/routes": "Route",
+    "microsoft.network/azurefirewalls": "Azure Firewall",
+    "microsoft.network/firewallpolicies": "Firewall policy",
+    "microsoft.network/firewallpolicies/rulecollectiongroups": "Firewall rule collection group",
+    "microsoft.network/ipgroups": "IP group",
 }
 
 

@@ -6,10 +6,10 @@ A family module holds its rules' metadata (:class:`~exfilguard.rules.base.Rule`)
 
 from __future__ import annotations
 
-from . import compute, environment, nsg, sep, subnet, workspace
+from . import compute, environment, firewall, managed_network, nsg, sep, subnet, workspace
 from .base import Context, Rule
 
-FAMILIES = (subnet, sep, nsg, compute, workspace, environment)
+FAMILIES = (subnet, sep, nsg, firewall, compute, workspace, managed_network, environment)
 
 RULES: dict[str, Rule] = {r.id: r for fam in FAMILIES for r in fam.RULES}
 
