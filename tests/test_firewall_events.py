@@ -58,7 +58,7 @@ def test_rule_collection_group_change_reads_only_its_firewall_path(monkeypatch):
         reads = app.emulator.records(kind="read")
         got = [r.path.rstrip("/").rsplit("/", 1)[-1] for r in reads]
         assert sorted(got) == sorted([f"fwp-ml-{REGION}", "rcg-ml", f"fw-hub-{REGION}", f"vnet-hub-{REGION}",
-                                      "routeTables", f"vnet-ml-fw-{REGION}", f"ci-fw-{REGION}"]), [r.path for r in reads]
+                                      "routeTables", f"vnet-ml-fw-{REGION}", f"ci-fw-{REGION}"]), got
         assert len(reads) == 7 and app.emulator.writes() == []
         findings = _evaluated(app, event)
         assert [(f["ruleId"], f["resourceId"]) for f in findings] == [("EXF-FW-01", POLICY)]
