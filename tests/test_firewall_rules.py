@@ -417,6 +417,16 @@ def test_ws07_private_endpoint_to_someone_elses_storage():
                    "EXF-WS-07") == []
 
 
+def test_ws06_ws07_judge_a_hub_not_its_projects():
+    foreign = f.storage_id("rg-x", "stpartner")
+    res = managed({"r": tag_rule("Storage"), "p": pe_rule(foreign)})
+    res[1]["kind"] = "Project"
+    res[1]["properties"]["hubResourceId"] = f.ws_id("rg-m", "hub")
+    assert rules_of(run(res), "EXF-WS-06", "EXF-WS-07") == []
+    res[1]["kind"] = "Hub"
+    assert rules_of(run(res), "EXF-WS-06", "EXF-WS-07") == ["EXF-WS-06", "EXF-WS-07"]
+
+
 def test_handmade_managed_network_fixture():
     doc = json.loads((DATA / "azure/machinelearning/handmade_Workspace_get_managedNetworkRuleTypes.json").read_text())
     ev = run([doc["responses"]["200"]["body"]])

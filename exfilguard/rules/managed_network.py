@@ -78,6 +78,8 @@ def evaluate(ctx: Context) -> Iterator[Finding]:
     for ws in ctx.picture.workspaces.values():
         if (ws.isolation_mode or "").lower() != "allowonlyapprovedoutbound":
             continue
+        if str(ws.raw.get("kind") or "").lower() == "project":
+            continue  # an AI Foundry project inherits its hub's managed network: judged on the hub only
         region = ws.region
         permitted = _permitted_for((region,) if region else (), tuple(ctx.config.extra_service_tags))
         bad = []
