@@ -128,6 +128,26 @@ def test_firewalled_subnet_nsg_event_writes_nothing_in_remediate_mode(monkeypatc
         assert f"rt-ml-{REGION}" in paths  # the NSG's verdict needed the subnet's route table
 
 
+def test_ip_group_change_re_evaluates_the_policies_that_name_it(monkeypatch):
+    res = sample("compliant-subscription.json")
+    group = factory.ip_group(RG, "ipg-partners", REGION, ["10.99.0.0/24"])
+    rcg = next(r for r in res if ids.key(r["id"]) == ids.key(RCG))
+    rcg["properties"]["ruleCollections"].append(factory.collection("partners", 900, "Allow", [
+        factory.net_rule("partners-any", ["*"], ["*"], [], ip_groups=[group["id"]])]))
+    with running_app(monkeypatch, [*res, group]) as app:
+        _prime_index(app)
+        assert [x["id"] for x in app.emulator.get_body(group["id"])["properties"]["firewallPolicies"]] == [POLICY]
+        group["properties"]["ipAddresses"] = ["10.30.0.0/16"]  # now holds the guarded spoke
+        app.emulator.set_body(group["id"], group)
+        event = resource_event("Microsoft.Network/ipGroups/write", group["id"])
+        app.deliver(event)
+        findings = _evaluated(app, event)
+        assert [(f["ruleId"], f["resourceId"]) for f in findings] == [("EXF-FW-01", POLICY)]
+        assert app.emulator.writes() == []
+        cards = [json.dumps(p.json()) for p in app.teams.posts()]
+        assert len(cards) == 1 and "collection partners, rule partners-any" in cards[0]
+
+
 def test_firewall_write_event_is_routed(monkeypatch):
     fw = factory.firewall_id(RG, f"fw-hub-{REGION}")
     with running_app(monkeypatch, sample("drifted-subscription.json"), mode="audit") as app:

@@ -140,20 +140,20 @@ def policy(reader: ClosureReader, policy_id: str) -> None:
         reader.read.notes.append(f"firewall policy {policy_id} no longer exists")
         return
     seen: set[str] = set()
-    todo = [body]
+    todo = [(policy_id, body)]
     firewalls: list[str] = []
     while todo:
-        p = todo.pop()
-        k = ids.key(p.get("id") or "")
+        pid, p = todo.pop()
+        k = ids.key(pid)
         if k in seen:
             continue
         seen.add(k)
-        reader._affect(p.get("id"))
+        reader._affect(p.get("id") if isinstance(p.get("id"), str) else pid)
         firewalls += _refs(_props(p).get("firewalls"))
         for child in _refs(_props(p).get("childPolicies")):
             cb = reader.get(child)
             if cb is not None:
-                todo.append(cb)
+                todo.append((child, cb))
     if not firewalls:
         reader.read.notes.append(f"firewall policy {policy_id} is used by no firewall; nothing to evaluate")
     for fw in firewalls:
@@ -182,7 +182,7 @@ def _policy_chain(reader: ClosureReader, policy_id: str) -> None:
         body = reader.get(current)
         if body is None:
             return  # not in the picture: the firewall is not evaluated (a notice says so)
-        reader._affect(body.get("id") or current)
+        reader._affect(body["id"] if isinstance(body.get("id"), str) else current)
         for gid in _refs(_props(body).get("ruleCollectionGroups")):
             group = reader.get(gid)
             if group is not None:

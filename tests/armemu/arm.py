@@ -69,12 +69,19 @@ BACKREFS: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
               (("routeTable",), "subnets")),
     "microsoft.network/azurefirewalls": ((("firewallPolicy",), "firewalls"),),
     "microsoft.network/firewallpolicies": ((("basePolicy",), "childPolicies"),),
+    # An IP group lists the policies whose rules name it (the group's policy, one level up).
+    "microsoft.network/firewallpolicies/rulecollectiongroups": tuple(
+        (("ruleCollections", "*", "rules", "*", field, "*"), "firewallPolicies")
+        for field in ("sourceIpGroups", "destinationIpGroups")),
 }
+# Back-references recorded for an ancestor of the referring resource: type -> levels up.
+BACKREF_OWNER_LEVELS: dict[str, int] = {"microsoft.network/firewallpolicies/rulecollectiongroups": 1}
 BACKREF_PROPS: dict[str, tuple[str, ...]] = {
     "microsoft.network/networksecuritygroups": ("subnets",),
     "microsoft.network/serviceendpointpolicies": ("subnets",),
     "microsoft.network/routetables": ("subnets",),
     "microsoft.network/firewallpolicies": ("firewalls", "childPolicies"),
+    "microsoft.network/ipgroups": ("firewallPolicies",),
 }
 
 
@@ -89,7 +96,9 @@ def referenced_ids(props: dict[str, Any], path: tuple[str, ...]) -> list[str]:
             elif isinstance(n, dict):
                 nxt.append(n.get(step))
         nodes = nxt
-    return [n["id"] for n in nodes if isinstance(n, dict) and isinstance(n.get("id"), str) and n["id"].strip()]
+    return [n if isinstance(n, str) else n["id"] for n in nodes
+            if (isinstance(n, str) and n.strip()) or (isinstance(n, dict) and isinstance(n.get("id"), str)
+                                                       and n["id"].strip())]
 
 
 def canonical_type(type_: str) -> str:

@@ -188,7 +188,7 @@ class Store:
             props["defaultSecurityRules"] = self.default_rules(e)
         refs = self._backrefs.get(e.key, {})
         for prop in backref_props:
-            props[prop] = [{"id": sid} for sid in refs.get(prop, {}).values()]
+            props[prop] = [{"id": sid} for sid in dict.fromkeys(refs.get(prop, {}).values())]
         if referenced is not None:
             kids = self._kids.get((e.key, referenced.segment.lower()), {})
             props[referenced.prop] = [{"id": self.entries[k].id} for k in kids if k in self.entries]
@@ -419,8 +419,11 @@ class Store:
         for path, prop in arm.BACKREFS[source.type_key]:
             for rid in arm.referenced_ids(props, path):
                 targets.append((key(rid), prop))
+        owner_id = source.id
+        for _ in range(arm.BACKREF_OWNER_LEVELS.get(source.type_key, 0)):
+            owner_id = owner_id.rsplit("/", 2)[0]
         for t, prop in targets:
-            self._backrefs.setdefault(t, {}).setdefault(prop, {})[source.key] = source.id
+            self._backrefs.setdefault(t, {}).setdefault(prop, {})[source.key] = owner_id
         self._refs_of[source.key] = tuple(targets)
 
     def _drop_refs(self, source_key: str) -> None:
