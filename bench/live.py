@@ -3,7 +3,9 @@ emulator on loopback and Azurite for state, exactly as ``tests/test_function_eve
 drives them.
 
 - ``arm_requests_per_event``: for each event kind, a drift that needs a fix, one event, and
-  the emulator's request log counted (reads, writes, polls apart).
+  the emulator's request log counted (reads, writes, polls apart). The egress kinds (route
+  tables, firewalls, policies, rule collection groups) are alert-only: their drift is alerted
+  and nothing is written.
 - ``remediation_overhead``: the emulator injects 50 ms per request and 1 s per long-running
   operation; the wall time from delivering a securityRules/write drift event to the fix
   confirmed (ExfilGuard's poll saw the write's operation succeed), divided by the latency
@@ -24,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from tests import factory
 from tests.armemu import ArmEmulator
 
 from .common import (
@@ -43,6 +46,12 @@ from .common import (
 )
 
 COMPLIANT = "compliant-subscription.json"
+# The compliant sample's firewalled spoke (North Europe): route table -> hub Azure Firewall -> policy.
+RG_NEU = "rg-ml-neu"
+TABLE_NEU = factory.route_table_id(RG_NEU, "rt-ml-northeurope")
+FIREWALL_NEU = factory.firewall_id(RG_NEU, "fw-hub-northeurope")
+POLICY_NEU = factory.policy_id(RG_NEU, "fwp-ml-northeurope")
+RCG_NEU = f"{POLICY_NEU}/ruleCollectionGroups/rcg-ml"
 DENY_RULES = ("deny-internet-out", "exfilguard-deny-internet-outbound")
 ML_ALIAS = "/services/Azure/MachineLearning"
 
@@ -120,6 +129,26 @@ def sep_fixed(emu: ArmEmulator) -> bool:
                for d in body.get("properties", {}).get("serviceEndpointPolicyDefinitions", []))
 
 
+def drift_route(emu: ArmEmulator) -> None:
+    """Someone points the spoke's default route at an appliance that is not the hub firewall (EXF-RT-01)."""
+    body = original(TABLE_NEU)
+    body["properties"]["routes"][0]["properties"]["nextHopIpAddress"] = "10.77.0.4"
+    emu.set_body(TABLE_NEU, body)
+
+
+def drift_policy(emu: ArmEmulator) -> None:
+    """Someone adds a quickstart's "Allow Storage and AzureFrontDoor.Frontend" collection (EXF-FW-01)."""
+    body = original(RCG_NEU)
+    body["properties"]["ruleCollections"].append(factory.collection("quickstart-allow", 400, "Allow", [
+        factory.net_rule("azure-services", ["Storage", "AzureFrontDoor.Frontend"], ["443"], ["*"])]))
+    emu.set_body(RCG_NEU, body)
+
+
+def alerted_only(emu: ArmEmulator) -> bool:
+    """Alert-only rules: the drift is reported, and ExfilGuard writes nothing."""
+    return not emu.writes()
+
+
 @dataclass(frozen=True)
 class Scenario:
     kind: str  # the operation's short name, the key in results.json
@@ -141,7 +170,18 @@ SCENARIOS = (
              nsg_fixed, "deny-internet rule removed from the NSG of the compute's subnet; event for the compute"),
     Scenario("serviceEndpointPolicies/write", "Microsoft.Network/serviceEndpointPolicies/write", SEP_WEU,
              drift_sep_alias, sep_fixed, "Azure ML alias removed from the policy (EXF-SEP-01); event for the policy"),
+    Scenario("routeTables/write", "Microsoft.Network/routeTables/write", TABLE_NEU, drift_route, alerted_only,
+             "default route sent to an unknown appliance (EXF-RT-01, alert-only); event for the route table"),
+    Scenario("routes/write", "Microsoft.Network/routeTables/routes/write", f"{TABLE_NEU}/routes/default-to-firewall",
+             drift_route, alerted_only, "the same drift, reported as a write of the route"),
+    Scenario("azureFirewalls/write", "Microsoft.Network/azureFirewalls/write", FIREWALL_NEU, drift_policy,
+             alerted_only, "leaky collection in the firewall's policy (EXF-FW-01, alert-only); event for the firewall"),
+    Scenario("firewallPolicies/write", "Microsoft.Network/firewallPolicies/write", POLICY_NEU, drift_policy,
+             alerted_only, "the same drift; event for the policy"),
+    Scenario("ruleCollectionGroups/write", "Microsoft.Network/firewallPolicies/ruleCollectionGroups/write", RCG_NEU,
+             drift_policy, alerted_only, "the same drift; event for the rule collection group"),
 )
+ALERT_ONLY_KINDS = frozenset(sc.kind for sc in SCENARIOS if sc.fixed is alerted_only)
 
 
 def _deliver(event: dict) -> None:
@@ -156,7 +196,7 @@ def arm_requests_per_event(storage: str) -> dict[str, dict[str, int]]:
         for sc in SCENARIOS:
             # Each kind on fresh state: the loop guard and the index start as production's do.
             use_settings(app_settings(emu.url, storage))
-            for target in (NSG_WEU, VNET_WEU, SEP_WEU):
+            for target in (NSG_WEU, VNET_WEU, SEP_WEU, TABLE_NEU, RCG_NEU):
                 emu.set_body(target, original(target))
             prime(emu)
             sc.drift(emu)
@@ -263,5 +303,5 @@ def summarise_remediation(runs: list[Remediation]) -> Remediation:
     return ordered[len(ordered) // 2]
 
 
-__all__ = ["SCENARIOS", "Remediation", "arm_requests_per_event", "median", "remediation_overhead",
+__all__ = ["ALERT_ONLY_KINDS", "SCENARIOS", "Remediation", "arm_requests_per_event", "median", "remediation_overhead",
            "summarise_remediation"]

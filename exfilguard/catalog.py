@@ -155,6 +155,45 @@ CATALOG: tuple[Rule, ...] = (
          "the session.", GUIDE_TRAINING,
          "A custom inbound Allow rule of a guarded NSG has a source of `*`, `Internet`, `0.0.0.0/0` or a "
          "public prefix."),
+    # Egress through a firewall
+    Rule("EXF-RT-01", "Internet traffic goes through an appliance ExfilGuard cannot inspect", _M, _ALERT,
+         "alert: route 0.0.0.0/0 to an Azure Firewall, or list the appliance as trusted",
+         "The subnet's default route sends internet traffic to a virtual appliance that is not an Azure Firewall "
+         "in the subscription: what it lets out cannot be checked.", GUIDE_EXFIL,
+         "A guarded subnet's `0.0.0.0/0` route sends traffic to a virtual appliance that is not an Azure Firewall "
+         "in the picture nor in `trusted_egress_appliances`; the finding names the route table.",
+         "Route 0.0.0.0/0 of the subnet to an Azure Firewall ExfilGuard can read, or review the "
+         "appliance's egress policy and add its IP to trusted_egress_appliances."),
+    Rule("EXF-FW-01", "Firewall allows a destination that can receive data", _C, _ALERT,
+         "alert: narrow the firewall rule to the documented FQDNs and service tags",
+         "A firewall Allow to any FQDN, a web category, the internet, a public address or a service tag such as "
+         "Storage lets a job upload data anywhere the rule reaches.", GUIDE_EXFIL,
+         "An Allow rule of the firewall that applies to a guarded subnet lets traffic out to a destination outside "
+         "the documented set: an FQDN not covered by the allow-list (`*` included), an FQDN tag or web category, "
+         "`*`, `Internet`, a public address, or a service tag outside the permitted set. Names the firewall "
+         "policy (the base policy for an inherited rule), or the firewall for classic rules.",
+         "Edit the firewall policy (or firewall) named in the alert: in the group, collection and rule "
+         "it lists, remove the destinations it names, or narrow them to the allowed FQDNs and permitted "
+         "service tags. The policy may serve other networks: check with its owner."),
+    Rule("EXF-FW-02", "Firewall blocks a host Azure Machine Learning needs", _M, _ALERT,
+         "alert: add an application rule allowing the host on Https:443 before any Deny",
+         "Compute needs the regional Batch hosts (and MCR for curated environments) through the firewall; "
+         "blocking them breaks jobs and pushes people to open the firewall wide.", GUIDE_TRAFFIC,
+         "A required host of a firewalled guarded subnet (`*.<region>.batch.azure.com`, "
+         "`*.<region>.service.batch.azure.com`; with curated environments `mcr.microsoft.com` and "
+         "`*.data.mcr.microsoft.com`) is not allowed on 443 before a Deny that applies.",
+         "Add an Allow application rule for the hosts the alert lists on Https:443, sourced from the "
+         "guarded subnet, in a collection the firewall processes before the blocking Deny it names."),
+    Rule("EXF-FW-03", "Firewall subnet has a storage service endpoint but the firewall blocks storage", _M, _ALERT,
+         "alert: allow *.blob, *.queue and *.table.core.windows.net on Https:443",
+         "With a Microsoft.Storage service endpoint on AzureFirewallSubnet, storage traffic leaves through the "
+         "endpoint and the firewall must allow the storage hosts (the exfiltration article's warning).",
+         GUIDE_EXFIL,
+         "The firewall's own subnet has a `Microsoft.Storage` service endpoint and the firewall does not allow "
+         "`*.blob.core.windows.net`, `*.queue.core.windows.net` and `*.table.core.windows.net` on TCP 443.",
+         "Allow *.blob.core.windows.net, *.queue.core.windows.net and *.table.core.windows.net on "
+         "Https:443 in the firewall's policy, or remove the Microsoft.Storage service endpoint from "
+         "AzureFirewallSubnet."),
     # ML compute
     Rule("EXF-CMP-01", "Compute is not in a virtual network", _H, _ALERT,
          "alert: recreate the compute in a guarded subnet (or use a managed network)",
@@ -215,6 +254,23 @@ CATALOG: tuple[Rule, ...] = (
          "In `AllowOnlyApprovedOutbound` mode, a `UserDefined` FQDN outbound rule targets a host outside "
          "the allow-list.",
          "Remove the outbound FQDN rule, or add the host to the allow-list if it is approved."),
+    Rule("EXF-WS-06", "Managed network allows a risky service tag", _H, _ALERT,
+         "alert: remove the service tag rule or narrow it to a permitted tag and its documented ports",
+         "A ServiceTag outbound rule to Storage, another region's storage or AzureFrontDoor.Frontend lets managed "
+         "compute send data to any account behind the tag.", GUIDE_MANAGED,
+         "In `AllowOnlyApprovedOutbound` mode, a `UserDefined` ServiceTag outbound rule names a tag outside the "
+         "permitted set, or a permitted tag with protocol or ports wider than documented.",
+         "In the workspace's managed network, remove the ServiceTag outbound rule named in the alert, "
+         "or narrow it to a permitted tag (e.g. Storage.<region> instead of Storage) on its documented "
+         "protocol and ports."),
+    Rule("EXF-WS-07", "Managed network has a private endpoint to another storage account", _H, _ALERT,
+         "alert: remove the private endpoint rule or add the account to the storage allow-list",
+         "A PrivateEndpoint outbound rule to a storage account that is not the workspace's is a private path to "
+         "someone else's storage.", GUIDE_MANAGED,
+         "In `AllowOnlyApprovedOutbound` mode, a `UserDefined` PrivateEndpoint outbound rule targets a storage "
+         "account that is neither the workspace's default account nor in the storage allow-list.",
+         "Remove the PrivateEndpoint outbound rule named in the alert, or add the storage account to the "
+         "storage allow-list if it is approved."),
     Rule("EXF-ENV-01", "Environment image comes from viennaglobal.azurecr.io", _M, _ALERT,
          "alert: rebuild the environment from the mcr.microsoft.com image",
          "Pulling from viennaglobal.azurecr.io needs outbound access beyond the low-risk tags; curated "

@@ -7,6 +7,7 @@ not silently turn remediation off.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -52,6 +53,7 @@ class Config:
     # privately (no AzureMonitor TCP 443 required), and the file-share scenario (Storage TCP 445).
     secured_monitor: bool = False
     storage_smb: bool = False
+    trusted_egress_appliances: tuple[str, ...] = ()  # next-hop IPs whose egress policy a person reviewed
 
     def mode_for(self, rule_id: str) -> str:
         """The mode one rule runs in: its override, else the global mode."""
@@ -76,6 +78,7 @@ _ENV = {
     "quarantine": "EXFILGUARD_QUARANTINE",
     "secured_monitor": "EXFILGUARD_SECURED_MONITOR",
     "storage_smb": "EXFILGUARD_STORAGE_SMB",
+    "trusted_egress_appliances": "EXFILGUARD_TRUSTED_EGRESS_APPLIANCES",
 }
 
 _YAML = {
@@ -94,6 +97,7 @@ _YAML = {
     "secured_monitor": "secured_monitor",  # the baseline's spelling
     "storageSmb": "storage_smb",
     "storage_smb": "storage_smb",
+    "trustedEgressAppliances": "trusted_egress_appliances",
 }
 
 
@@ -181,6 +185,15 @@ def _convert(attr: str, name: str, value: Any) -> Any:
         if isinstance(value, bool) or not 100 <= prio <= 4096:
             raise ConfigError(f"{name}: expected a whole number from 100 to 4096, got {value!r}")
         return prio
+    if attr == "trusted_egress_appliances":
+        items = _list(name, value)
+        for item in items:
+            try:
+                ipaddress.ip_address(item)
+            except ValueError:
+                raise ConfigError(f"{name}: expected IP addresses (a virtual appliance's next-hop IP), "
+                                  f"got {item!r}") from None
+        return items
     if attr in ("curated_environments", "quarantine", "secured_monitor", "storage_smb"):
         return _bool(name, value)
     if attr == "attach_sep_id":

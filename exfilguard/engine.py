@@ -11,13 +11,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from functools import lru_cache
 
-from . import exemptions, ids
+from . import egress, exemptions, ids
 from .config import Config
 from .findings import Finding, Notice, Severity
 from .fixes import PlannedChange
 from .frozen import quick_init
 from .picture import Picture, build, cyclic_gc_paused
 from .rules import FAMILIES, RULES, Context
+from .rules import firewall as fw_rules
 from .rules import nsg as nsg_rules
 from .rules import sep as sep_rules
 
@@ -88,6 +89,8 @@ def _evaluate(picture: Picture, config: Config, today: date | None, only: Iterab
         found = [f for f in found if ids.key(f.resource_id) in keep]
     notices = list(picture.notices)
     notices.extend(_absent_references(picture, nsgs=nsg_rules in ran, seps=sep_rules in ran))
+    if fw_rules in ran:
+        notices.extend(egress.absent_notices(picture))
     found, ex_notices = _apply_exemptions(picture, found, today)
     notices.extend(ex_notices)
     found.sort(key=_sort_key)

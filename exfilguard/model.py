@@ -38,8 +38,16 @@ WORKSPACE = "microsoft.machinelearningservices/workspaces"
 COMPUTE = "microsoft.machinelearningservices/workspaces/computes"
 ENV_VERSION = "microsoft.machinelearningservices/workspaces/environments/versions"
 STORAGE = "microsoft.storage/storageaccounts"
+# Egress through a firewall: views and parsers in egress_model.py, registered below.
+ROUTE_TABLE = "microsoft.network/routetables"
+ROUTE = "microsoft.network/routetables/routes"
+FIREWALL = "microsoft.network/azurefirewalls"
+FW_POLICY = "microsoft.network/firewallpolicies"
+RCG = "microsoft.network/firewallpolicies/rulecollectiongroups"
+IP_GROUP = "microsoft.network/ipgroups"
 
-UNDERSTOOD_TYPES = frozenset({NSG, RULE, VNET, SUBNET, SEP, SEP_DEF, WORKSPACE, COMPUTE, ENV_VERSION, STORAGE})
+UNDERSTOOD_TYPES = frozenset({NSG, RULE, VNET, SUBNET, SEP, SEP_DEF, WORKSPACE, COMPUTE, ENV_VERSION, STORAGE,
+                              ROUTE_TABLE, ROUTE, FIREWALL, FW_POLICY, RCG, IP_GROUP})
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _JUST_DICT = {dict}
@@ -341,6 +349,7 @@ class Subnet(Resource):
     nsg_id: str | None = None
     sep_ids: tuple[str, ...] = ()
     service_endpoints: tuple[ServiceEndpoint, ...] = ()
+    route_table_id: str | None = None
 
 
 @quick_init
@@ -1007,7 +1016,7 @@ def parse_subnet(body: Mapping[str, Any], vnet_id: str | None = None) -> Subnet:
             seps.append(sid)
     return Subnet(**common, vnet_id=parent, address_prefixes=prefixes,
                   nsg_id=r.ref(props, "networkSecurityGroup", "properties"), sep_ids=tuple(seps),
-                  service_endpoints=tuple(endpoints))
+                  service_endpoints=tuple(endpoints), route_table_id=r.ref(props, "routeTable", "properties"))
 
 
 def parse_vnet(body: Mapping[str, Any], rid: str, tkey: str) -> VirtualNetwork:
@@ -1145,3 +1154,5 @@ def resource_type_of(body: Any) -> str:
         return _identity(body)[1]
     except BadResource:
         return "<unknown>"
+
+

@@ -2,8 +2,9 @@
 
 This table is the single source of truth for three things that must agree: the Event Grid
 handler's routing, the Event Grid subscription's ``data.operationName`` filter in
-``infra/`` (a test checks both are the same set), and docs/ (the user's documentation). Event Grid allows at
-most 25 values in one ``StringIn`` filter.
+``infra/`` (a test checks both are the same set), and docs/ (the user's documentation). Event
+Grid allows at most 25 values in one ``StringIn`` filter: infra/main.bicep splits the list over
+as many event subscriptions as that takes.
 """
 
 from __future__ import annotations
@@ -49,6 +50,17 @@ _TABLE: tuple[Operation, ...] = (
     Operation(f"{_ML}/workspaces/provisionManagedNetwork/action", f"{_ML}/workspaces", 0),
     Operation(f"{_ST}/storageAccounts/privateEndpointConnections/write", f"{_ST}/storageAccounts", 1),
     Operation(f"{_ST}/storageAccounts/privateEndpointConnections/delete", f"{_ST}/storageAccounts", 1, True),
+    # Egress through a firewall: a route table decides whether a subnet's NSG or a firewall
+    # controls its internet traffic; a firewall's rules live in its policy's rule collection groups.
+    Operation(f"{_N}/routeTables/write", f"{_N}/routeTables", 0),
+    Operation(f"{_N}/routeTables/delete", f"{_N}/routeTables", 0, True),
+    Operation(f"{_N}/routeTables/routes/write", f"{_N}/routeTables", 1),
+    Operation(f"{_N}/routeTables/routes/delete", f"{_N}/routeTables", 1, True),
+    Operation(f"{_N}/azureFirewalls/write", f"{_N}/azureFirewalls", 0),
+    Operation(f"{_N}/firewallPolicies/write", f"{_N}/firewallPolicies", 0),
+    Operation(f"{_N}/firewallPolicies/ruleCollectionGroups/write", f"{_N}/firewallPolicies", 1),
+    Operation(f"{_N}/firewallPolicies/ruleCollectionGroups/delete", f"{_N}/firewallPolicies", 1, True),
+    Operation(f"{_N}/ipGroups/write", f"{_N}/ipGroups", 0),
 )
 
 OPERATIONS: dict[str, Operation] = {op.name.lower(): op for op in _TABLE}
@@ -62,6 +74,8 @@ RESOURCE_TYPES: dict[str, Operation] = {
     f"{_N}/networkSecurityGroups/securityRules".lower(): Operation("", f"{_N}/networkSecurityGroups", 1),
     f"{_N}/serviceEndpointPolicies/serviceEndpointPolicyDefinitions".lower(): Operation(
         "", f"{_N}/serviceEndpointPolicies", 1),
+    f"{_N}/routeTables/routes".lower(): Operation("", f"{_N}/routeTables", 1),
+    f"{_N}/firewallPolicies/ruleCollectionGroups".lower(): Operation("", f"{_N}/firewallPolicies", 1),
 }
 
 

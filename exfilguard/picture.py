@@ -19,7 +19,13 @@ from .frozen import quick_init
 from .model import (
     COMPUTE,
     ENV_VERSION,
+    FIREWALL,
+    FW_POLICY,
+    IP_GROUP,
     NSG,
+    RCG,
+    ROUTE,
+    ROUTE_TABLE,
     RULE,
     SEP,
     SEP_DEF,
@@ -45,6 +51,7 @@ from .model import (
 )
 
 if TYPE_CHECKING:
+    from .egress_model import AzureFirewall, FirewallPolicy, IpGroup, RouteTable
     from .viewcache import ViewCache
 
 
@@ -86,23 +93,32 @@ class Picture:
     _subnets_by_nsg: dict[str, list[str]] = field(default_factory=dict)
     _subnets_by_sep: dict[str, list[str]] = field(default_factory=dict)
     _guarded: dict[str, GuardedSubnet] = field(default_factory=dict)
+    # egress through a firewall (egress.py decides; its answers are kept in ``egress_memo``)
+    route_tables: dict[str, RouteTable] = field(default_factory=dict)
+    firewalls: dict[str, AzureFirewall] = field(default_factory=dict)
+    fw_policies: dict[str, FirewallPolicy] = field(default_factory=dict)
+    ip_groups: dict[str, IpGroup] = field(default_factory=dict)
+    egress_memo: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ lookups
     def resource_count(self) -> int:
         return (len(self.nsgs) + len(self.vnets) + len(self.subnets) + len(self.seps) + len(self.workspaces)
-                + len(self.computes) + len(self.environments) + len(self.storage_accounts))
+                + len(self.computes) + len(self.environments) + len(self.storage_accounts)
+                + len(self.route_tables) + len(self.firewalls) + len(self.fw_policies) + len(self.ip_groups))
 
     def get(self, resource_id: str) -> Resource | None:
         k = ids.key(resource_id)
         for table in (self.nsgs, self.subnets, self.vnets, self.seps, self.workspaces, self.computes,
-                      self.environments, self.storage_accounts):
+                      self.environments, self.storage_accounts, self.route_tables, self.firewalls,
+                      self.fw_policies, self.ip_groups):
             if k in table:
                 return table[k]
         return None
 
     def all_resources(self) -> Iterable[Resource]:
         for table in (self.nsgs, self.vnets, self.subnets, self.seps, self.workspaces, self.computes,
-                      self.environments, self.storage_accounts):
+                      self.environments, self.storage_accounts, self.route_tables, self.firewalls,
+                      self.fw_policies, self.ip_groups):
             yield from table.values()
 
     @property
@@ -235,7 +251,8 @@ def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], sourc
     tables: dict[str, dict] = {NSG: nsgs, VNET: vnets, SEP: seps, WORKSPACE: workspaces, COMPUTE: computes,
                                ENV_VERSION: environments, STORAGE: storage_accounts}
     # Standalone children by parent key, then by their own key (a standalone child wins).
-    standalone: dict[str, dict[str, dict[str, Any]]] = {RULE: {}, SUBNET: {}, SEP_DEF: {}}
+    standalone: dict[str, dict[str, dict[str, Any]]] = {RULE: {}, SUBNET: {}, SEP_DEF: {}, ROUTE: {}, RCG: {}}
+    egress: dict[str, dict] = {ROUTE_TABLE: {}, FIREWALL: {}, FW_POLICY: {}, IP_GROUP: {}}
     notices: list[Notice] = []
     ignored: dict[str, int] = {}
     read: dict[str, int] = {}
@@ -261,6 +278,8 @@ def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], sourc
         table = tables.get(t)
         if table is not None:
             table[ids.key(res.id)] = res
+        elif t in egress:
+            egress[t][ids.key(res.id)] = res
         elif t in standalone:  # a standalone rule, subnet or policy definition
             standalone[t].setdefault(_parent_key(res.id), {})[ids.key(res.id)] = res
     standalone_rules, standalone_subnets, standalone_defs = standalone[RULE], standalone[SUBNET], standalone[SEP_DEF]
@@ -293,11 +312,20 @@ def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], sourc
         if sep_key not in seps:
             for d in defs.values():
                 notices.append(Notice("absent", d.id, f"definition's policy {d.sep_id} is not in the {source}"))
+    if egress[ROUTE_TABLE] or egress[FW_POLICY] or standalone[ROUTE] or standalone[RCG]:
+        _fold(egress[ROUTE_TABLE], standalone[ROUTE], "routes")
+        _fold(egress[FW_POLICY], standalone[RCG], "groups")
+        for parent_key, kids in (*standalone[ROUTE].items(), *standalone[RCG].items()):
+            if parent_key not in egress[ROUTE_TABLE] and parent_key not in egress[FW_POLICY]:
+                for child in kids.values():
+                    notices.append(Notice("absent", child.id, f"{child.name}'s parent {ids.parent_id(child.id)} "
+                                          f"is not in the {source}"))
     extra = tuple(extra_guarded_subnets)
     # Every field in order: nsgs, vnets, subnets, seps, workspaces, computes, environments,
     # storage accounts, notices, ignored, read counts, extra guarded, then the four indexes.
     return Picture(nsgs, vnets, subnets, seps, workspaces, computes, environments, storage_accounts, notices, ignored,
-                   read, extra, *_index(vnets, subnets, computes, extra))
+                   read, extra, *_index(vnets, subnets, computes, extra), egress[ROUTE_TABLE], egress[FIREWALL],
+                   egress[FW_POLICY], egress[IP_GROUP], {})
 
 
 def _index(vnets: dict[str, VirtualNetwork], subnets: dict[str, Subnet], computes: dict[str, Compute],

@@ -125,7 +125,8 @@ param tags object = {}
 
 // ---------------------------------------------------------------------------------------------
 // The operations the Event Grid handler maps: exactly exfilguard.operations.MAPPED_OPERATION_NAMES
-// (tests/test_infra.py checks both are the same set). Event Grid allows at most 25 values.
+// (tests/test_infra.py checks both are the same set). Event Grid allows at most 25 values in an
+// event subscription's filter, so the list is split over ceil(n / 25) event subscriptions.
 // ---------------------------------------------------------------------------------------------
 var handledOperationNames = [
   'Microsoft.Network/networkSecurityGroups/write'
@@ -148,7 +149,18 @@ var handledOperationNames = [
   'Microsoft.MachineLearningServices/workspaces/provisionManagedNetwork/action'
   'Microsoft.Storage/storageAccounts/privateEndpointConnections/write'
   'Microsoft.Storage/storageAccounts/privateEndpointConnections/delete'
+  'Microsoft.Network/routeTables/write'
+  'Microsoft.Network/routeTables/delete'
+  'Microsoft.Network/routeTables/routes/write'
+  'Microsoft.Network/routeTables/routes/delete'
+  'Microsoft.Network/azureFirewalls/write'
+  'Microsoft.Network/firewallPolicies/write'
+  'Microsoft.Network/firewallPolicies/ruleCollectionGroups/write'
+  'Microsoft.Network/firewallPolicies/ruleCollectionGroups/delete'
+  'Microsoft.Network/ipGroups/write'
 ]
+var maxFilterValues = 25
+var operationChunks = (length(handledOperationNames) + maxFilterValues - 1) / maxFilterValues
 
 var eventFunctionName = 'on_resource_event'
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -386,24 +398,25 @@ module deadLetterAccess 'modules/deadletter-access.bicep' = {
   }
 }
 
-module eventSubscription 'modules/eventgrid-subscription.bicep' = if (subscribeToEvents) {
-  name: 'exfilguard-eventsubscription'
+// One event subscription per 25 operations (the first keeps its original name).
+module eventSubscription 'modules/eventgrid-subscription.bicep' = [for i in range(0, operationChunks): if (subscribeToEvents) {
+  name: i == 0 ? 'exfilguard-eventsubscription' : 'exfilguard-eventsubscription-${i + 1}'
   scope: resourceGroup(systemTopicResourceGroup)
   dependsOn: [
     deadLetterAccess
   ]
   params: {
     systemTopicName: systemTopic.outputs.name
-    name: 'exfilguard'
+    name: i == 0 ? 'exfilguard' : 'exfilguard-${i + 1}'
     functionAppId: functionApp.outputs.id
     functionName: eventFunctionName
-    operationNames: handledOperationNames
+    operationNames: take(skip(handledOperationNames, i * maxFilterValues), maxFilterValues)
     deadLetterStorageAccountId: storage.outputs.id
     deadLetterContainerName: storage.outputs.deadLetterContainerName
     maxDeliveryAttempts: maxDeliveryAttempts
     eventTimeToLiveInMinutes: eventTimeToLiveInMinutes
   }
-}
+}]
 
 // ---------------------------------------------------------------------------------------------
 // Outputs (azd stores them in the environment: azd env get-values)

@@ -1,8 +1,9 @@
 """Regenerates the bundled samples: ``python samples/build.py`` from the repository root.
 
 The compliant subscription is two ML workspaces (West Europe and East US) set up as the
-exfiltration article says. The drifted one is the same subscription after a dozen
-realistic changes, each commented with the rule it trips.
+exfiltration article says, and a third (North Europe) whose spoke subnet sends its internet
+traffic through a hub Azure Firewall (the seed's "Firewall" tab). The drifted one is the same
+subscription after a dozen realistic changes, each commented with the rule it trips.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests import factory as f
 
-WEU, EUS = "westeurope", "eastus"
-RG_WEU, RG_EUS = "rg-ml-weu", "rg-ml-eus"
+WEU, EUS, NEU = "westeurope", "eastus", "northeurope"
+RG_WEU, RG_EUS, RG_NEU = "rg-ml-weu", "rg-ml-eus", "rg-ml-neu"
 
 
 def compliant() -> list[dict]:
-    return [*f.region_stack(RG_WEU, WEU, 10), *f.region_stack(RG_EUS, EUS, 20)]
+    return [*f.region_stack(RG_WEU, WEU, 10), *f.region_stack(RG_EUS, EUS, 20), *f.firewalled_stack(RG_NEU, NEU, 30)]
 
 
 def _by_name(resources: list[dict], name: str) -> dict:
@@ -78,6 +79,16 @@ def drifted() -> list[dict]:
     # EXF-WS-03: the West Europe storage account lost its private endpoint.
     st_weu = next(r for r in res if r["id"] == ws_weu["properties"]["storageAccount"])
     st_weu["properties"]["privateEndpointConnections"] = []
+
+    # EXF-FW-01: the hub firewall's policy gained the "quickstart" allowances of a hub-and-spoke
+    # template: global Storage, AzureFrontDoor.Frontend and AzureCloud, plus pypi and GitHub.
+    spoke = _by_name(res, f"vnet-ml-fw-{NEU}")["properties"]["subnets"][0]["properties"]["addressPrefix"]
+    rcg = next(r for r in res if r["name"] == "rcg-ml" and RG_NEU in r["id"])
+    rcg["properties"]["ruleCollections"].append(f.collection("quickstart-allow", 400, "Allow", [
+        f.net_rule("azure-services", ["Storage", "AzureFrontDoor.Frontend", "AzureCloud"], ["443"], [spoke]),
+        f.app_rule("packages", ["pypi.org", "files.pythonhosted.org", "github.com", "*.githubusercontent.com"],
+                   [spoke]),
+    ]))
 
     inference_id = inference["id"]
     res += [

@@ -231,3 +231,166 @@ def region_stack(rg: str, region: str, idx: int, sub: str = SUB) -> list[dict[st
             compute(ws["id"], f"ci-{region}", region, subnet=sn["id"]),
             compute(ws["id"], f"cpu-cluster-{region}", region, kind="AmlCompute", subnet=sn["id"]),
             environment(ws["id"], "training-env", "3", "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest")]
+
+
+# --------------------------------------------------------------------------- egress through a firewall
+def route_table_id(rg: str, name: str, sub: str = SUB) -> str:
+    return f"{rg_id(rg, sub)}/providers/Microsoft.Network/routeTables/{name}"
+
+
+def firewall_id(rg: str, name: str, sub: str = SUB) -> str:
+    return f"{rg_id(rg, sub)}/providers/Microsoft.Network/azureFirewalls/{name}"
+
+
+def policy_id(rg: str, name: str, sub: str = SUB) -> str:
+    return f"{rg_id(rg, sub)}/providers/Microsoft.Network/firewallPolicies/{name}"
+
+
+def ip_group_id(rg: str, name: str, sub: str = SUB) -> str:
+    return f"{rg_id(rg, sub)}/providers/Microsoft.Network/ipGroups/{name}"
+
+
+def route(table: str, name: str, prefix: str, hop: str, ip: str | None = None) -> dict[str, Any]:
+    props: dict[str, Any] = {"addressPrefix": prefix, "nextHopType": hop, "provisioningState": "Succeeded"}
+    if ip:
+        props["nextHopIpAddress"] = ip
+    return {"id": f"{table}/routes/{name}", "name": name, "type": "Microsoft.Network/routeTables/routes",
+            "etag": 'W/"7a6b5c4d-0000-0000-0000-000000000001"', "properties": props}
+
+
+def route_table(rg: str, name: str, location: str, routes: list[tuple], sub: str = SUB) -> dict[str, Any]:
+    """``routes``: (name, prefix, next hop type[, next hop IP]) tuples, inline as ARM returns them."""
+    tid = route_table_id(rg, name, sub)
+    return {"id": tid, "name": name, "type": "Microsoft.Network/routeTables", "location": location, "tags": {},
+            "etag": 'W/"7a6b5c4d-0000-0000-0000-000000000001"',
+            "properties": {"provisioningState": "Succeeded", "disableBgpRoutePropagation": True,
+                           "routes": [route(tid, *r) for r in routes]}}
+
+
+def with_route_table(subnet_body: dict[str, Any], table: str) -> dict[str, Any]:
+    subnet_body["properties"]["routeTable"] = {"id": table}
+    return subnet_body
+
+
+def firewall(rg: str, name: str, location: str, ip: str, subnet: str, policy: str | None = None,
+             app_collections: list[dict] | None = None, net_collections: list[dict] | None = None,
+             sub: str = SUB) -> dict[str, Any]:
+    fid = firewall_id(rg, name, sub)
+    props: dict[str, Any] = {
+        "provisioningState": "Succeeded", "sku": {"name": "AZFW_VNet", "tier": "Standard"},
+        "threatIntelMode": "Alert",
+        "ipConfigurations": [{"name": "ipconfig1", "id": f"{fid}/azureFirewallIpConfigurations/ipconfig1",
+                              "properties": {"privateIPAddress": ip, "subnet": {"id": subnet},
+                                             "privateIPAllocationMethod": "Dynamic"}}],
+        "applicationRuleCollections": app_collections or [], "networkRuleCollections": net_collections or [],
+        "natRuleCollections": []}
+    if policy:
+        props["firewallPolicy"] = {"id": policy}
+    return {"id": fid, "name": name, "type": "Microsoft.Network/azureFirewalls", "location": location, "tags": {},
+            "etag": 'W/"3e4f5a6b-0000-0000-0000-000000000001"', "properties": props}
+
+
+def classic_collection(name: str, priority: int, action: str, rules: list[dict]) -> dict[str, Any]:
+    return {"name": name, "properties": {"priority": priority, "action": {"type": action}, "rules": rules}}
+
+
+def firewall_policy(rg: str, name: str, location: str, groups: list[str], base: str | None = None,
+                    sub: str = SUB) -> dict[str, Any]:
+    pid = policy_id(rg, name, sub)
+    props: dict[str, Any] = {"provisioningState": "Succeeded", "threatIntelMode": "Alert",
+                             "sku": {"tier": "Standard"},
+                             "ruleCollectionGroups": [{"id": f"{pid}/ruleCollectionGroups/{g}"} for g in groups]}
+    if base:
+        props["basePolicy"] = {"id": base}
+    return {"id": pid, "name": name, "type": "Microsoft.Network/firewallPolicies", "location": location,
+            "tags": {}, "etag": 'W/"4f5a6b7c-0000-0000-0000-000000000001"', "properties": props}
+
+
+def app_rule(name: str, fqdns: list[str], sources: list[str] | None = None, ip_groups: list[str] | None = None,
+             protocols: list[tuple[str, int]] | None = None, **extra: list[str]) -> dict[str, Any]:
+    return {"ruleType": "ApplicationRule", "name": name, "sourceAddresses": sources if sources is not None else [],
+            "sourceIpGroups": ip_groups or [],
+            "protocols": [{"protocolType": t, "port": p} for t, p in (protocols or [("Https", 443)])],
+            "targetFqdns": fqdns, "fqdnTags": extra.get("fqdnTags", []),
+            "webCategories": extra.get("webCategories", []), "targetUrls": extra.get("targetUrls", []),
+            "terminateTLS": False}
+
+
+def net_rule(name: str, destinations: list[str], ports: list[str], sources: list[str] | None = None,
+             protocols: list[str] | None = None, fqdns: list[str] | None = None,
+             ip_groups: list[str] | None = None) -> dict[str, Any]:
+    return {"ruleType": "NetworkRule", "name": name, "ipProtocols": protocols or ["TCP"],
+            "sourceAddresses": sources if sources is not None else [], "sourceIpGroups": ip_groups or [],
+            "destinationAddresses": destinations, "destinationIpGroups": [], "destinationFqdns": fqdns or [],
+            "destinationPorts": ports}
+
+
+def collection(name: str, priority: int, action: str, rules: list[dict]) -> dict[str, Any]:
+    return {"ruleCollectionType": "FirewallPolicyFilterRuleCollection", "name": name, "priority": priority,
+            "action": {"type": action}, "rules": rules}
+
+
+def rule_collection_group(policy: str, name: str, priority: int, collections: list[dict]) -> dict[str, Any]:
+    return {"id": f"{policy}/ruleCollectionGroups/{name}", "name": name,
+            "type": "Microsoft.Network/firewallPolicies/ruleCollectionGroups",
+            "etag": 'W/"5a6b7c8d-0000-0000-0000-000000000001"',
+            "properties": {"provisioningState": "Succeeded", "priority": priority, "ruleCollections": collections}}
+
+
+def ip_group(rg: str, name: str, location: str, addresses: list[str], sub: str = SUB) -> dict[str, Any]:
+    return {"id": ip_group_id(rg, name, sub), "name": name, "type": "Microsoft.Network/ipGroups",
+            "location": location, "tags": {}, "etag": 'W/"6b7c8d9e-0000-0000-0000-000000000001"',
+            "properties": {"provisioningState": "Succeeded", "ipAddresses": addresses}}
+
+
+def ml_firewall_rules(region: str, source: str) -> list[dict[str, Any]]:
+    """Collections that let a guarded subnet reach exactly what Azure ML needs through a firewall."""
+    return [
+        collection("aml-net-allow", 200, "Allow", [
+            net_rule("aml", ["AzureMachineLearning"], ["443", "8787", "18881"], [source]),
+            net_rule("aml-udp", ["AzureMachineLearning"], ["5831"], [source], protocols=["UDP"]),
+            net_rule("storage-regional", [f"Storage.{region}"], ["443"], [source]),
+            net_rule("aad-arm", ["AzureActiveDirectory", "AzureResourceManager"], ["443"], [source]),
+        ]),
+        collection("aml-app-allow", 300, "Allow", [
+            app_rule("batch", [f"*.{region}.batch.azure.com", f"*.{region}.service.batch.azure.com"], [source]),
+            app_rule("curated-images", ["mcr.microsoft.com", "*.data.mcr.microsoft.com"], [source]),
+            app_rule("studio", ["ml.azure.com"], [source]),
+        ]),
+    ]
+
+
+def firewalled_stack(rg: str, region: str, idx: int, leaky: bool = False, sub: str = SUB) -> list[dict[str, Any]]:
+    """A hub firewall with a policy (and one rule collection group) and a spoke ML subnet whose route table
+    sends 0.0.0.0/0 to it; the spoke NSG keeps Azure's default internet rule (the firewall is the control).
+    ``leaky``: the policy also allows global Storage, AzureFrontDoor.Frontend and any FQDN, as hub-and-spoke
+    quickstarts often do."""
+    prefix = f"10.{idx}.1.0/24"
+    hub_vid = vnet_id(rg, f"vnet-hub-{region}", sub)
+    fw_subnet = subnet(hub_vid, "AzureFirewallSubnet", f"10.{idx + 100}.0.0/26")
+    hub = vnet(rg, f"vnet-hub-{region}", region, f"10.{idx + 100}.0.0/16", [fw_subnet], sub=sub)
+    pol = firewall_policy(rg, f"fwp-ml-{region}", region, ["rcg-ml"], sub=sub)
+    colls = ml_firewall_rules(region, prefix)
+    if leaky:
+        colls.append(collection("quickstart-allow", 400, "Allow", [
+            net_rule("storage-global", ["Storage", "AzureFrontDoor.Frontend"], ["443"], [prefix]),
+            app_rule("anything", ["*"], ["*"]),
+        ]))
+    rcg = rule_collection_group(pol["id"], "rcg-ml", 200, colls)
+    fw_ip = f"10.{idx + 100}.0.4"
+    fw = firewall(rg, f"fw-hub-{region}", region, fw_ip, fw_subnet["id"], pol["id"], sub=sub)
+    rt = route_table(rg, f"rt-ml-{region}", region, [("default-to-firewall", "0.0.0.0/0", "VirtualAppliance", fw_ip)],
+                     sub=sub)
+    st = storage(rg, f"stfw{region[:6]}{idx}", region, sub=sub)
+    nsg_body = nsg(rg, f"nsg-ml-fw-{region}", region,
+                   [*required_allows(region),
+                    rule("allow-aml-in", 300, direction="Inbound", source="AzureMachineLearning",
+                         dest="VirtualNetwork", ports="44224")], sub=sub)
+    sep_body = sep(rg, f"sep-ml-fw-{region}", region, [st["id"]], sub=sub)
+    vid = vnet_id(rg, f"vnet-ml-fw-{region}", sub)
+    sn = with_route_table(subnet(vid, "snet-training", prefix, nsg_body["id"], [sep_body["id"]],
+                                 [storage_endpoint(region)]), rt["id"])
+    vn = vnet(rg, f"vnet-ml-fw-{region}", region, f"10.{idx}.0.0/16", [sn], sub=sub)
+    ws = workspace(rg, f"mlw-fw-{region}", region, st["id"], sub=sub)
+    return [hub, fw, pol, rcg, rt, vn, nsg_body, sep_body, st, ws,
+            compute(ws["id"], f"ci-fw-{region}", region, subnet=sn["id"])]

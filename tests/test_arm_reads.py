@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from exfilguard import ids
-from exfilguard.sources.arm import ML_API_VERSION, ArmClient, ArmError, _policy_classes
+from exfilguard.sources.arm import ML_API_VERSION, NETWORK_API_VERSION, ArmClient, ArmError, _policy_classes
 from tests import factory as f
 from tests.arm_support import ExtendedEmulator, client_for, emulator, sample
 
@@ -86,8 +86,9 @@ def test_sweep_asks_for_lists_only_never_one_resource_at_a_time(emu: ExtendedEmu
     emu.reset_log()
     client.read_subscription()
     reads = emu.records(kind="read")
-    # 5 top-level types + per workspace (2): computes and environment containers + 3 version lists
-    assert len(reads) == 5 + 2 * 2 + 3
+    # 9 top-level types + per workspace (3): computes and environment containers + 3 version lists
+    # + per firewall policy (1): its rule collection groups
+    assert len(reads) == 9 + 3 * 2 + 3 + 1
     assert client.counts == {"GET": len(reads)}
 
 
@@ -102,12 +103,34 @@ def test_sweep_asks_for_lists_only_never_one_resource_at_a_time(emu: ExtendedEmu
     f"{WS_EUS}/computes/ci-quick-test",
     f.ws_id("rg-ml-weu", "mlw-westeurope") + "/environments/legacy-sklearn/versions/1",
     f.storage_id("rg-ml-weu", "stmlwesteu10"),
+    f.route_table_id("rg-ml-neu", "rt-ml-northeurope"),
+    f.route_table_id("rg-ml-neu", "rt-ml-northeurope") + "/routes/default-to-firewall",
+    f.firewall_id("rg-ml-neu", "fw-hub-northeurope"),
+    f.policy_id("rg-ml-neu", "fwp-ml-northeurope"),
+    f.policy_id("rg-ml-neu", "fwp-ml-northeurope") + "/ruleCollectionGroups/rcg-ml",
 ])
 def test_get_returns_the_raw_body_of_every_supported_type(emu: ExtendedEmulator, client: ArmClient,
                                                           resource_id: str) -> None:
     body = client.get(resource_id)
     assert body is not None
     assert body == emu.get_body(resource_id)
+
+
+def test_egress_reads_go_through_the_network_sdk_operations_at_the_pinned_version(emu: ExtendedEmulator,
+                                                                                   client: ArmClient) -> None:
+    """Route tables, firewalls, policies, groups and IP groups: the SDK's own operations, the same
+    API version as every other network read; a policy lists its groups and firewalls by reference."""
+    group = f.ip_group("rg-ml-neu", "ipg-spokes", "northeurope", ["10.30.0.0/16"])
+    emu.set_body(group["id"], group)
+    emu.reset_log()
+    policy = client.get(f.policy_id("rg-ml-neu", "fwp-ml-northeurope"))
+    assert [g["id"].rsplit("/", 1)[-1] for g in policy["properties"]["ruleCollectionGroups"]] == ["rcg-ml"]
+    assert [x["id"].rsplit("/", 1)[-1] for x in policy["properties"]["firewalls"]] == ["fw-hub-northeurope"]
+    table = client.get(f.route_table_id("rg-ml-neu", "rt-ml-northeurope"))
+    assert [s["id"].rsplit("/", 1)[-1] for s in table["properties"]["subnets"]] == ["snet-training"]
+    assert client.get(f.ip_group_id("rg-ml-neu", "ipg-spokes"))["properties"]["ipAddresses"] == ["10.30.0.0/16"]
+    reads = emu.records(kind="read")
+    assert len(reads) == 3 and {r.query.get("api-version") for r in reads} == {NETWORK_API_VERSION}
 
 
 def test_get_of_an_absent_resource_is_none(client: ArmClient) -> None:
@@ -177,7 +200,7 @@ def test_sweep_goes_on_past_a_list_it_may_not_read_when_asked_to(emu: ExtendedEm
     assert [e.action for e in errors] == ["Microsoft.Storage/storageAccounts/read"]
     types = Counter(b["type"] for b in bodies)
     assert "Microsoft.Storage/storageAccounts" not in types
-    assert types["Microsoft.Network/networkSecurityGroups"] == 2
+    assert types["Microsoft.Network/networkSecurityGroups"] == 3
     with pytest.raises(ArmError):
         client.read_subscription()
 

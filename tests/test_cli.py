@@ -38,7 +38,7 @@ def test_drifted_sample_reports_findings_and_exits_1():
     s = report["summary"]
     assert s["findings"] == sum(1 for x in report["findings"] if not x["exempt"])
     assert sum(s["bySeverity"].values()) == s["findings"]
-    assert s["resources"] == 23
+    assert s["resources"] == 35
     exempt = [x for x in report["findings"] if x["exempt"]]
     assert [x["ruleId"] for x in exempt] == ["EXF-CMP-04"]
     subnet_ids = [x["resourceId"] for x in report["findings"] if x["ruleId"].startswith("EXF-SN")]

@@ -42,12 +42,13 @@ EXPECTED = {
     "docs_ResourceNotifications_CreatedOrUpdated.cloudevents-schema.json": ("dropped", "bad-resource-id"),
     "docs_ResourceNotifications_CreatedOrUpdated.eventgrid-schema.json": ("dropped", "bad-resource-id"),
     "docs_SubscriptionValidationEvent.eventgrid-schema.json": ("dropped", "validation"),
-    # Route-table and firewall writes (hand-written samples): not routed until the firewall path exists.
-    "handmade_ResourceWriteSuccess_azureFirewalls.eventgrid-schema.json": ("dropped", "unmapped"),
-    "handmade_ResourceWriteSuccess_firewallPolicies_ruleCollectionGroups.eventgrid-schema.json":
-        ("dropped", "unmapped"),
-    "handmade_ResourceWriteSuccess_routeTables.eventgrid-schema.json": ("dropped", "unmapped"),
-    "handmade_ResourceWriteSuccess_routeTables_routes.eventgrid-schema.json": ("dropped", "unmapped"),
+    # Route-table and firewall writes (hand-written samples): mapped (tests/test_firewall_events.py
+    # delivers them with real IDs), then dropped here for their {subscription-id} placeholder.
+    "handmade_ResourceWriteSuccess_azureFirewalls.eventgrid-schema.json": ("dropped", "bad-resource-id"),
+    "handmade_ResourceWriteSuccess_firewallPolicies_ruleCollectionGroups.eventgrid-schema.json": (
+        "dropped", "bad-resource-id"),
+    "handmade_ResourceWriteSuccess_routeTables.eventgrid-schema.json": ("dropped", "bad-resource-id"),
+    "handmade_ResourceWriteSuccess_routeTables_routes.eventgrid-schema.json": ("dropped", "bad-resource-id"),
     "docs_SubscriptionValidationResponse.json": ("malformed", "no eventType"),
     "docs_subscription_ResourceActionSuccess.eventgrid-schema.json": ("dropped", "unmapped"),
     "docs_subscription_ResourceDeleteSuccess.eventgrid-schema.json": ("dropped", "unmapped"),

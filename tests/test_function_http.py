@@ -114,7 +114,7 @@ def tricky_ids(draw: st.DrawFn) -> str:
     elif kind == "suffix":
         return NSG_WEU + draw(st.sampled_from(["/", "/..", "?api-version=x", "/securityRules", "%00", "\n"]))
     else:
-        parts[-2] = draw(st.sampled_from(["virtualMachines", "routeTables", "storageAccount"]))
+        parts[-2] = draw(st.sampled_from(["virtualMachines", "natGateways", "storageAccount"]))
     return "/".join(parts)
 
 

@@ -187,13 +187,21 @@ def test_event_filter_holds_exactly_the_mapped_operations() -> None:
     missing = sorted(set(MAPPED_OPERATION_NAMES) - set(names))
     extra = sorted(set(names) - set(MAPPED_OPERATION_NAMES))
     assert not missing and not extra, f"not in the Bicep filter: {missing}; not mapped by the code: {extra}"
-    assert len(names) <= EVENT_GRID_MAX_FILTER_VALUES
+    # More than 25 operations: main.bicep splits them over event subscriptions of at most 25 each.
+    main = read(MAIN)
+    assert f"var maxFilterValues = {EVENT_GRID_MAX_FILTER_VALUES}" in main
+    assert ("var operationChunks = (length(handledOperationNames) + maxFilterValues - 1) / maxFilterValues"
+            in main)
+    assert "[for i in range(0, operationChunks): if (subscribeToEvents)" in main
+    assert "operationNames: take(skip(handledOperationNames, i * maxFilterValues), maxFilterValues)" in main
+    chunks = [names[i:i + EVENT_GRID_MAX_FILTER_VALUES] for i in range(0, len(names), EVENT_GRID_MAX_FILTER_VALUES)]
+    assert all(len(c) <= EVENT_GRID_MAX_FILTER_VALUES for c in chunks) and sum(map(len, chunks)) == len(names)
 
 
 def test_event_subscription_is_wired_to_the_handler_with_retries_and_dead_letters() -> None:
     main = read(MAIN)
     sub = read(MODULES / "eventgrid-subscription.bicep")
-    assert "operationNames: handledOperationNames" in main
+    assert "operationNames: take(skip(handledOperationNames, i * maxFilterValues), maxFilterValues)" in main
     assert "var eventFunctionName = 'on_resource_event'" in main
     assert "functionName: eventFunctionName" in main
     # One advanced filter: StringIn on data.operationName over the mapped operations.
@@ -234,10 +242,17 @@ def role_actions() -> dict[str, list[str]]:
 
 
 def documented_actions() -> dict[str, str]:
-    """Action -> its "Needed by" cell, from the table under "## Role actions" in docs/deploy.md."""
-    text = read(DEPLOY_DOC)
-    start = text.index("## Role actions\n") + len("## Role actions\n")
-    following = re.search(r"^#{1,2} ", text[start:], re.MULTILINE)
+    """Action -> its "Needed by" cell, from the tables under "## Role actions" in docs/deploy.md and
+    docs/firewall.md (the egress reads)."""
+    out = _documented_actions(read(DEPLOY_DOC))
+    egress = _documented_actions(read(ROOT / "docs" / "firewall.md"))
+    assert not set(out) & set(egress), "an action is listed in both docs/deploy.md and docs/firewall.md"
+    return out | egress
+
+
+def _documented_actions(text: str) -> dict[str, str]:
+    start = re.search(r"^#{2,3} Role actions\n", text, re.MULTILINE).end()
+    following = re.search(r"^#{1,3} ", text[start:], re.MULTILINE)
     section = text[start: start + following.start()] if following else text[start:]
     rows = re.findall(r"^\|\s*`([^`]+)`\s*\|([^|]*)\|", section, re.MULTILINE)
     assert rows, "no action rows in the Role actions table"

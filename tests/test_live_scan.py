@@ -63,7 +63,7 @@ def test_remediate_fixes_everything_fixable_and_a_second_scan_shows_only_alerts(
     code, first = scan(emu, "--remediate")
     assert code == 1
     auto, manual = _pairs(first, "auto"), _pairs(first, "manual")
-    assert len(auto) == 10 and len(manual) == 11
+    assert len(auto) == 10 and len(manual) == 12
     writes = first["writes"]
     assert {w["status"] for w in writes} == {"applied"}
     assert {(r, ids.key(w["resourceId"])) for w in writes for r in w["rules"]} == auto
@@ -90,8 +90,8 @@ def test_report_counts_every_request_by_verb(emu: ExtendedEmulator) -> None:
     _, report = scan(emu, "--remediate")
     log = Counter("poll" if r.kind == "poll" else r.method for r in emu.log)
     assert report["armRequests"] == dict(log)
-    # The drifted sample: 12 list pages read, one PUT per fixed resource, no GET before a write.
-    assert report["armRequests"]["GET"] == 12
+    # The drifted sample: 19 list pages read, one PUT per fixed resource, no GET before a write.
+    assert report["armRequests"]["GET"] == 19
     assert report["armRequests"]["PUT"] == 6
     assert report["armRequests"]["poll"] >= 6
     assert "POST" not in report["armRequests"] and "PATCH" not in report["armRequests"]

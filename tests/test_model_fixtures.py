@@ -12,7 +12,22 @@ from pathlib import Path
 import pytest
 
 from exfilguard import ids
-from exfilguard.model import COMPUTE, NSG, SEP, STORAGE, SUBNET, VNET, WORKSPACE, BadResource, parse_resource
+from exfilguard.model import (
+    COMPUTE,
+    FIREWALL,
+    FW_POLICY,
+    NSG,
+    RCG,
+    ROUTE,
+    ROUTE_TABLE,
+    SEP,
+    STORAGE,
+    SUBNET,
+    VNET,
+    WORKSPACE,
+    BadResource,
+    parse_resource,
+)
 from exfilguard.picture import build
 from tests import factory as f
 from tests.support import DATA
@@ -67,6 +82,7 @@ def test_every_spec_example_response_loads():
         NSG: 5, SUBNET: 7, VNET: 5, SEP: 5, WORKSPACE: 3, COMPUTE: 10,
         "microsoft.network/networksecuritygroups/securityrules": 3,
         "microsoft.network/serviceendpointpolicies/serviceendpointpolicydefinitions": 2,
+        ROUTE_TABLE: 2, ROUTE: 2, FIREWALL: 6, FW_POLICY: 2, RCG: 5,
     }
     # The one upstream body that is not valid for its type (a definition with an NSG rule's id)
     # is skipped with a message naming the field, not a crash.
@@ -76,7 +92,7 @@ def test_every_spec_example_response_loads():
 def test_every_cassette_response_loads():
     counts, skipped = _read_all(_cassettes(), cassette_bodies)
     # Bodies as recorded: several cassettes list the same NSGs or accounts before and after an action.
-    assert dict(counts) == {NSG: 58, STORAGE: 26, VNET: 10, WORKSPACE: 3, COMPUTE: 1,
+    assert dict(counts) == {NSG: 58, STORAGE: 26, VNET: 10, WORKSPACE: 3, COMPUTE: 1, ROUTE_TABLE: 2,
                             "microsoft.network/networksecuritygroups/securityrules": 1}
     # Service tags (no id) and an event-subscription body without an ARM id are reported skips.
     assert len(skipped) == 2
@@ -324,3 +340,34 @@ def test_azure_default_rules_read_at_once_agree_with_one_at_a_time():
     reordered["properties"]["defaultSecurityRules"].reverse()
     by_name = {r.name: r for r in parse_resource(nsgs[0]).default_rules}
     assert {r.name: r for r in parse_resource(reordered).default_rules} == by_name
+
+
+def test_firewall_fixtures_read_their_rules():
+    """What the egress rules read from the real and hand-written firewall examples."""
+    def body(name: str) -> dict:
+        return json.loads((FIXTURES / "azure/network" / name).read_text())["responses"]["200"]["body"]
+
+    classic = parse_resource(body("AzureFirewallGet.json"))
+    assert classic.private_ips == ("10.0.0.0",) and classic.policy_id is None
+    assert {r.kind for r in classic.classic_rules} == {"application", "network"}
+    net = next(r for r in classic.classic_rules if r.kind == "network")
+    assert net.destination_addresses and net.source_addresses
+    hub = parse_resource(body("AzureFirewallPutInHub.json"))
+    assert hub.private_ips == ("10.0.0.0",) and hub.policy_id.endswith("/policy1")
+    web = parse_resource(body("FirewallPolicyRuleCollectionGroupWithWebCategoriesGet.json"))
+    assert any(r.web_categories for r in web.rules)
+    rt = parse_resource(body("handmade_RouteTableGet_egressRoutes.json"))
+    assert next((r.address_prefix, r.next_hop_type, r.next_hop_ip) for r in rt.routes) == (
+        "0.0.0.0/0", "VirtualAppliance", "10.0.100.4")
+    route = parse_resource(body("handmade_RouteTableRouteGet_defaultNone.json"))
+    assert route.type == ROUTE and route.route_table_id.endswith("/rt-ml-isolated")
+    groups = parse_resource(body("FirewallPolicyRuleCollectionGroupWithIpGroupsGet.json"))
+    assert groups is None  # upstream quirk: a "ruleGroups" ID is no type ExfilGuard reads
+
+
+def test_bad_firewall_rule_field_names_the_field():
+    rcg = f.rule_collection_group(f.policy_id("rg", "p"), "g", 100, [f.collection("c", 100, "Allow", [
+        f.app_rule("r", ["a.example"], ["*"])])])
+    rcg["properties"]["ruleCollections"][0]["rules"][0]["targetFqdns"] = "a.example"
+    with pytest.raises(BadResource, match=r"ruleCollections\[0\]\.rules\[0\]\.targetFqdns must be an array"):
+        parse_resource(rcg)

@@ -156,6 +156,46 @@ def viennaglobal_image(res):
     res.append(f.environment(ws(res)["id"], "old", "1", "viennaglobal.azurecr.io/azureml/base:latest"))
 
 
+def appliance_route(res):
+    res.extend(f.firewalled_stack("rg-rt", "uksouth", 41))
+    table = named(res, "rt-ml-uksouth")["properties"]["routes"][0]["properties"]
+    table["nextHopIpAddress"] = "10.250.0.4"
+
+
+def firewall_leak(res):
+    res.extend(f.firewalled_stack("rg-fw1", "northeurope", 42, leaky=True))
+
+
+def firewall_blocks_batch(res):
+    res.extend(f.firewalled_stack("rg-fw2", "eastus", 43))
+    rcg = next(r for r in res if r["name"] == "rcg-ml" and "rg-fw2" in r["id"])
+    rcg["properties"]["ruleCollections"][1]["rules"][0]["targetFqdns"] = []
+
+
+def firewall_subnet_storage_endpoint(res):
+    res.extend(f.firewalled_stack("rg-fw3", "westus", 44))
+    named(res, "vnet-hub-westus")["properties"]["subnets"][0]["properties"]["serviceEndpoints"] = [
+        f.storage_endpoint("westus")]
+    rcg = next(r for r in res if r["name"] == "rcg-ml" and "rg-fw3" in r["id"])
+    rcg["properties"]["ruleCollections"][0]["rules"] = [
+        r for r in rcg["properties"]["ruleCollections"][0]["rules"] if r["name"] != "storage-regional"]
+
+
+def managed_storage_tag(res):
+    w = ws(res)["properties"]["managedNetwork"]
+    w["isolationMode"] = "AllowOnlyApprovedOutbound"
+    w["outboundRules"]["storage-any"] = {"type": "ServiceTag", "category": "UserDefined", "status": "Active",
+                                         "destination": {"serviceTag": "Storage", "protocol": "TCP",
+                                                         "portRanges": "443", "action": "Allow"}}
+
+
+def managed_foreign_pe(res):
+    w = ws(res)["properties"]["managedNetwork"]
+    w["isolationMode"] = "AllowOnlyApprovedOutbound"
+    w["outboundRules"]["partner"] = {"type": "PrivateEndpoint", "category": "UserDefined", "status": "Active",
+                                     "destination": {"serviceResourceId": OTHER_ACCOUNT, "subresourceTarget": "blob"}}
+
+
 VIOLATIONS: dict[str, tuple[Callable, Config]] = {
     "EXF-SN-01": (no_storage_endpoint, Config()),
     "EXF-SN-02": (no_sep, Config(attach_sep_id=SEP_ID)),
@@ -179,6 +219,12 @@ VIOLATIONS: dict[str, tuple[Callable, Config]] = {
     "EXF-WS-04": (managed_internet, Config()),
     "EXF-WS-05": (managed_bad_fqdn, Config()),
     "EXF-ENV-01": (viennaglobal_image, Config()),
+    "EXF-RT-01": (appliance_route, Config()),
+    "EXF-FW-01": (firewall_leak, Config()),
+    "EXF-FW-02": (firewall_blocks_batch, Config()),
+    "EXF-FW-03": (firewall_subnet_storage_endpoint, Config()),
+    "EXF-WS-06": (managed_storage_tag, Config()),
+    "EXF-WS-07": (managed_foreign_pe, Config()),
 }
 
 

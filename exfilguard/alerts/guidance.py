@@ -41,6 +41,12 @@ _FRIENDLY_TYPES: dict[str, str] = {
     "microsoft.machinelearningservices/workspaces/computes": "Machine Learning compute",
     "microsoft.machinelearningservices/workspaces/environments/versions": "Machine Learning environment version",
     "microsoft.storage/storageaccounts": "Storage account",
+    "microsoft.network/routetables": "Route table",
+    "microsoft.network/routetables/routes": "Route",
+    "microsoft.network/azurefirewalls": "Azure Firewall",
+    "microsoft.network/firewallpolicies": "Firewall policy",
+    "microsoft.network/firewallpolicies/rulecollectiongroups": "Firewall rule collection group",
+    "microsoft.network/ipgroups": "IP group",
 }
 
 

@@ -24,6 +24,7 @@ from .. import ids, model
 from ..config import Config
 from ..state import IndexedCompute, State
 from ..telemetry import get_logger
+from . import egress_closure
 
 log = get_logger("exfilguard.closure")
 
@@ -77,6 +78,9 @@ def _ref_ids(items: Any) -> list[str]:
 _WITH_DELETION = {model.COMPUTE: "compute", model.WORKSPACE: "workspace", model.SUBNET: "subnet"}
 _PLAIN = {model.NSG: "nsg", model.SEP: "sep", model.VNET: "vnet", model.ENV_VERSION: "env_version",
           model.STORAGE: "storage"}
+# Egress resources (egress_closure.py); a route or rule collection group is read through its parent.
+_EGRESS = {model.ROUTE_TABLE: egress_closure.route_table, model.FIREWALL: egress_closure.firewall,
+           model.FW_POLICY: egress_closure.policy, model.IP_GROUP: egress_closure.ip_group}
 
 
 class ClosureReader:
@@ -104,6 +108,17 @@ class ClosureReader:
             parent = ids.parse(resource_id).parent
             assert parent is not None
             return self.around(model.SEP, str(parent))
+        if t in (model.ROUTE, model.RCG):
+            parent = ids.parse(resource_id).parent
+            assert parent is not None
+            return self.around(model.ROUTE_TABLE if t == model.ROUTE else model.FW_POLICY, str(parent))
+        if t in _EGRESS:
+            if deleted:
+                self.read.gone.append(resource_id)
+                self.read.notes.append(f"{resource_id} was deleted; nothing left to evaluate")
+            else:
+                _EGRESS[t](self, resource_id)
+            return self.read
         if t in _WITH_DELETION:
             getattr(self, _WITH_DELETION[t])(resource_id, deleted=deleted)
         elif t not in _PLAIN:
@@ -237,9 +252,14 @@ class ClosureReader:
             if not (on_subnet or self._configured(sid)):
                 continue  # not guarded: its region does not matter to this NSG's rules
             parsed = ids.try_parse(sid)
-            if parsed is None or parsed.parent is None or self.get(str(parsed.parent)) is None:
+            vnet_body = self.get(str(parsed.parent)) if parsed is not None and parsed.parent is not None else None
+            if vnet_body is None:
                 continue
-            self._guard(sid, on_subnet or [], per_workspace=False)
+            if self._guard(sid, on_subnet or [], per_workspace=False):
+                # The NSG's verdict depends on where the subnet's internet traffic goes.
+                for s in _props(vnet_body).get("subnets") or []:
+                    if isinstance(s, dict) and ids.key(str(s.get("id", ""))) == ids.key(sid):
+                        egress_closure.subnet_route(self, _props(s), whole=False)
 
     def sep(self, sep_id: str) -> None:
         """The policy, its guarded subnets and every workspace with a compute on them."""
@@ -287,6 +307,7 @@ class ClosureReader:
                 continue
             self._affect(sid)
             self.state.note_subnet(sid, nsg if isinstance(nsg, str) else None, seps)
+            egress_closure.subnet_route(self, props, whole=True)
             if isinstance(nsg, str) and nsg.strip():
                 self.nsg(nsg.strip())
             for sep in seps:

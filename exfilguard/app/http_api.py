@@ -120,7 +120,8 @@ def parse_body(body: bytes, headers: Mapping[str, str], *, max_bytes: int, subsc
     if ids.type_key(rid.type) not in EVALUATED_TYPES:
         raise BadRequest(f"resourceId: type {rid.type} is not one ExfilGuard evaluates (NSGs and their rules, "
                          "VNets and subnets, service endpoint policies and their definitions, ML workspaces, "
-                         "computes and environment versions, storage accounts)")
+                         "computes and environment versions, storage accounts, route tables and routes, Azure "
+                         "firewalls, firewall policies and their rule collection groups, IP groups)")
     return EvaluateRequest(rid, remediate)
 
 

@@ -7,9 +7,9 @@ A family module takes its rules' metadata from :mod:`exfilguard.catalog` and hol
 from __future__ import annotations
 
 from ..catalog import RULES, Rule
-from . import compute, environment, nsg, sep, subnet, workspace
+from . import compute, environment, firewall, managed_network, nsg, sep, subnet, workspace
 from .base import Context
 
-FAMILIES = (subnet, sep, nsg, compute, workspace, environment)
+FAMILIES = (subnet, sep, nsg, firewall, compute, workspace, managed_network, environment)
 
 __all__ = ["FAMILIES", "RULES", "Context", "Rule"]

@@ -17,6 +17,7 @@ from types import MappingProxyType
 
 from .. import nsg as engine
 from ..catalog import RULES as CATALOG
+from ..egress import nsg_judged_as_written
 from ..findings import Finding
 from ..fixes import Edit, EditError, Sel, apply_edit, apply_edits, copy_json, selects, upsert_position
 from ..model import ALL_PORTS, NSG, RULE, Nsg, PortRange, RuleFacts, SecurityRule, memo_put, ordered_rules, parse_rule
@@ -142,6 +143,12 @@ def _outbound_verdict(facts: RuleFacts, permitted: Mapping[str, str | None]) -> 
 def _internet_sources(source_prefixes: tuple[str, ...]) -> tuple[str, ...]:
     """The sources of an inbound Allow rule that are the internet or public addresses (EXF-NSG-05)."""
     return tuple(s for s in source_prefixes if s.strip().lower() in engine.GENERIC_INTERNET or engine.is_public(s))
+
+
+def _internet_bound(dest: str) -> bool:
+    """A destination the NSG must let reach a firewall or appliance (``*``, ``Internet``,
+    ``0.0.0.0/0``, a public prefix): not an NSG-02 leak where the firewall controls egress."""
+    return dest.strip().lower() in engine.GENERIC_INTERNET or engine.is_public(dest)
 
 
 _ACCESS_OF = itemgetter(0)  # of a decision: (access, deciding rule)
@@ -331,9 +338,11 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
     taken: set[int] | None = None  # priorities in use: worked out when a rule is to be added
     findings: dict[str, Finding] = {}
 
-    # EXF-NSG-01
+    # EXF-NSG-01; with NSG-02's internet destinations, waived when every subnet's internet
+    # traffic goes to a firewall, another appliance or nowhere (egress.py)
+    as_written = nsg_judged_as_written(ctx.picture, subnets)
     leaks = []
-    for g in subnets:
+    for g in subnets if as_written else ():
         prefixes = g.subnet.address_prefixes if g.subnet else ()
         leaking, why = engine.internet_leak(outbound, prefixes)
         if leaking:
@@ -373,6 +382,8 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
             known = rule.facts.memo.get(pid)  # _outbound_verdict() inline when it is known
             bad, wide = known[1] if known is not None and known[0] is permitted else _outbound_verdict(
                 rule.facts, permitted)
+            if bad and not as_written:
+                bad = tuple(d for d in bad if not _internet_bound(d))
             if bad:
                 nsg02_items.append(f"{rule.name} ({rule.priority}) -> {', '.join(bad)}{_unread_note(rule)}")
                 plural = (rule.raw.get("properties") or {}).get("destinationAddressPrefixes") or []

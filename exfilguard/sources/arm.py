@@ -39,7 +39,21 @@ from urllib.parse import quote, urlsplit
 
 from .. import endpoint as endpoint_mod
 from .. import ids
-from ..model import NSG, RULE, SEP, SEP_DEF, SUBNET, VNET, WORKSPACE
+from ..model import (
+    FIREWALL,
+    FW_POLICY,
+    IP_GROUP,
+    NSG,
+    RCG,
+    ROUTE,
+    ROUTE_TABLE,
+    RULE,
+    SEP,
+    SEP_DEF,
+    SUBNET,
+    VNET,
+    WORKSPACE,
+)
 
 ML_API_VERSION = "2025-12-01"
 STORAGE_API_VERSION = "2023-05-01"
@@ -58,6 +72,13 @@ _NETWORK_OPERATIONS = {
     SUBNET: "subnets",
     SEP: "service_endpoint_policies",
     SEP_DEF: "service_endpoint_policy_definitions",
+    # egress through a firewall (read only: ExfilGuard never writes these)
+    ROUTE_TABLE: "route_tables",
+    ROUTE: "routes",
+    FIREWALL: "azure_firewalls",
+    FW_POLICY: "firewall_policies",
+    RCG: "firewall_policy_rule_collection_groups",
+    IP_GROUP: "ip_groups",
 }
 
 # What a subscription sweep lists at the top level, in this order.
@@ -67,6 +88,10 @@ SWEEP_TYPES = (
     "Microsoft.Network/serviceEndpointPolicies",
     "Microsoft.Storage/storageAccounts",
     "Microsoft.MachineLearningServices/workspaces",
+    "Microsoft.Network/routeTables",
+    "Microsoft.Network/azureFirewalls",
+    "Microsoft.Network/firewallPolicies",
+    "Microsoft.Network/ipGroups",
 )
 
 DEFAULT_POLL_SECONDS = 5.0
@@ -465,10 +490,17 @@ class ArmClient:
             return got
 
         workspaces: list[dict] = []
+        policies: list[dict] = []
         for resource_type in SWEEP_TYPES:
             got = collect(resource_type.rsplit("/", 1)[-1], self.list_type(resource_type))
             if ids.type_key(resource_type) == WORKSPACE:
                 workspaces = got
+            elif ids.type_key(resource_type) == FW_POLICY:
+                policies = got
+        for policy in policies:  # a policy lists its rule collection groups by reference only
+            if isinstance(policy.get("id"), str):
+                collect(f"{policy.get('name') or 'policy'}/ruleCollectionGroups",
+                        self.list_children(policy["id"], "ruleCollectionGroups"))
         for ws in workspaces:
             ws_id = ws.get("id")
             if not isinstance(ws_id, str):

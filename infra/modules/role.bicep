@@ -1,6 +1,7 @@
 // ExfilGuard's custom role: exactly the ARM actions its rules read and remediate, no wildcards,
-// assignable and assigned at this subscription only. README.md lists every action with
-// the rule that needs it; tests/test_infra.py checks that the two lists agree.
+// assignable and assigned at this subscription only. README.md (and docs/firewall.md for the
+// egress reads) list every action with the rule that needs it; tests/test_infra.py checks that
+// the lists agree.
 targetScope = 'subscription'
 
 @description('Principal ID of the user-assigned identity ExfilGuard runs as.')
@@ -23,6 +24,13 @@ var readActions = [
   'Microsoft.MachineLearningServices/workspaces/environments/read'
   'Microsoft.MachineLearningServices/workspaces/environments/versions/read'
   'Microsoft.Storage/storageAccounts/read'
+  // Egress through a firewall (EXF-RT-01, EXF-FW-01..03, the NSG-01/02 exceptions): read only.
+  'Microsoft.Network/routeTables/read'
+  'Microsoft.Network/routeTables/routes/read'
+  'Microsoft.Network/azureFirewalls/read'
+  'Microsoft.Network/firewallPolicies/read'
+  'Microsoft.Network/firewallPolicies/ruleCollectionGroups/read'
+  'Microsoft.Network/ipGroups/read'
 ]
 
 // Writes: the automatic fixes. A subnet PUT re-checks join permission on every resource the

@@ -18,6 +18,12 @@ _KNOWN = (
     "Microsoft.MachineLearningServices/workspaces/environments",
     "Microsoft.MachineLearningServices/workspaces/environments/versions",
     "Microsoft.Storage/storageAccounts",
+    "Microsoft.Network/routeTables",
+    "Microsoft.Network/routeTables/routes",
+    "Microsoft.Network/azureFirewalls",
+    "Microsoft.Network/firewallPolicies",
+    "Microsoft.Network/firewallPolicies/ruleCollectionGroups",
+    "Microsoft.Network/ipGroups",
 )
 KNOWN_TYPES: dict[str, str] = {t.lower(): t for t in _KNOWN}
 
@@ -45,7 +51,54 @@ INLINE: dict[str, InlineChildren] = {
     "microsoft.network/virtualnetworks": InlineChildren("subnets", "subnets"),
     "microsoft.network/serviceendpointpolicies": InlineChildren(
         "serviceEndpointPolicyDefinitions", "serviceEndpointPolicyDefinitions"),
+    "microsoft.network/routetables": InlineChildren("routes", "routes"),
 }
+
+# Children a parent lists by reference only (``properties.<prop>: [{id}]``), as a firewall policy
+# lists its rule collection groups: the rules live in the child resources.
+REFERENCED_CHILDREN: dict[str, InlineChildren] = {
+    "microsoft.network/firewallpolicies": InlineChildren("ruleCollectionGroups", "ruleCollectionGroups"),
+}
+
+# ARM's read-only back-references: a resource of the first type that points at another (through the
+# JSON paths listed) makes that one list it in ``properties.<prop>``. Each target type's props,
+# always present (empty lists included), as ARM returns them.
+_SUBNET = "microsoft.network/virtualnetworks/subnets"
+BACKREFS: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
+    _SUBNET: ((("networkSecurityGroup",), "subnets"), (("serviceEndpointPolicies", "*"), "subnets"),
+              (("routeTable",), "subnets")),
+    "microsoft.network/azurefirewalls": ((("firewallPolicy",), "firewalls"),),
+    "microsoft.network/firewallpolicies": ((("basePolicy",), "childPolicies"),),
+    # An IP group lists the policies whose rules name it (the group's policy, one level up).
+    "microsoft.network/firewallpolicies/rulecollectiongroups": tuple(
+        (("ruleCollections", "*", "rules", "*", field, "*"), "firewallPolicies")
+        for field in ("sourceIpGroups", "destinationIpGroups")),
+}
+# Back-references recorded for an ancestor of the referring resource: type -> levels up.
+BACKREF_OWNER_LEVELS: dict[str, int] = {"microsoft.network/firewallpolicies/rulecollectiongroups": 1}
+BACKREF_PROPS: dict[str, tuple[str, ...]] = {
+    "microsoft.network/networksecuritygroups": ("subnets",),
+    "microsoft.network/serviceendpointpolicies": ("subnets",),
+    "microsoft.network/routetables": ("subnets",),
+    "microsoft.network/firewallpolicies": ("firewalls", "childPolicies"),
+    "microsoft.network/ipgroups": ("firewallPolicies",),
+}
+
+
+def referenced_ids(props: dict[str, Any], path: tuple[str, ...]) -> list[str]:
+    """The ``{id}`` references at ``path`` (``*`` walks a list) in a resource's properties."""
+    nodes: list[Any] = [props]
+    for step in path:
+        nxt: list[Any] = []
+        for n in nodes:
+            if step == "*":
+                nxt.extend(n if isinstance(n, list) else [])
+            elif isinstance(n, dict):
+                nxt.append(n.get(step))
+        nodes = nxt
+    return [n if isinstance(n, str) else n["id"] for n in nodes
+            if (isinstance(n, str) and n.strip()) or (isinstance(n, dict) and isinstance(n.get("id"), str)
+                                                       and n["id"].strip())]
 
 
 def canonical_type(type_: str) -> str:

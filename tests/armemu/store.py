@@ -109,7 +109,6 @@ class SortedKeys:
 
 
 _SUBNET_TYPE = "microsoft.network/virtualnetworks/subnets"
-_BACKREF_TYPES = frozenset({arm.NSG_TYPE, "microsoft.network/serviceendpointpolicies"})
 
 
 def _props_without_state(item: dict[str, Any]) -> dict[str, Any]:
@@ -128,9 +127,10 @@ class Store:
         self._lists: dict[tuple[str, str, str | None], SortedKeys] = {}
         self._standalone: frozenset[str] = frozenset()
         self._bulk = False
-        # ARM's read-only back-references: an NSG's / SEP's properties.subnets[] (target key -> subnets).
-        self._backrefs: dict[str, dict[str, str]] = {}
-        self._refs_of: dict[str, tuple[str, ...]] = {}
+        # ARM's read-only back-references (arm.BACKREFS): target key -> prop -> {source key: source id},
+        # e.g. an NSG's properties.subnets[] or a firewall policy's properties.firewalls[].
+        self._backrefs: dict[str, dict[str, dict[str, str]]] = {}
+        self._refs_of: dict[str, tuple[tuple[str, str], ...]] = {}
 
     # ---- loading -------------------------------------------------------------------------------
 
@@ -173,7 +173,9 @@ class Store:
         out.update(b)
         spec = arm.INLINE.get(e.type_key)
         pending = state or (e.pending_state if e.pending_until > self._clock() else None)
-        if spec is None and not pending and e.type_key != arm.NSG_TYPE:
+        backref_props = arm.BACKREF_PROPS.get(e.type_key, ())
+        referenced = arm.REFERENCED_CHILDREN.get(e.type_key)
+        if spec is None and not pending and e.type_key != arm.NSG_TYPE and not backref_props and referenced is None:
             return out
         props = dict(b["properties"])
         if pending:
@@ -184,8 +186,12 @@ class Store:
         if e.type_key == arm.NSG_TYPE:
             props.pop("defaultSecurityRules", None)  # after securityRules, where ARM puts it
             props["defaultSecurityRules"] = self.default_rules(e)
-        if e.type_key in _BACKREF_TYPES:
-            props["subnets"] = [{"id": sid} for sid in self._backrefs.get(e.key, {}).values()]
+        refs = self._backrefs.get(e.key, {})
+        for prop in backref_props:
+            props[prop] = [{"id": sid} for sid in dict.fromkeys(refs.get(prop, {}).values())]
+        if referenced is not None:
+            kids = self._kids.get((e.key, referenced.segment.lower()), {})
+            props[referenced.prop] = [{"id": self.entries[k].id} for k in kids if k in self.entries]
         out["properties"] = props
         return out
 
@@ -289,7 +295,7 @@ class Store:
         else:
             entry = Entry(stored_path, stored, etag)
             self._index(entry)
-        if type_key == _SUBNET_TYPE:
+        if type_key in arm.BACKREFS:
             self._update_refs(entry)
         entry.pending_state = pending_state
         entry.pending_until = self._clock() + lro_delay if pending_state else 0.0
@@ -404,29 +410,30 @@ class Store:
             self._kids.setdefault(e.slot, {})[e.key] = None
             self._nested.setdefault(e.top_key, set()).add(e.key)
 
-    def _update_refs(self, subnet: Entry) -> None:
-        """Keep NSG / SEP ``properties.subnets`` true as subnets attach and detach."""
-        self._drop_refs(subnet.key)
-        props = subnet.body.get("properties") or {}
+    def _update_refs(self, source: Entry) -> None:
+        """Keep back-references (an NSG's ``properties.subnets``, a policy's ``firewalls``) true as
+        resources attach and detach."""
+        self._drop_refs(source.key)
+        props = source.body.get("properties") or {}
         targets = []
-        nsg = props.get("networkSecurityGroup")
-        if isinstance(nsg, dict) and isinstance(nsg.get("id"), str):
-            targets.append(key(nsg["id"]))
-        for sep in props.get("serviceEndpointPolicies") or []:
-            if isinstance(sep, dict) and isinstance(sep.get("id"), str):
-                targets.append(key(sep["id"]))
-        for t in targets:
-            self._backrefs.setdefault(t, {})[subnet.key] = subnet.id
-        self._refs_of[subnet.key] = tuple(targets)
+        for path, prop in arm.BACKREFS[source.type_key]:
+            for rid in arm.referenced_ids(props, path):
+                targets.append((key(rid), prop))
+        owner_id = source.id
+        for _ in range(arm.BACKREF_OWNER_LEVELS.get(source.type_key, 0)):
+            owner_id = owner_id.rsplit("/", 2)[0]
+        for t, prop in targets:
+            self._backrefs.setdefault(t, {}).setdefault(prop, {})[source.key] = owner_id
+        self._refs_of[source.key] = tuple(targets)
 
-    def _drop_refs(self, subnet_key: str) -> None:
-        for t in self._refs_of.pop(subnet_key, ()):
-            refs = self._backrefs.get(t)
+    def _drop_refs(self, source_key: str) -> None:
+        for t, prop in self._refs_of.pop(source_key, ()):
+            refs = self._backrefs.get(t, {}).get(prop)
             if refs is not None:
-                refs.pop(subnet_key, None)
+                refs.pop(source_key, None)
 
     def _unindex(self, e: Entry) -> None:
-        if e.type_key == _SUBNET_TYPE:
+        if e.type_key in arm.BACKREFS:
             self._drop_refs(e.key)
         if e.parent_key is None:
             for lk in self._list_keys(e):
