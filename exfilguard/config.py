@@ -48,6 +48,9 @@ class Config:
     fqdn_allow_list: tuple[str, ...] = DEFAULT_FQDN_ALLOW_LIST
     guarded_subnets: tuple[str, ...] = ()
     quarantine: bool = False
+    # An exemption's until= may lie at most this many days after the evaluation day
+    # (baseline.md, "Exemptions"): a tag cannot switch protection off for years.
+    max_exemption_days: int = 90
 
     def mode_for(self, rule_id: str) -> str:
         """The mode one rule runs in: its override, else the global mode."""
@@ -70,6 +73,7 @@ _ENV = {
     "fqdn_allow_list": "EXFILGUARD_FQDN_ALLOW_LIST",
     "guarded_subnets": "EXFILGUARD_GUARDED_SUBNETS",
     "quarantine": "EXFILGUARD_QUARANTINE",
+    "max_exemption_days": "EXFILGUARD_MAX_EXEMPTION_DAYS",
 }
 
 _YAML = {
@@ -84,6 +88,7 @@ _YAML = {
     "fqdnAllowList": "fqdn_allow_list",
     "guardedSubnets": "guarded_subnets",
     "quarantine": "quarantine",
+    "maxExemptionDays": "max_exemption_days",
 }
 
 
@@ -171,6 +176,14 @@ def _convert(attr: str, name: str, value: Any) -> Any:
         if isinstance(value, bool) or not 100 <= prio <= 4096:
             raise ConfigError(f"{name}: expected a whole number from 100 to 4096, got {value!r}")
         return prio
+    if attr == "max_exemption_days":
+        try:
+            days = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a whole number of days from 0 to 3650, got {value!r}") from None
+        if isinstance(value, bool | float) or not 0 <= days <= 3650:
+            raise ConfigError(f"{name}: expected a whole number of days from 0 to 3650, got {value!r}")
+        return days
     if attr in ("curated_environments", "quarantine"):
         return _bool(name, value)
     if attr == "attach_sep_id":

@@ -47,6 +47,9 @@ _MANUAL_STEPS: dict[str, str] = {
                   "predates simplified node communication.",
     "EXF-CMP-04": "Turn off public SSH access (recreate the instance without it; on a cluster set "
                   "remoteLoginPortPublicAccess to Disabled).",
+    "EXF-WS-02": "Add a private endpoint to the workspace and approve it first; then disable public network "
+                 "access (in remediate mode ExfilGuard does it once an approved endpoint exists). Disabling it "
+                 "without one locks every user out of the studio and the SDK.",
     "EXF-WS-01": "Add a private endpoint to the workspace and approve it, then disable public access.",
     "EXF-WS-03": "Add private endpoints (blob and file) to the storage account and approve them.",
     "EXF-WS-04": "Decide whether the workspace moves to AllowOnlyApprovedOutbound. The change is one-way: "
@@ -63,7 +66,8 @@ def next_step(rule_id: str, action_kind: str, fix_summary: str, *, actor: str = 
         return (f"Nothing to undo. Find out why the change was made{who} and correct the template, "
                 "pipeline or policy that made it, or the next deployment will undo the fix again.")
     if action_kind == "exempt":
-        return "Nothing until the exemption ends; renew the tag only if the reason still holds."
+        return ("Nothing until the exemption ends; from the day after, ExfilGuard fixes or alerts this "
+                "finding again. Correct the resource before then.")
     if action_kind == "fix_failed":
         return f"Apply the fix by hand: {fix_summary}." if fix_summary else _MANUAL_STEPS.get(
             rule_id.upper(), "Correct the resource by hand.")
