@@ -213,7 +213,7 @@ def test_exemption_notices(tmp_path: Path):
     assert by[("EXF-SN-01", "snet-training")]["exempt"] is True  # subnet exempt through its VNet's tag
     assert by[("EXF-SEP-03", "sep-ml-eastus")]["exempt"] is False
     kinds = sorted(n["kind"] for n in report["notices"])
-    assert kinds == ["expired-exemption", "malformed-exemption"]
+    assert kinds == ["expired-exemption", "invalid-exemption", "malformed-exemption"]  # invalid: the sample's 2099
 
 
 def test_scan_shows_ws02_manual_without_an_approved_private_endpoint_and_auto_with_one(tmp_path: Path):
