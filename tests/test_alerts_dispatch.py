@@ -157,7 +157,8 @@ def test_escalation_always_goes_out(rx, clock):
     second = d.send_escalation(escalation())
     assert [o.status for o in first + second] == [SENT, SENT]
     text = card_text(rx.posts()[0])
-    assert "ESCALATION" in text and "6 writes in 30 minutes" in text and "9f8e7d6c-0000-4000-8000-00000000beef" in text
+    assert "ESCALATION" in text and "6 fix writes" in text and "stopped fixing" in text
+    assert "9f8e7d6c-0000-4000-8000-00000000beef" in text
 
 
 def test_exemption_change_always_goes_out_through_teams(rx, clock):

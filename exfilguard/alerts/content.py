@@ -343,28 +343,39 @@ def exemption_change_content(x: ExemptionChange) -> Content:
 def escalation_content(e: Escalation) -> Content:
     r = e.resource
     minutes = int(e.window.total_seconds() // 60)
+    span = f"{minutes // 60} hours" if minutes >= 120 and minutes % 60 == 0 else f"{minutes} minutes"
     actor = e.actor.actor if e.actor else ""
     facts = list(_resource_facts(r))
     facts.append(Fact("Rules", ", ".join(e.rule_ids) or "—"))
-    facts.append(Fact("Writes", f"{e.write_count} in {minutes} min"))
+    facts.append(Fact("Fix writes", f"{e.write_count} within {span}"))
     if e.detected_at:
         facts.append(Fact("Detected", format_time(e.detected_at)))
+    if e.held:
+        happened = (f"ExfilGuard fixed {r.name} and something changed it back, {e.write_count} fix writes, even "
+                    "after backing off. ExfilGuard has stopped fixing this resource so the two do not fight; it "
+                    "needs a person.")
+        title = f"Fix loop stopped on {r.name}"
+        step = (f"Find the automation{' run by ' + actor if actor else ''} (pipeline, policy, script) that writes "
+                "this resource and bring its template in line with the baseline, then release the resource "
+                "so that ExfilGuard fixes it again (see above).")
+    else:
+        happened = (f"ExfilGuard fixed {r.name} and something changed it back, {e.write_count} fix writes within "
+                    f"{span}. ExfilGuard is backing off so the two do not fight.")
+        title = f"Fix loop on {r.name}: backing off"
+        step = (f"Find the automation{' run by ' + actor if actor else ''} (pipeline, policy, script) that writes "
+                "this resource and bring its template in line with the baseline.")
     sections = [
-        Section("What happened", text=f"ExfilGuard fixed {r.name} and something changed it back, "
-                                      f"{e.write_count} writes in {minutes} minutes. ExfilGuard has stopped "
-                                      "fixing this resource so the two do not fight." +
-                                      (f" {e.note}" if e.note else ""), facts=tuple(facts)),
+        Section("What happened", text=happened + (f" {e.note}" if e.note else ""), facts=tuple(facts)),
         _who_section(e.actor),
-        Section("Next step", text=f"Find the automation{' run by ' + actor if actor else ''} (pipeline, policy, "
-                                  "script) that writes this resource and bring its template in line with the "
-                                  "baseline, then resume fixing (see the note above)."),
+        Section("Next step", text=step),
     ]
+    verb = "fix loop stopped" if e.held else "fix loop, backing off"
     return Content(
         kind="escalation",
         badge="ESCALATION",
         tone="attention",
-        title=f"Fix loop stopped on {r.name}",
-        subject=f"[ExfilGuard] ESCALATION: fix loop stopped on {r.name}" + (f" (fighting {actor})" if actor else ""),
+        title=title,
+        subject=f"[ExfilGuard] ESCALATION: {verb} on {r.name}" + (f" (fighting {actor})" if actor else ""),
         summary=f"Likely other writer: {actor}." if actor else "The other writer is not known.",
         sections=tuple(sections),
         links=(Link("Open in Azure portal", r.portal_url),),

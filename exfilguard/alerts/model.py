@@ -290,7 +290,9 @@ class Alert:
 @dataclass(frozen=True, slots=True)
 class Escalation:
     """The loop guard tripped: something keeps rewriting a resource ExfilGuard keeps fixing.
-    Always delivered, never deduplicated: it means automatic fixing has stopped."""
+    Always delivered, never deduplicated. ``stage`` is ``backing-off`` (fixing pauses, with
+    doubling pauses) or ``held`` (fixing has stopped until a person releases the resource):
+    at most one of each per fight."""
 
     resource: ResourceFacts
     rule_ids: tuple[str, ...]
@@ -299,6 +301,11 @@ class Escalation:
     actor: ChangeContext | None = None  # the likely other writer, from the events' claims
     detected_at: datetime | None = None
     note: str = ""
+    stage: str = "held"
+
+    @property
+    def held(self) -> bool:
+        return self.stage == "held"
 
     @property
     def key(self) -> str:
