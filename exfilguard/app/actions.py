@@ -135,8 +135,26 @@ def act(inv: Invocation, bodies: list[dict], evaluation: Evaluation, picture: Pi
     written = {ids.key(c.target_id) for c in to_write}
     out.writes += [planned(c, current.get(ids.key(c.target_id))) for c in fixable
                    if ids.key(c.target_id) not in written]
-    _alert(inv, evaluation, picture, out)
+    active = _watch_exemptions(inv, evaluation, picture, out)
+    _alert(inv, evaluation, picture, out, active)
     return out
+
+
+def _watch_exemptions(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actions) -> list[Any]:
+    """Alert on exemption tags that appeared or changed (every mode); the ones in force, for
+    the sweep digest. A failure here is audited and the run goes on: it must not undo fixes."""
+    from . import exemption_watch
+
+    sweep = inv.trigger in ("sweep", "timer")
+    complete = sweep and not any(n.kind == "read-error" for n in evaluation.notices)
+    try:
+        found = exemption_watch.watch(inv, picture, inv.services.clock().date(), complete=complete)
+    except Exception as exc:
+        log.exception("watching exemption tags failed")
+        telemetry.failure("exemptions")
+        out.alert_error = out.alert_error or f"exemption watch: {type(exc).__name__}: {exc}"
+        return []
+    return exemption_watch.active_for_digest(found) if sweep else []
 
 
 # ---------------------------------------------------------------------------------- loop guard
@@ -219,7 +237,8 @@ def _action_for(finding: Finding, by_target: dict[str, Any], blocked: set[str]) 
     return ActionTaken.fix_failed(result.message or result.status)
 
 
-def _alert(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actions) -> None:
+def _alert(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actions,
+           exemptions: list[Any] | None = None) -> None:
     from ..alerts.model import Alert, ChangeContext
 
     ev = inv.event
@@ -245,7 +264,8 @@ def _alert(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actio
     if not alerts and not sweep:
         return
     scope = inv.services.settings.subscription_id
-    outcomes = _notify(inv, out, (lambda n: n.send_digest(alerts, scope=scope, title="ExfilGuard sweep")) if sweep
+    outcomes = _notify(inv, out, (lambda n: n.send_digest(alerts, scope=scope, title="ExfilGuard sweep",
+                                                          exemptions=exemptions or ())) if sweep
                        else (lambda n: n.send_alerts(alerts)))
     if outcomes is None:
         inv.audit("alert-failed", outcome=out.alert_error, findings=findings_json([a.finding for a in alerts]))
