@@ -15,7 +15,6 @@ from ..findings import Finding, Severity
 from ..ids import key as id_key
 from . import guidance
 
-EXEMPT_TAG = "exfilguard-exempt"
 PORTAL_RESOURCE_URL = "https://portal.azure.com/#@/resource"
 DEFAULT_HTTP_ENDPOINT = "https://<function-app>.azurewebsites.net"
 
