@@ -8,11 +8,11 @@ NODE_STAMP := node_modules/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: scan test lint bench clean install checkov
+.PHONY: scan test lint bench clean install checkov docs lock
 
 $(STAMP): pyproject.toml requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
@@ -31,6 +31,15 @@ checkov: $(CHECKOV_STAMP)
 
 scan: $(STAMP)
 	$(BIN)/exfilguard scan --snapshot samples/drifted-subscription.json
+
+# Recompile the locks from pyproject.toml (keeps existing pins; add --upgrade-package NAME to move one).
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+lock: $(STAMP)
+	$(BIN)/pip-compile $(LOCK_FLAGS) -o requirements.txt pyproject.toml
+	$(BIN)/pip-compile $(LOCK_FLAGS) --extra cli --extra dev -o requirements-dev.txt pyproject.toml
+
+docs: $(STAMP)
+	$(BIN)/exfilguard rules --format markdown > docs/rules.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,7 +3,7 @@
 Prints a table (measure, value, target, holds?) and writes ``bench/results.json``. Needs
 Azurite (``make bench`` runs it under ``scripts/with-azurite.sh``; run directly, this module
 re-runs itself under that script). Everything talks to loopback only: the ARM emulator
-(``tests/armemu``) and Azurite. What each measure means is in the README, section "Performance".
+(``tests/armemu``) and Azurite. What each measure means is in docs/performance.md.
 
 ``--quick`` measures every key on tiny sizes with fewer repetitions (a smoke test of the
 harness, not numbers to quote).

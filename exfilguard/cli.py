@@ -1,6 +1,6 @@
 """The ``exfilguard`` command: ``scan``, ``rules`` and ``notify``.
 
-Exit status (contracts.md): 0 no unexempted findings, 1 findings, 2 usage or input error.
+Exit status (docs/contracts.md): 0 no unexempted findings, 1 findings, 2 usage or input error.
 Every expected failure becomes one line on stderr; a traceback would mean a bug.
 """
 
@@ -46,8 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
                       help="ARM endpoint (default $EXFILGUARD_ARM_ENDPOINT or https://management.azure.com)")
     scan.add_argument("--remediate", action="store_true", help="apply automatic fixes (live scans only)")
     scan.add_argument("--dry-run", action="store_true", help="print the ARM requests a fix would send; write nothing")
+    scan.add_argument("--what-if", metavar="FILE", dest="what_if",
+                      help="JSON of `az deployment group|sub what-if --no-pretty-print -o json`: report the "
+                           "findings the deployment would introduce over the snapshot or subscription")
+    scan.add_argument("--all", action="store_true", dest="all_findings",
+                      help="with --what-if: show every finding after the deployment, not only introduced ones")
 
-    sub.add_parser("rules", help="list the rules with severity and fix")
+    rules = sub.add_parser("rules", help="list the rules with severity and fix")
+    rules.add_argument("--format", choices=("table", "tsv", "markdown"),
+                       help="table on a terminal, tab-separated otherwise; markdown is docs/rules.md")
+
+    policy = sub.add_parser("policy", help="export the baseline as Azure Policy definitions")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, parser_class=_Parser)
+    export = policy_sub.add_parser("export", help="write policy definitions and an initiative to a folder")
+    export.add_argument("--out", metavar="DIR", required=True, help="folder to write the JSON files to")
+    export.add_argument("--effect", choices=("Audit", "Deny"), default="Audit",
+                        help="default effect of every definition (default Audit)")
 
     notify = sub.add_parser("notify", help="preview or send alerts")
     try:
@@ -74,7 +88,8 @@ def _snapshot_evaluation(path: str, cfg: config_mod.Config, max_mb: float | None
     return scan_bodies(bodies, cfg, source=Path(path).name)[0]
 
 
-def _emit(evaluation: Evaluation, fmt: str | None, out: TextIO, artifact: str, extra: dict | None = None) -> None:
+def _emit(evaluation: Evaluation, fmt: str | None, out: TextIO, artifact: str, extra: dict | None = None,
+          sarif_files: tuple[str, ...] = ()) -> None:
     from . import report
 
     if fmt is None:
@@ -82,18 +97,25 @@ def _emit(evaluation: Evaluation, fmt: str | None, out: TextIO, artifact: str, e
     if fmt == "json":
         report.write_json(report.to_json(evaluation, extra), out)
     elif fmt == "sarif":
-        report.write_json(report.to_sarif(evaluation, artifact), out)
+        from .sarif_places import sarif_options
+
+        places = sarif_options(*sarif_files) if sarif_files else {}
+        report.write_json(report.to_sarif(evaluation, artifact, **places), out)
     else:
         report.write_table(evaluation, out)
 
 
 def cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
     cfg = _load_config(args.config)
+    if getattr(args, "what_if", None):
+        return cmd_what_if(args, cfg, out)
+    if getattr(args, "all_findings", False):
+        raise UsageError("--all needs --what-if (a scan always shows every finding)")
     if args.snapshot:
         if args.remediate or args.dry_run:
             raise UsageError("--remediate and --dry-run need --subscription (a snapshot is never written to)")
         evaluation = _snapshot_evaluation(args.snapshot, cfg, args.max_snapshot_mb)
-        _emit(evaluation, args.format, out, args.snapshot)
+        _emit(evaluation, args.format, out, args.snapshot, sarif_files=(args.snapshot,))
         return evaluation.exit_code()
     try:
         from .live import LiveScanError, run_live_scan
@@ -109,10 +131,47 @@ def cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
     return evaluation.exit_code()
 
 
-def cmd_rules(out: TextIO) -> int:
-    from .rules import RULES
+def cmd_what_if(args: argparse.Namespace, cfg: config_mod.Config, out: TextIO) -> int:
+    """``scan --what-if``: exit 1 only when the deployment introduces a finding."""
+    from . import whatif
 
-    if out.isatty():
+    if args.remediate or args.dry_run:
+        raise UsageError("--remediate and --dry-run cannot be combined with --what-if (nothing is deployed yet)")
+    try:
+        plan, _text = whatif.load(args.what_if, args.max_snapshot_mb)
+        base, base_extra = whatif.base_bodies(args, args.max_snapshot_mb)
+    except (whatif.WhatIfError, snapshot.SnapshotError) as exc:
+        raise UsageError(str(exc)) from None
+    outcome = whatif.evaluate(base, plan, cfg, source=Path(args.what_if).name)
+    extra = {**whatif.summary_extra(plan, outcome, args.what_if, args.all_findings), **base_extra}
+    files = (args.what_if, args.snapshot) if args.snapshot else (args.what_if,)
+    _emit(outcome.report(args.all_findings), args.format, out, args.what_if, extra, sarif_files=files)
+    if base_extra.get("incomplete"):  # part of the subscription could not be read: never report that as clean
+        return EXIT_ERROR
+    return outcome.exit_code()
+
+
+def cmd_policy(args: argparse.Namespace, out: TextIO) -> int:
+    from .policy_export import PolicyExportError, export
+
+    try:
+        written = export(args.out, effect=args.effect)
+    except PolicyExportError as exc:
+        raise UsageError(str(exc)) from None
+    for path in written:
+        out.write(f"{path}\n")
+    return EXIT_OK
+
+
+def cmd_rules(out: TextIO, fmt: str | None = None) -> int:
+    from .catalog import RULES
+
+    fmt = fmt or ("table" if out.isatty() else "tsv")
+    if fmt == "markdown":
+        from .rulesdoc import render
+
+        out.write(render())
+    elif fmt == "table":
         from rich.console import Console
         from rich.table import Table
 
@@ -145,9 +204,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if args.command == "scan":
             return cmd_scan(args, out)
         if args.command == "rules":
-            return cmd_rules(out)
+            return cmd_rules(out, args.format)
         if args.command == "notify":
             return cmd_notify(args)
+        if args.command == "policy":
+            return cmd_policy(args, out)
     except UsageError as exc:
         sys.stderr.write(f"exfilguard: error: {exc}\n")
         return EXIT_ERROR

@@ -208,7 +208,11 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
 
 
 def _from_yaml(path: Path) -> dict[str, Any]:
-    import yaml  # lazy: only needed when a file is given
+    try:
+        import yaml  # lazy: only needed when a file is given
+    except ImportError:  # the Function app ships without the cli extra
+        raise ConfigError(f"config file {path}: YAML configuration needs PyYAML "
+                          "(pip install 'exfilguard[cli]', or add PyYAML to the app's requirements)") from None
 
     try:
         text = path.read_text(encoding="utf-8")

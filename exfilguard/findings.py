@@ -69,7 +69,7 @@ class Finding:
         return self.target_id or self.resource_id
 
     def to_json(self) -> dict:
-        """The report contract's finding object (contracts.md section 3)."""
+        """The report contract's finding object (docs/contracts.md section 3)."""
         out = {
             "ruleId": self.rule_id,
             "resourceId": self.resource_id,

@@ -2,7 +2,7 @@
 
 This table is the single source of truth for three things that must agree: the Event Grid
 handler's routing, the Event Grid subscription's ``data.operationName`` filter in
-``infra/`` (a test checks both are the same set), and the README. Event Grid allows at
+``infra/`` (a test checks both are the same set), and docs/ (the user's documentation). Event Grid allows at
 most 25 values in one ``StringIn`` filter.
 """
 

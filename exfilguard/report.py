@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from . import ids
@@ -34,9 +34,15 @@ _SARIF_LEVEL = {Severity.CRITICAL: "error", Severity.HIGH: "error", Severity.MED
 _SECURITY_SEVERITY = {Severity.CRITICAL: "9.5", Severity.HIGH: "8.0", Severity.MEDIUM: "5.5", Severity.LOW: "3.0"}
 
 
-def to_sarif(evaluation: Evaluation, artifact: str = "subscription") -> dict[str, Any]:
+def to_sarif(evaluation: Evaluation, artifact: str = "subscription", *,
+             locate: Callable[[str], dict[str, Any]] | None = None,
+             uri_base_ids: dict[str, Any] | None = None) -> dict[str, Any]:
     """SARIF 2.1.0 as GitHub code scanning accepts it: rules carry help text and a
-    ``security-severity``; exempt findings are suppressed results."""
+    ``security-severity``; exempt findings are suppressed results.
+
+    ``locate`` gives each result's physicalLocation (a resolvable URI and the resource's
+    line, :mod:`exfilguard.sarif_places`); without it every result points at ``artifact``.
+    ``uri_base_ids`` declares the base that relative URIs are resolved against."""
     from . import __version__
 
     rules = []
@@ -63,7 +69,7 @@ def to_sarif(evaluation: Evaluation, artifact: str = "subscription") -> dict[str
             "level": _SARIF_LEVEL[f.severity],
             "message": {"text": f"{f.title}: {f.detail}. Fix ({f.fix_mode}): {f.fix_summary}"},
             "locations": [{
-                "physicalLocation": {"artifactLocation": {"uri": artifact}},
+                "physicalLocation": locate(f.resource_id) if locate else {"artifactLocation": {"uri": artifact}},
                 "logicalLocations": [{"fullyQualifiedName": f.resource_id, "kind": "resource"}],
             }],
             "partialFingerprints": {"exfilguard/v1": f"{f.rule_id}:{ids.key(f.resource_id)}"},
@@ -72,16 +78,19 @@ def to_sarif(evaluation: Evaluation, artifact: str = "subscription") -> dict[str
             result["suppressions"] = [{"kind": "external", "status": "accepted",
                                        "justification": f"{f.exemption.reason} (until {f.exemption.until})"}]
         results.append(result)
+    run: dict[str, Any] = {
+        "tool": {"driver": {"name": "ExfilGuard", "version": __version__,
+                            "informationUri": "https://learn.microsoft.com/azure/machine-learning/"
+                                              "how-to-prevent-data-loss-exfiltration",
+                            "rules": rules}},
+        "results": results,
+    }
+    if uri_base_ids:
+        run["originalUriBaseIds"] = uri_base_ids
     return {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "ExfilGuard", "version": __version__,
-                                "informationUri": "https://learn.microsoft.com/azure/machine-learning/"
-                                                  "how-to-prevent-data-loss-exfiltration",
-                                "rules": rules}},
-            "results": results,
-        }],
+        "runs": [run],
     }
 
 

@@ -75,7 +75,7 @@ def _from_iso(value: Any) -> datetime | None:
 # ---------------------------------------------------------------------------------- records
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """One decision. ``decision`` is a stable word (see README, "The Function app"); ``outcome`` and
+    """One decision. ``decision`` is a stable word (see docs/function-app.md); ``outcome`` and
     ``detail`` say what happened in words a person reads in the portal's table browser."""
 
     trigger: str  # event | http | sweep | timer

@@ -439,3 +439,23 @@ output SMTP_PASSWORD_SECRET_NAME string = smtpPasswordSecretName
 output SYSTEM_TOPIC_NAME string = systemTopic.outputs.name
 output SYSTEM_TOPIC_RESOURCE_GROUP string = systemTopicResourceGroup
 output DEAD_LETTER_CONTAINER string = '${storage.outputs.name}/${deadLetterContainerName}'
+
+// --- Azure Policy (optional): the rules one resource decides, denied or audited at the write ---
+
+@description('Create and assign the ExfilGuard Azure Policy initiative (infra/policy) at subscription scope. Off by default.')
+param enablePolicyInitiative bool = false
+
+@description('Effect of the initiative: Audit, Deny (rules that can safely refuse a write) or Disabled.')
+@allowed([
+  'Audit'
+  'Deny'
+  'Disabled'
+])
+param policyEffect string = 'Audit'
+
+module policy 'modules/policy.bicep' = if (enablePolicyInitiative) {
+  name: 'exfilguard-policy-${resourceToken}'
+  params: {
+    effect: policyEffect
+  }
+}

@@ -61,13 +61,17 @@ def test_subnet_exemption_goes_on_the_vnet_tag():
 
 
 def test_guidance_url_per_rule_family():
-    assert guidance.guidance_url("EXF-NSG-02") == guidance.PREVENT_EXFILTRATION
-    assert guidance.guidance_url("exf-sep-01") == guidance.PREVENT_EXFILTRATION
-    assert guidance.guidance_url("EXF-SN-03") == guidance.PREVENT_EXFILTRATION
-    assert guidance.guidance_url("EXF-CMP-02") == guidance.SECURE_TRAINING_VNET
-    assert guidance.guidance_url("EXF-WS-04") == guidance.MANAGED_NETWORK
-    assert guidance.guidance_url("EXF-WS-05") == guidance.MANAGED_NETWORK
-    assert guidance.MANAGED_NETWORK.startswith("https://learn.microsoft.com/azure/machine-learning/")
+    from exfilguard import catalog
+
+    assert guidance.guidance_url("EXF-NSG-02") == catalog.GUIDE_EXFIL
+    assert guidance.guidance_url("exf-sep-01") == catalog.GUIDE_EXFIL
+    assert guidance.guidance_url("EXF-SN-03") == catalog.GUIDE_EXFIL
+    assert guidance.guidance_url("EXF-CMP-02") == catalog.GUIDE_TRAINING
+    assert guidance.guidance_url("EXF-WS-04") == catalog.GUIDE_MANAGED
+    assert guidance.guidance_url("EXF-WS-05") == catalog.GUIDE_MANAGED
+    assert guidance.guidance_url("EXF-XX-99") == catalog.GUIDE_EXFIL
+    for rule in catalog.CATALOG:  # every rule names one of the articles it comes from
+        assert rule.guidance in catalog.ARTICLES, rule.id
 
 
 def test_build_derives_action_from_fix_mode_and_exemption():

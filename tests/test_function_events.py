@@ -44,7 +44,8 @@ EXPECTED = {
     "docs_SubscriptionValidationEvent.eventgrid-schema.json": ("dropped", "validation"),
     # Route-table and firewall writes (hand-written samples): not routed until the firewall path exists.
     "handmade_ResourceWriteSuccess_azureFirewalls.eventgrid-schema.json": ("dropped", "unmapped"),
-    "handmade_ResourceWriteSuccess_firewallPolicies_ruleCollectionGroups.eventgrid-schema.json": ("dropped", "unmapped"),
+    "handmade_ResourceWriteSuccess_firewallPolicies_ruleCollectionGroups.eventgrid-schema.json":
+        ("dropped", "unmapped"),
     "handmade_ResourceWriteSuccess_routeTables.eventgrid-schema.json": ("dropped", "unmapped"),
     "handmade_ResourceWriteSuccess_routeTables_routes.eventgrid-schema.json": ("dropped", "unmapped"),
     "docs_SubscriptionValidationResponse.json": ("malformed", "no eventType"),

@@ -1,4 +1,4 @@
-"""The deployment (infra/, azure.yaml, README.md): checkov over the Bicep, and the agreements
+"""The deployment (infra/, azure.yaml, docs/deploy.md): checkov over the Bicep, and the agreements
 that no tool checks for us.
 
 * checkov scans infra/ with ``--framework bicep --skip-download``. A Bicep file checkov cannot
@@ -314,6 +314,13 @@ def test_docs_table_is_rendered_from_the_data_file() -> None:
         assert needed_by.strip(), f"{action}: no rule named"
         assert ("quarantine" in needed_by.lower()) == (action in QUARANTINE_ACTIONS), action
         assert (granted.strip() == "always") == (action in set(roles.actions_for("audit"))), action
+
+
+def test_deploy_doc_shows_the_current_role_table() -> None:
+    from exfilguard import roles
+
+    assert roles.render_role_table() in read(ROOT / "docs" / "deploy.md"), (
+        "docs/deploy.md's Role actions table is stale: paste `python -m exfilguard.roles` in")
 
 
 # --- the rest of the deployment --------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The NSG decision engine against baseline.md's semantics, with properties checked by hypothesis."""
+"""The NSG decision engine against docs/semantics.md's semantics, with properties checked by hypothesis."""
 
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def test_decision_is_the_first_matching_rule(rules, flow):
 
 
 def _reference_matches(r, flow, prefixes) -> bool:
-    """baseline.md's matching written out from the rule's own fields, without the engine's
+    """docs/semantics.md's matching written out from the rule's own fields, without the engine's
     precomputed facts or shortcuts: the oracle for the quick paths of decide()."""
     if flow.tag is None:
         dest = any(d.strip().lower() in ("*", "internet", "0.0.0.0/0") for d in r.dest_prefixes)
@@ -196,7 +196,7 @@ def test_decide_all_memo_is_bounded_and_never_mixes_up_flow_tuples():
 
 
 def _reference_leak(o, prefixes) -> bool:
-    """baseline.md's EXF-NSG-01 written out: an Allow to the internet applies before (at a lower
+    """docs/semantics.md's EXF-NSG-01 written out: an Allow to the internet applies before (at a lower
     priority number than) the first full internet Deny that applies, or no such Deny applies."""
     def internet(r):
         return any(d.strip().lower() in ("*", "internet", "0.0.0.0/0") for d in r.dest_prefixes)

@@ -1,4 +1,4 @@
-"""Every rule of baseline.md: a violating case, a compliant case, and for rules with a fix,
+"""Every rule of docs/semantics.md: a violating case, a compliant case, and for rules with a fix,
 proof that the planned change applied to the input makes the rule pass."""
 
 from __future__ import annotations

@@ -276,7 +276,7 @@ def digest_content(alerts: list[Alert] | tuple[Alert, ...], *, title: str = "",
         summary=(f"By severity: {tally}." if alerts else "No new findings.")
         + (f" Exemptions in force: {len(exemptions)}." if exemptions else ""),
         sections=tuple(sections),
-        links=(Link("Microsoft guidance", guidance.PREVENT_EXFILTRATION),),
+        links=(Link("Microsoft guidance", guidance.GUIDE_EXFIL),),
         keys=tuple(a.key for a in alerts),
         severity=worst,
     )

@@ -4,7 +4,7 @@ Rules the dispatcher enforces, in one place:
 
 - The same open finding (rule + resource) is not alerted again within the dedup window;
   a "fixed" alert always goes out (it reports an event, and closes the finding).
-- Exempt findings are not alerted (baseline.md, Exemptions); they are reported as outcomes.
+- Exempt findings are not alerted (docs/semantics.md, Exemptions); they are reported as outcomes.
 - A sweep sends one digest per channel (per recipient list for email), never one per finding.
 - A failed delivery is stored in the ledger and resent verbatim by :meth:`retry_pending`;
   its findings count as alerted, so the next sweep does not send them twice.

@@ -79,7 +79,7 @@ class ResourceFacts:
 
     @property
     def tag_holder(self) -> str:
-        """Where the exemption tag goes: subnets carry no tags, so their VNet's (baseline.md)."""
+        """Where the exemption tag goes: subnets carry no tags, so their VNet's (docs/semantics.md)."""
         if self.type.lower() == "microsoft.network/virtualnetworks/subnets":
             head, _, _ = self.resource_id.rstrip("/").rpartition("/subnets/")
             return head

@@ -1,16 +1,15 @@
-"""The rule catalog: every rule of baseline.md, grouped by the resource family it reads.
+"""The rules, grouped by the resource family each reads (docs/rules.md lists them).
 
-A family module holds its rules' metadata (:class:`~exfilguard.rules.base.Rule`) next to an
-``evaluate(ctx)`` generator. Adding a rule touches one module and its test.
+A family module takes its rules' metadata from :mod:`exfilguard.catalog` and holds an
+``evaluate(ctx)`` generator. Adding a rule: its catalog entry, its family's code, its test.
 """
 
 from __future__ import annotations
 
+from ..catalog import RULES, Rule
 from . import compute, environment, nsg, sep, subnet, workspace
-from .base import Context, Rule
+from .base import Context
 
 FAMILIES = (subnet, sep, nsg, compute, workspace, environment)
-
-RULES: dict[str, Rule] = {r.id: r for fam in FAMILIES for r in fam.RULES}
 
 __all__ = ["FAMILIES", "RULES", "Context", "Rule"]

@@ -6,30 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..findings import Finding, FixKind, Severity
+from ..catalog import RULES as CATALOG
+from ..findings import Finding
 from ..fixes import Edit
 from ..model import COMPUTE, Compute
-from .base import GUIDE_TRAINING, Context, Rule
+from .base import Context
 
-CMP_01 = Rule(
-    "EXF-CMP-01", "Compute is not in a virtual network", Severity.HIGH, FixKind.ALERT,
-    "alert: recreate the compute in a guarded subnet (or use a managed network)",
-    "Compute outside a VNet is not behind the NSG and service endpoint policy that stop exfiltration.",
-    GUIDE_TRAINING)
-CMP_02 = Rule(
-    "EXF-CMP-02", "Compute has a public IP address", Severity.HIGH, FixKind.ALERT,
-    "alert: recreate the compute without a public IP (optional quarantine stops it)",
-    "A public IP gives the node a path to and from the internet that bypasses the intended egress "
-    "controls; computes should use no public IP with simplified node communication.", GUIDE_TRAINING)
-CMP_03 = Rule(
-    "EXF-CMP-03", "Compute predates simplified node communication", Severity.MEDIUM, FixKind.ALERT,
-    "alert: recreate the instance, or scale the cluster to zero nodes",
-    "Compute created before 2022-12-01 still needs inbound Batch management traffic and outbound "
-    "rules the baseline otherwise forbids.", GUIDE_TRAINING)
-CMP_04 = Rule(
-    "EXF-CMP-04", "Compute allows public SSH or remote login", Severity.MEDIUM, FixKind.ALERT,
-    "alert: disable public SSH / remote login access",
-    "Public SSH lets anyone with a key copy data straight off the node.", GUIDE_TRAINING)
+CMP_01 = CATALOG["EXF-CMP-01"]
+CMP_02 = CATALOG["EXF-CMP-02"]
+CMP_03 = CATALOG["EXF-CMP-03"]
+CMP_04 = CATALOG["EXF-CMP-04"]
 
 RULES = (CMP_01, CMP_02, CMP_03, CMP_04)
 TARGETS = (COMPUTE,)  # resource types its findings are about

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..findings import Finding, FixKind, Severity
+from ..catalog import RULES as CATALOG
+from ..findings import Finding
 from ..model import ENV_VERSION
-from .base import GUIDE_EXFIL, Context, Rule
+from .base import Context
 
-ENV_01 = Rule(
-    "EXF-ENV-01", "Environment image comes from viennaglobal.azurecr.io", Severity.MEDIUM, FixKind.ALERT,
-    "alert: rebuild the environment from the mcr.microsoft.com image",
-    "Pulling from viennaglobal.azurecr.io needs outbound access beyond the low-risk tags; curated "
-    "images are served from mcr.microsoft.com.", GUIDE_EXFIL)
+ENV_01 = CATALOG["EXF-ENV-01"]
 
 RULES = (ENV_01,)
 TARGETS = (ENV_VERSION,)  # resource types its findings are about

@@ -16,39 +16,18 @@ from operator import itemgetter
 from types import MappingProxyType
 
 from .. import nsg as engine
-from ..findings import Finding, FixKind, Severity
+from ..catalog import RULES as CATALOG
+from ..findings import Finding
 from ..fixes import Edit, Sel, apply_edit, apply_edits, copy_json, selects, upsert_position
 from ..model import NSG, Nsg, PortRange, RuleFacts, SecurityRule, memo_put, ordered_rules, parse_rule
 from ..picture import GuardedSubnet
-from .base import GUIDE_EXFIL, GUIDE_TRAINING, Context, Rule
+from .base import Context
 
-NSG_01 = Rule(
-    "EXF-NSG-01", "Outbound internet traffic is not denied", Severity.CRITICAL, FixKind.AUTO,
-    "add rule exfilguard-deny-internet-outbound (Outbound, Deny, any protocol and port, to Internet)",
-    "Azure allows all outbound internet traffic by default (AllowInternetOutBound 65001); a compromised "
-    "or careless job can upload data anywhere unless a Deny precedes it.", GUIDE_EXFIL)
-NSG_02 = Rule(
-    "EXF-NSG-02", "Outbound rule allows a destination that can receive data", Severity.CRITICAL,
-    FixKind.AUTO, "remove the offending destinations, or set the rule's access to Deny",
-    "Storage (any region but the workspace's), AzureFrontDoor.Frontend, the internet and public "
-    "addresses are places an attacker can write to; only low-risk service tags may be allowed.",
-    GUIDE_EXFIL)
-NSG_03 = Rule(
-    "EXF-NSG-03", "A flow Azure Machine Learning needs is blocked", Severity.MEDIUM, FixKind.AUTO,
-    "add an Allow rule per blocked flow above the first blocking Deny",
-    "Compute needs BatchNodeManagement, AzureMachineLearning and regional Storage (and MCR and "
-    "AzureFrontDoor.FirstParty for curated environments) on TCP 443; blocking them breaks jobs and "
-    "pushes people to open the NSG wide.", GUIDE_TRAINING)
-NSG_04 = Rule(
-    "EXF-NSG-04", "Allow rule to a permitted service tag is wider than needed", Severity.MEDIUM,
-    FixKind.ALERT, "alert: narrow the rule's protocol and ports to the documented ones",
-    "Permitted service tags are safe only on the documented protocol and ports; wider rules widen "
-    "the path out.", GUIDE_TRAINING)
-NSG_05 = Rule(
-    "EXF-NSG-05", "Inbound rule allows traffic from the internet", Severity.HIGH, FixKind.AUTO,
-    "set the rule's access to Deny",
-    "Inbound access from the internet lets an outsider reach the compute and pull data through "
-    "the session.", GUIDE_TRAINING)
+NSG_01 = CATALOG["EXF-NSG-01"]
+NSG_02 = CATALOG["EXF-NSG-02"]
+NSG_03 = CATALOG["EXF-NSG-03"]
+NSG_04 = CATALOG["EXF-NSG-04"]
+NSG_05 = CATALOG["EXF-NSG-05"]
 
 RULES = (NSG_01, NSG_02, NSG_03, NSG_04, NSG_05)
 TARGETS = (NSG,)  # resource types its findings are about

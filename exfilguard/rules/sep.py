@@ -7,31 +7,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .. import ids
-from ..findings import Finding, FixKind, Severity
+from ..catalog import RULES as CATALOG
+from ..findings import Finding
 from ..fixes import Edit, Sel
 from ..model import SEP, ServiceEndpointPolicy
-from .base import GUIDE_EXFIL, Context, Rule
+from .base import Context
 
-SEP_01 = Rule(
-    "EXF-SEP-01", "Service endpoint policy lacks the Azure Machine Learning alias", Severity.CRITICAL,
-    FixKind.AUTO, "add definition {service: Global, serviceResources: [/services/Azure/MachineLearning]}",
-    "Without the alias, Azure ML's own storage used by compute cannot be reached once the policy is "
-    "attached, and operators tend to loosen the policy to make jobs work.", GUIDE_EXFIL)
-SEP_02 = Rule(
-    "EXF-SEP-02", "Service endpoint policy does not list a workspace's default storage account",
-    Severity.HIGH, FixKind.AUTO, "add the account ID to the Microsoft.Storage definition",
-    "The workspace's default storage account must be allowed by its own ID so the policy can be "
-    "kept narrow instead of scoped to a subscription or resource group.", GUIDE_EXFIL)
-SEP_03 = Rule(
-    "EXF-SEP-03", "Service endpoint policy allows a whole subscription or resource group",
-    Severity.HIGH, FixKind.AUTO, "remove the subscription or resource group entry",
-    "A subscription or resource group scope allows every storage account in it, including ones an "
-    "insider can create to copy data out.", GUIDE_EXFIL)
-SEP_04 = Rule(
-    "EXF-SEP-04", "Service endpoint policy allows an unexpected storage account", Severity.HIGH,
-    FixKind.AUTO, "remove the storage account entry",
-    "Any storage account allowed besides the workspace's own (or an allow-listed one) is a possible "
-    "exfiltration target.", GUIDE_EXFIL)
+SEP_01 = CATALOG["EXF-SEP-01"]
+SEP_02 = CATALOG["EXF-SEP-02"]
+SEP_03 = CATALOG["EXF-SEP-03"]
+SEP_04 = CATALOG["EXF-SEP-04"]
 
 RULES = (SEP_01, SEP_02, SEP_03, SEP_04)
 TARGETS = (SEP,)  # resource types its findings are about

@@ -6,25 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..findings import Finding, FixKind, Severity
+from ..catalog import RULES as CATALOG
+from ..findings import Finding
 from ..fixes import Edit
 from ..model import SUBNET
-from .base import GUIDE_EXFIL, Context, Rule
+from .base import Context
 
-SN_01 = Rule(
-    "EXF-SN-01", "Subnet has no Microsoft.Storage service endpoint", Severity.HIGH, FixKind.AUTO,
-    "add a Microsoft.Storage service endpoint for the subnet's region",
-    "Without a storage service endpoint, a service endpoint policy cannot restrict which storage "
-    "accounts the compute reaches, so data can be copied to any account.", GUIDE_EXFIL)
-SN_02 = Rule(
-    "EXF-SN-02", "Subnet has no service endpoint policy", Severity.CRITICAL, FixKind.CONFIGURED,
-    "attach the configured service endpoint policy",
-    "The service endpoint policy is what limits storage access to the workspace's own accounts; "
-    "without it the compute can write to any storage account in Azure.", GUIDE_EXFIL)
-SN_03 = Rule(
-    "EXF-SN-03", "Subnet has no network security group", Severity.HIGH, FixKind.CONFIGURED,
-    "attach the configured network security group",
-    "Without an NSG nothing denies outbound internet traffic from the compute.", GUIDE_EXFIL)
+SN_01 = CATALOG["EXF-SN-01"]
+SN_02 = CATALOG["EXF-SN-02"]
+SN_03 = CATALOG["EXF-SN-03"]
 
 RULES = (SN_01, SN_02, SN_03)
 TARGETS = (SUBNET,)  # resource types its findings are about

@@ -7,33 +7,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .. import ids
-from ..findings import Finding, FixKind, Severity
+from ..catalog import RULES as CATALOG
+from ..findings import Finding
 from ..fixes import Edit
 from ..model import STORAGE, WORKSPACE, Workspace
-from .base import GUIDE_EXFIL, GUIDE_MANAGED, Context, Rule
+from .base import Context
 
-WS_01 = Rule(
-    "EXF-WS-01", "Workspace has no approved private endpoint", Severity.HIGH, FixKind.ALERT,
-    "alert: add a private endpoint to the workspace",
-    "Without a private endpoint the workspace API is reached over the public internet.", GUIDE_EXFIL)
-WS_02 = Rule(
-    "EXF-WS-02", "Workspace allows public network access", Severity.HIGH, FixKind.AUTO,
-    "set publicNetworkAccess to Disabled",
-    "Public network access lets anyone with credentials reach the workspace and its data from anywhere.",
-    GUIDE_EXFIL)
-WS_03 = Rule(
-    "EXF-WS-03", "Workspace storage account has no approved private endpoint", Severity.HIGH, FixKind.ALERT,
-    "alert: add a private endpoint to the storage account",
-    "The default storage account holds the workspace's data; without a private endpoint it is reached "
-    "over public endpoints.", GUIDE_EXFIL)
-WS_04 = Rule(
-    "EXF-WS-04", "Managed network allows internet outbound", Severity.CRITICAL, FixKind.ALERT,
-    "alert: a person must decide to switch to AllowOnlyApprovedOutbound (one-way change)",
-    "AllowInternetOutbound lets managed compute send data anywhere.", GUIDE_MANAGED)
-WS_05 = Rule(
-    "EXF-WS-05", "Managed network allows an unapproved FQDN", Severity.MEDIUM, FixKind.ALERT,
-    "alert: remove the user-defined FQDN rule or add the host to the allow-list",
-    "Each user-defined FQDN outbound rule is a destination data can be sent to.", GUIDE_MANAGED)
+WS_01 = CATALOG["EXF-WS-01"]
+WS_02 = CATALOG["EXF-WS-02"]
+WS_03 = CATALOG["EXF-WS-03"]
+WS_04 = CATALOG["EXF-WS-04"]
+WS_05 = CATALOG["EXF-WS-05"]
 
 WS_02_NO_ENDPOINT = ("add an approved private endpoint to the workspace first, then set publicNetworkAccess: "
                      "Disabled (disabling it without one locks every user out of the studio and the SDK)")

@@ -1,4 +1,4 @@
-"""Snapshot files (contracts.md section 2): an array, an ARM list page or Resource Graph output.
+"""Snapshot files (docs/contracts.md section 2): an array, an ARM list page or Resource Graph output.
 
 Whole-file problems (not JSON, wrong shape, too large) raise :class:`SnapshotError` with a
 one-line message naming the file; a single malformed resource is skipped with a notice by

@@ -1,4 +1,4 @@
-"""Snapshot input in the shapes the product accepts (contracts.md section 2)."""
+"""Snapshot input in the shapes the product accepts (docs/contracts.md section 2)."""
 
 from __future__ import annotations
 
