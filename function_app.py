@@ -6,6 +6,8 @@
   a sweep of the subscription and answer 202 with a status URL.
 - ``evaluation_status`` (HTTP GET /api/evaluate/status/{id}, function key): a queued sweep's
   progress, then its report.
+- ``loopguard_release`` (HTTP POST /api/loopguard/release, function key): a person releases a
+  resource the loop guard holds, so that ExfilGuard fixes it again.
 - ``sweep_queue`` (Storage queue): runs the sweeps the HTTP endpoint queued.
 - ``scheduled_sweep`` (timer, ``EXFILGUARD_SWEEP_SCHEDULE``, default daily 02:00 UTC).
 
@@ -22,7 +24,7 @@ import logging
 import azure.functions as func
 
 from exfilguard import telemetry
-from exfilguard.app import event_handler, http_api, sweep
+from exfilguard.app import event_handler, http_api, loopguard_api, sweep
 from exfilguard.app import settings as app_settings
 from exfilguard.app.runtime import Services, services
 
@@ -57,6 +59,12 @@ def evaluate(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="evaluate/status/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def evaluation_status(req: func.HttpRequest) -> func.HttpResponse:
     return _http(http_api.status(req.route_params.get("id", ""), _services))
+
+
+@app.function_name("loopguard_release")
+@app.route(route="loopguard/release", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def loopguard_release(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(loopguard_api.release(req.get_body(), req.headers, _services))
 
 
 @app.function_name("sweep_queue")

@@ -78,7 +78,7 @@ def prime(emu: ArmEmulator) -> None:
     functions()["scheduled_sweep"](TimerRequest(past_due=False))
     if emu.writes():
         raise RuntimeError(f"bench: the priming sweep wrote {[w.path for w in emu.writes()]}: not compliant")
-    services().state.loop_status(NSG_WEU)  # opens (creates) the loop-guard table, as any earlier fix did
+    services().loop_guard().status(NSG_WEU)  # opens (creates) the loop-guard table, as any earlier fix did
     emu.reset_log()
 
 

@@ -231,10 +231,14 @@ CATALOG: tuple[Rule, ...] = (
          "managed network in `AllowOnlyApprovedOutbound`).",
          "Add a private endpoint to the workspace and approve it, then disable public access."),
     Rule("EXF-WS-02", "Workspace allows public network access", _H, _AUTO,
-         "set publicNetworkAccess to Disabled",
+         "set publicNetworkAccess to Disabled, only when the workspace has an approved private endpoint "
+         "(otherwise manual: add one first)",
          "Public network access lets anyone with credentials reach the workspace and its data from anywhere.",
          GUIDE_EXFIL,
-         "`publicNetworkAccess` is not `Disabled` (missing counts as enabled)."),
+         "`publicNetworkAccess` is not `Disabled` (missing counts as enabled).",
+         "Add a private endpoint to the workspace and approve it first; then disable public network access "
+         "(in remediate mode ExfilGuard does it once an approved endpoint exists). Disabling it without one "
+         "locks every user out of the studio and the SDK."),
     Rule("EXF-WS-03", "Workspace storage account has no approved private endpoint", _H, _ALERT,
          "alert: add a private endpoint to the storage account",
          "The default storage account holds the workspace's data; without a private endpoint it is reached "

@@ -54,6 +54,9 @@ class Config:
     secured_monitor: bool = False
     storage_smb: bool = False
     trusted_egress_appliances: tuple[str, ...] = ()  # next-hop IPs whose egress policy a person reviewed
+    # An exemption's until= may lie at most this many days after the evaluation day
+    # (docs/semantics.md, "Exemptions"): a tag cannot switch protection off for years.
+    max_exemption_days: int = 90
 
     def mode_for(self, rule_id: str) -> str:
         """The mode one rule runs in: its override, else the global mode."""
@@ -79,6 +82,7 @@ _ENV = {
     "secured_monitor": "EXFILGUARD_SECURED_MONITOR",
     "storage_smb": "EXFILGUARD_STORAGE_SMB",
     "trusted_egress_appliances": "EXFILGUARD_TRUSTED_EGRESS_APPLIANCES",
+    "max_exemption_days": "EXFILGUARD_MAX_EXEMPTION_DAYS",
 }
 
 _YAML = {
@@ -98,6 +102,7 @@ _YAML = {
     "storageSmb": "storage_smb",
     "storage_smb": "storage_smb",
     "trustedEgressAppliances": "trusted_egress_appliances",
+    "maxExemptionDays": "max_exemption_days",
 }
 
 
@@ -194,6 +199,14 @@ def _convert(attr: str, name: str, value: Any) -> Any:
                 raise ConfigError(f"{name}: expected IP addresses (a virtual appliance's next-hop IP), "
                                   f"got {item!r}") from None
         return items
+    if attr == "max_exemption_days":
+        try:
+            days = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a whole number of days from 0 to 3650, got {value!r}") from None
+        if isinstance(value, bool | float) or not 0 <= days <= 3650:
+            raise ConfigError(f"{name}: expected a whole number of days from 0 to 3650, got {value!r}")
+        return days
     if attr in ("curated_environments", "quarantine", "secured_monitor", "storage_smb"):
         return _bool(name, value)
     if attr == "attach_sep_id":

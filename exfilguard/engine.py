@@ -91,7 +91,7 @@ def _evaluate(picture: Picture, config: Config, today: date | None, only: Iterab
     notices.extend(_absent_references(picture, nsgs=nsg_rules in ran, seps=sep_rules in ran))
     if fw_rules in ran:
         notices.extend(egress.absent_notices(picture))
-    found, ex_notices = _apply_exemptions(picture, found, today)
+    found, ex_notices = _apply_exemptions(picture, found, today, config)
     notices.extend(ex_notices)
     found.sort(key=_sort_key)
     # findings, notices, resources, ignored (positional: built once per event)
@@ -127,8 +127,12 @@ def _absent_references(picture: Picture, *, nsgs: bool = True, seps: bool = True
 _KNOWN_RULES = frozenset(RULES)
 
 
-def _apply_exemptions(picture: Picture, found: list[Finding],
-                      today: date | None) -> tuple[list[Finding], list[Notice]]:
+_NOTICE_KIND = {"malformed": "malformed-exemption", "expired": "expired-exemption",
+                "too-long": "invalid-exemption"}
+
+
+def _apply_exemptions(picture: Picture, found: list[Finding], today: date | None,
+                      config: Config) -> tuple[list[Finding], list[Notice]]:
     """``today`` None: the UTC date, looked up only when an exemption tag is read."""
     notices: list[Notice] = []
     if not found:
@@ -145,19 +149,15 @@ def _apply_exemptions(picture: Picture, found: list[Finding],
                 source = picture.exemption_source(res)
                 value = exemptions.tag_value(source.tags)
                 if value is not None:
-                    try:
-                        ex = exemptions.parse(value, known)
-                    except exemptions.BadExemption as exc:
-                        notices.append(Notice("malformed-exemption", source.id,
-                                              f"tag {exemptions.TAG} on {source.name} ignored: {exc}"))
+                    if today is None:
+                        today = today_utc()
+                    verdict = exemptions.judge(value, today, known_rules=known,
+                                               max_days=config.max_exemption_days)
+                    if verdict.in_force:
+                        cache[k] = verdict.exemption
                     else:
-                        if today is None:
-                            today = today_utc()
-                        if exemptions.active(ex, today):
-                            cache[k] = ex
-                        else:
-                            notices.append(Notice("expired-exemption", source.id,
-                                                  f"tag {exemptions.TAG} on {source.name} expired on {ex.until}"))
+                        notices.append(Notice(_NOTICE_KIND[verdict.kind], source.id,
+                                              f"tag {exemptions.TAG} on {source.name} {verdict.message}"))
         ex = cache[k]
         if ex is not None and f.rule_id in ex.rules:  # type: ignore[attr-defined]
             f = replace(f, exempt=True, exemption=ex)  # type: ignore[arg-type]

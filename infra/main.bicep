@@ -26,8 +26,17 @@ param resourceGroupName string = 'rg-exfilguard-${environmentName}'
 ])
 param mode string = 'audit'
 
-@description('Quarantine computes with a public IP (EXF-CMP-02): stop instances, scale clusters to zero. Adds the ML compute stop/write actions to the role.')
+@description('Grant the role the write actions of the automatic fixes. Defaults to mode == remediate: deployed in audit mode the role has no write action. Set true in audit mode only when per-rule overrides (EXFILGUARD_RULE_MODES) put some rules in remediate.')
+param grantWriteActions bool = mode == 'remediate'
+
+@description('Quarantine computes with a public IP (EXF-CMP-02): stop instances, scale clusters to zero. Adds the ML compute stop/write actions to the role (with grantWriteActions only).')
 param enableQuarantine bool = false
+
+@description('App Service authentication (Entra ID) in front of the HTTP functions, so that the audit log names who called them. Off by default. Needs appServiceAuthClientId.')
+param appServiceAuth bool = false
+
+@description('Client (application) ID of the Entra app registration for App Service authentication.')
+param appServiceAuthClientId string = ''
 
 @description('NCRONTAB schedule of the full sweep (six fields, UTC).')
 param sweepSchedule string = '0 0 2 * * *'
@@ -204,6 +213,7 @@ module role 'modules/role.bicep' = {
   name: 'exfilguard-role-${resourceToken}'
   params: {
     principalId: identity.outputs.principalId
+    remediate: grantWriteActions
     enableQuarantine: enableQuarantine
   }
 }
@@ -284,6 +294,11 @@ var exfilguardBaseSettings = [
     value: enableQuarantine ? 'true' : 'false'
   }
   {
+    // The platform, not the caller, sets x-ms-client-principal-* only with App Service authentication.
+    name: 'EXFILGUARD_APP_SERVICE_AUTH'
+    value: appServiceAuth ? 'true' : 'false'
+  }
+  {
     name: 'EXFILGUARD_SWEEP_SCHEDULE'
     value: sweepSchedule
   }
@@ -362,6 +377,8 @@ module functionApp 'modules/functionapp.bicep' = {
     deploymentContainerName: storage.outputs.deploymentContainerName
     appInsightsConnectionString: monitoring.outputs.connectionString
     exfilguardSettings: concat(exfilguardBaseSettings, teamsSettings, smtpSettings, smtpPasswordSettings, additionalAppSettings)
+    appServiceAuth: appServiceAuth
+    authClientId: appServiceAuthClientId
   }
 }
 

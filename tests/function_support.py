@@ -184,8 +184,11 @@ class RunningApp:
     def audit(self, event_id: str | None = None) -> list[Any]:
         return self.state.audit_entries(event_id=event_id)
 
-    def escalations(self) -> list[dict]:
-        return [p.json() for p in self.teams.posts() if "Fix loop stopped on" in json.dumps(p.json())]
+    def escalations(self, stage: str | None = None) -> list[dict]:
+        """Loop-guard escalations posted to Teams: ``held`` (fixing stopped), ``backing-off``, or both."""
+        marks = {"held": ("Fix loop stopped on",), "backing-off": (": backing off",),
+                 None: ("Fix loop stopped on", ": backing off")}[stage]
+        return [p.json() for p in self.teams.posts() if any(m in json.dumps(p.json()) for m in marks)]
 
 
 @contextlib.contextmanager

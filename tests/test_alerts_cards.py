@@ -12,6 +12,7 @@ from exfilguard.alerts.content import (
     alert_content,
     digest_content,
     escalation_content,
+    exemption_change_content,
     resolved_content,
     test_content,
 )
@@ -19,10 +20,11 @@ from exfilguard.alerts.model import ActionTaken, Alert, ResolvedNotice, Resource
 from exfilguard.findings import Severity
 from tests.alerts_support.samples import (
     NSG,
-    TODAY,
+    active_exemptions,
     card_schema,
     compute_alert,
     escalation,
+    exemption_change,
     fixed_alert,
     many_alerts,
     nsg_finding,
@@ -68,13 +70,16 @@ def test_envelope_is_what_teams_workflows_expect():
 @pytest.mark.parametrize("build", [
     lambda: alert_content(fixed_alert()),
     lambda: alert_content(compute_alert()),
-    lambda: alert_content(Alert.build(nsg_finding(), action=ActionTaken.fix_failed("HTTP 409"), today=TODAY)),
-    lambda: alert_content(Alert.build(nsg_finding(), action=ActionTaken.exempt("2025-06-30", "x"), today=TODAY)),
+    lambda: alert_content(Alert.build(nsg_finding(), action=ActionTaken.fix_failed("HTTP 409"))),
+    lambda: alert_content(Alert.build(nsg_finding(), action=ActionTaken.exempt("2025-06-30", "x"))),
     lambda: digest_content(many_alerts(12)),
     lambda: escalation_content(escalation()),
     lambda: resolved_content([ResolvedNotice("EXF-NSG-01", ResourceFacts.from_resource_id(NSG), "t")]),
     lambda: test_content(TestAlert()),
-], ids=["fixed", "alert-only", "fix-failed", "exempt", "digest", "escalation", "resolved", "test"])
+    lambda: exemption_change_content(exemption_change()),
+    lambda: digest_content(many_alerts(12), exemptions=active_exemptions()),
+], ids=["fixed", "alert-only", "fix-failed", "exempt", "digest", "escalation", "resolved", "test", "exemption-change",
+        "digest-with-exemptions"])
 def test_every_card_kind_validates_against_the_schema(build):
     _validate(teams_payload(build()))
 
@@ -96,13 +101,15 @@ def test_alert_card_says_what_who_why_what_was_done_and_what_next():
     assert "2025-03-14 09:12:05 UTC" in text and "7c1e2f0a-1111-4d3b-9a55-0123456789ab" in text
     assert "Fixed" in text and "(no rule)" in text and "priority 4096" in text  # before / after
     assert "template" in text                                                  # next step
-    assert "/api/evaluate?code=" in text and "exfilguard-exempt" in text       # re-check, exempt
+    assert "/api/evaluate?code=" in text                                      # re-check
+    assert "exfilguard-exempt" not in text                                     # never suggests exempting
+    assert "changed by Dana Whitfield (dana\\_w@contoso.com); fixed by ExfilGuard." in text  # summary line
     urls = [a["url"] for a in card["actions"]]
     assert urls[0] == f"https://portal.azure.com/#@/resource{NSG}"
 
 
 def test_markdown_in_azure_text_is_escaped():
-    alert = Alert.build(nsg_finding(detail="allows * to * via [evil](https://x)"), today=TODAY)
+    alert = Alert.build(nsg_finding(detail="allows * to * via [evil](https://x)"))
     text = _texts(_card(teams_payload(alert_content(alert))))
     assert "allows \\* to \\* via \\[evil\\](https://x)" in text
 
@@ -110,7 +117,7 @@ def test_markdown_in_azure_text_is_escaped():
 def test_severity_colours_differ():
     styles = {}
     for sev in Severity:
-        alert = Alert.build(nsg_finding(severity=sev), today=TODAY)
+        alert = Alert.build(nsg_finding(severity=sev))
         styles[sev] = _card(teams_payload(alert_content(alert)))["body"][0]["style"]
     assert styles[Severity.CRITICAL] == styles[Severity.HIGH] == "attention"
     assert styles[Severity.MEDIUM] == "warning" and styles[Severity.LOW] == "accent"
@@ -149,8 +156,31 @@ def test_small_digest_is_not_cut():
 
 def test_huge_single_finding_is_cut_to_fit():
     items = tuple(f"rule-{i}: Outbound Allow * -> 203.0.113.{i % 250}/32 ports 1-65535" for i in range(2000))
-    alert = Alert.build(nsg_finding(items=items, detail="x" * 50_000), today=TODAY)
+    alert = Alert.build(nsg_finding(items=items, detail="x" * 50_000))
     payload = teams_payload(alert_content(alert))
     assert len(encode(payload)) <= MAX_PAYLOAD_BYTES
     _validate(payload)
     assert "more items" in _texts(_card(payload))
+
+
+def test_exemption_change_card_names_who_which_rules_until_when_and_why():
+    card = _card(teams_payload(exemption_change_content(exemption_change(previous="EXF-NSG-01;until=2025-03-20;"
+                                                                                  "reason=CHG-1"))))
+    text = _texts(card)
+    header = card["body"][0]
+    assert header["items"][0]["columns"][0]["items"][0]["text"] == "EXEMPTION"
+    assert "Exemption changed on nsg\\_ml\\_training" in text
+    assert "exfilguard-exempt changed by Dana Whitfield (dana\\_w@contoso.com)" in text       # who
+    assert "EXF-NSG-01" in text and "2025-04-13" in text and "CHG-4711; vendor test" in text  # rules, until, why
+    assert "reason=CHG-1" in text                                                               # the value before
+    assert "Microsoft.Network/networkSecurityGroups/securityRules/write" in text                # from the claims
+    assert "remove the tag" in text
+
+
+def test_digest_lists_active_exemptions_with_their_expiry_soonest_first():
+    card = _card(teams_payload(digest_content(many_alerts(4), exemptions=active_exemptions())))
+    text = _texts(card)
+    assert "Active exemptions" in text
+    assert text.index("until 2025-03-31") < text.index("until 2025-04-13")
+    assert "EXF-CMP-02, EXF-CMP-04" in text and "gpu-cluster" in text and "GPU driver debugging" in text
+    assert "2 active exemptions" in text

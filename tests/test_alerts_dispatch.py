@@ -19,10 +19,10 @@ from tests.alerts_support.receivers import LoopbackReceiver, Reply
 from tests.alerts_support.samples import (
     NOW,
     SUB,
-    TODAY,
     compute_alert,
     escalation,
     exempt_finding,
+    exemption_change,
     fixed_alert,
     nsg_finding,
 )
@@ -62,7 +62,7 @@ def card_text(post) -> str:
 
 
 def alert_only():
-    return Alert.build(nsg_finding(), action=ActionTaken.alert_only(), today=TODAY)
+    return Alert.build(nsg_finding(), action=ActionTaken.alert_only())
 
 
 def test_same_open_finding_is_not_alerted_again_within_the_window(rx, clock):
@@ -92,7 +92,7 @@ def test_a_fix_is_always_reported_and_closes_the_finding(rx, clock):
 
 
 def test_exempt_findings_are_not_sent_but_accounted_for(rx, clock):
-    outcomes = make(rx, clock).send_alerts([Alert.build(exempt_finding(), today=TODAY)])
+    outcomes = make(rx, clock).send_alerts([Alert.build(exempt_finding())])
     assert [(o.status, o.channel) for o in outcomes] == [(EXEMPT, None)]
     assert rx.posts() == []
 
@@ -102,8 +102,7 @@ def test_sweep_sends_one_digest_and_then_only_new_findings(rx, clock):
     first = d.send_digest([alert_only(), compute_alert()])
     assert [(o.status, o.kind, len(o.keys)) for o in first] == [(SENT, "digest", 2)]
     clock.advance(hours=1)
-    other = Alert.build(nsg_finding(rule_id="EXF-NSG-05", title="Inbound from the internet is allowed"),
-                        today=TODAY)
+    other = Alert.build(nsg_finding(rule_id="EXF-NSG-05", title="Inbound from the internet is allowed"))
     second = d.send_digest([alert_only(), compute_alert(), other])
     assert sorted(o.status for o in second) == [SENT, SUPPRESSED, SUPPRESSED]
     posts = rx.posts()
@@ -158,7 +157,16 @@ def test_escalation_always_goes_out(rx, clock):
     second = d.send_escalation(escalation())
     assert [o.status for o in first + second] == [SENT, SENT]
     text = card_text(rx.posts()[0])
-    assert "ESCALATION" in text and "6 writes in 30 minutes" in text and "9f8e7d6c-0000-4000-8000-00000000beef" in text
+    assert "ESCALATION" in text and "6 fix writes" in text and "stopped fixing" in text
+    assert "9f8e7d6c-0000-4000-8000-00000000beef" in text
+
+
+def test_exemption_change_always_goes_out_through_teams(rx, clock):
+    d = make(rx, clock)
+    outcomes = d.send_exemption_change(exemption_change()) + d.send_exemption_change(exemption_change())
+    assert [(o.status, o.kind) for o in outcomes] == [(SENT, "exemption"), (SENT, "exemption")]
+    text = card_text(rx.posts()[0])
+    assert "EXEMPTION" in text and "Dana Whitfield" in text and "2025-04-13" in text and "CHG-4711; vendor test" in text
 
 
 def test_failed_delivery_is_kept_retried_and_never_duplicated(clock):

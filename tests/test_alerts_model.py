@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from exfilguard.alerts import guidance
+from exfilguard.alerts.content import alert_content, digest_content, escalation_content
+from exfilguard.alerts.mail import render_text
 from exfilguard.alerts.model import (
     ActionKind,
     ActionTaken,
     Alert,
     ChangeContext,
+    Escalation,
     ResourceFacts,
     alert_key,
-    exemption_tag_value,
 )
-from tests.alerts_support.samples import COMPUTE, NSG, SUB, SUBNET, TODAY, compute_finding, exempt_finding, nsg_finding
+from tests.alerts_support.samples import (
+    COMPUTE,
+    NSG,
+    SUB,
+    SUBNET,
+    compute_finding,
+    exempt_finding,
+    fixed_alert,
+    many_alerts,
+    nsg_finding,
+)
 
 
 def test_resource_facts_split_the_arm_id_case_insensitively():
@@ -63,34 +75,50 @@ def test_guidance_url_per_rule_family():
 
 
 def test_build_derives_action_from_fix_mode_and_exemption():
-    assert Alert.build(nsg_finding(), today=TODAY).action.kind is ActionKind.WOULD_FIX
-    assert Alert.build(compute_finding(), today=TODAY).action.kind is ActionKind.ALERT_ONLY
-    exempt = Alert.build(exempt_finding(), today=TODAY)
+    assert Alert.build(nsg_finding()).action.kind is ActionKind.WOULD_FIX
+    assert Alert.build(compute_finding()).action.kind is ActionKind.ALERT_ONLY
+    exempt = Alert.build(exempt_finding())
     assert exempt.action.kind is ActionKind.EXEMPT and exempt.action.until == "2025-06-30"
 
 
-def test_exemption_tag_matches_the_core_format():
-    alert = Alert.build(nsg_finding(), today=TODAY)
-    assert alert.exemption_tag == "EXF-NSG-01;until=2025-04-13;reason=<why>"
-    assert exemption_tag_value(["exf-nsg-01", "EXF-NSG-02"], TODAY, "vendor") == \
-        "EXF-NSG-01,EXF-NSG-02;until=2025-03-14;reason=vendor"
-    assert 'exfilguard-exempt=EXF-NSG-01;until=2025-04-13' in alert.exemption_command
+def test_the_summary_says_who_changed_it_and_what_exfilguard_did():
+    fixed = alert_content(fixed_alert())
+    assert "changed by Dana Whitfield (dana_w@contoso.com); fixed by ExfilGuard." in fixed.summary
+    assert "fixed by Dana" not in fixed.summary
+    would = alert_content(Alert.build(nsg_finding(), change=ChangeContext(caller="Dana Whitfield")))
+    assert would.summary.endswith(": changed by Dana Whitfield; not changed by ExfilGuard (audit mode).")
+    sweep = alert_content(Alert.build(compute_finding()))
+    assert sweep.summary.endswith(": not changed by ExfilGuard (alert only).") and ": changed by" not in sweep.summary
+
+
+def test_no_alert_suggests_exempting():
+    """Alerts point to the fix (baseline.md, Exemptions): no exemption tag, command or hint."""
+    messages = [alert_content(fixed_alert()), alert_content(Alert.build(nsg_finding())),
+                alert_content(Alert.build(compute_finding())),
+                alert_content(Alert.build(nsg_finding(), action=ActionTaken.fix_failed("409"))),
+                digest_content(many_alerts(8)),
+                escalation_content(Escalation(ResourceFacts.from_resource_id(NSG), ("EXF-NSG-01",), 3,
+                                              timedelta(minutes=10)))]
+    for content in messages:
+        words = render_text(content).lower()
+        assert "exfilguard-exempt" not in words and "az tag" not in words, content.kind
+        assert "exempt the" not in words and "accept a finding" not in words, content.kind
 
 
 def test_recheck_command_uses_the_configured_endpoint():
-    alert = Alert.build(nsg_finding(), http_endpoint="https://func-x.azurewebsites.net/", today=TODAY)
+    alert = Alert.build(nsg_finding(), http_endpoint="https://func-x.azurewebsites.net/")
     assert alert.recheck.startswith('curl -X POST "https://func-x.azurewebsites.net/api/evaluate?code=<function key>"')
     assert f'{{"resourceId":"{NSG}"}}' in alert.recheck
-    assert "<function-app>" in Alert.build(nsg_finding(), today=TODAY).recheck
+    assert "<function-app>" in Alert.build(nsg_finding()).recheck
 
 
 def test_next_step_depends_on_what_was_done():
-    fixed = Alert.build(nsg_finding(), action=ActionTaken.fixed("a", "b"), today=TODAY,
+    fixed = Alert.build(nsg_finding(), action=ActionTaken.fixed("a", "b"),
                         change=ChangeContext(caller="Dana"))
     assert "Dana" in fixed.next_step and "template" in fixed.next_step
-    failed = Alert.build(nsg_finding(), action=ActionTaken.fix_failed("412 etag"), today=TODAY)
+    failed = Alert.build(nsg_finding(), action=ActionTaken.fix_failed("412 etag"))
     assert failed.next_step.startswith("Apply the fix by hand: add rule exfilguard-deny-internet-outbound")
-    assert "recreate the compute" in Alert.build(compute_finding(), today=TODAY).next_step
+    assert "recreate the compute" in Alert.build(compute_finding()).next_step
 
 
 def test_alert_key_ignores_id_case():

@@ -19,7 +19,7 @@ from exfilguard.alerts.model import Alert
 from exfilguard.alerts.pacing import MinimumSpacing, backoff_delay, retry_after_seconds
 from exfilguard.alerts.teams import TeamsSender
 from tests.alerts_support.receivers import LoopbackReceiver, Reply
-from tests.alerts_support.samples import TODAY, card_schema, fixed_alert, nsg_finding
+from tests.alerts_support.samples import card_schema, fixed_alert, nsg_finding
 
 SECRET_PATH = "/workflows/5e1f7ab0c0de/triggers/manual/paths/invoke"
 SECRET_QUERY = "api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=Zm9vYmFyLXNlY3JldC1zaWduYXR1cmU"
@@ -81,7 +81,7 @@ def test_dispatcher_reports_one_sent_outcome_after_retries():
 def test_requests_never_exceed_four_per_second_at_the_receiver():
     # Retries (429/500 with Retry-After 0) are requests too and must respect the spacing.
     script = [Reply(202), Reply(429, {"Retry-After": "0"}), Reply(202), Reply(500, {"Retry-After": "0"})]
-    alerts = [Alert.build(nsg_finding(resource_id=f"{nsg_finding().resource_id}-{i}"), today=TODAY) for i in range(7)]
+    alerts = [Alert.build(nsg_finding(resource_id=f"{nsg_finding().resource_id}-{i}")) for i in range(7)]
     with LoopbackReceiver(script) as rx:
         teams = TeamsSender(webhook(rx))
         outcomes = Dispatcher(ledger=MemoryLedger(), teams=teams).send_alerts(alerts)

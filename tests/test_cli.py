@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,12 @@ def test_drifted_sample_reports_findings_and_exits_1():
     assert s["findings"] == sum(1 for x in report["findings"] if not x["exempt"])
     assert sum(s["bySeverity"].values()) == s["findings"]
     assert s["resources"] == 35
-    exempt = [x for x in report["findings"] if x["exempt"]]
-    assert [x["ruleId"] for x in exempt] == ["EXF-CMP-04"]
+    # The sample's exemption runs to 2099: more than max_exemption_days (90) ahead, so it exempts
+    # nothing and a notice says why (governance, docs/semantics.md "Exemptions").
+    assert [x["ruleId"] for x in report["findings"] if x["exempt"]] == []
+    assert any(x["ruleId"] == "EXF-CMP-04" for x in report["findings"])
+    [notice] = [n for n in report["notices"] if "exemption" in n["kind"]]
+    assert notice["kind"] == "invalid-exemption" and "more than 90 days after" in notice["message"]
     subnet_ids = [x["resourceId"] for x in report["findings"] if x["ruleId"].startswith("EXF-SN")]
     assert all("/virtualNetworks/" in i and "/subnets/" in i for i in subnet_ids)
 
@@ -60,8 +65,17 @@ def test_table_format_groups_by_severity():
     assert "finding(s)" in out.splitlines()[-1]
 
 
-def test_sarif_is_valid_2_1_0_with_suppressed_exemptions():
-    r = cli("scan", "--snapshot", str(DRIFTED), "--format", "sarif")
+def in_days(n: int) -> str:
+    return (datetime.now(UTC).date() + timedelta(days=n)).isoformat()
+
+
+def test_sarif_is_valid_2_1_0_with_suppressed_exemptions(tmp_path: Path):
+    doc = json.loads(DRIFTED.read_text())
+    vendor = next(x for x in doc if x["name"] == "ci-vendor-debug")
+    vendor["tags"]["exfilguard-exempt"] = f"EXF-CMP-04;until={in_days(30)};reason=vendor debugging, SEC-4411"
+    p = tmp_path / "drifted.json"
+    p.write_text(json.dumps(doc))
+    r = cli("scan", "--snapshot", str(p), "--format", "sarif")
     assert r.returncode == 1
     doc = json.loads(r.stdout)
     assert doc["version"] == "2.1.0"
@@ -188,7 +202,7 @@ def test_exemption_notices(tmp_path: Path):
     nsg = next(x for x in doc if x["name"] == "nsg-ml-westeurope")
     nsg["tags"] = {"exfilguard-exempt": "EXF-NSG-01;until=2020-01-01;reason=old"}
     vnet = next(x for x in doc if x["name"] == "vnet-ml-eastus")
-    vnet["tags"] = {"Exfilguard-Exempt": "EXF-SN-01;until=2999-01-01;reason=migration"}
+    vnet["tags"] = {"Exfilguard-Exempt": f"EXF-SN-01;until={in_days(90)};reason=migration"}
     sep = next(x for x in doc if x["name"] == "sep-ml-eastus")
     sep["tags"] = {"exfilguard-exempt": "EXF-SEP-03;until=2999-01-01"}
     p = tmp_path / "ex.json"
@@ -199,4 +213,24 @@ def test_exemption_notices(tmp_path: Path):
     assert by[("EXF-SN-01", "snet-training")]["exempt"] is True  # subnet exempt through its VNet's tag
     assert by[("EXF-SEP-03", "sep-ml-eastus")]["exempt"] is False
     kinds = sorted(n["kind"] for n in report["notices"])
-    assert kinds == ["expired-exemption", "malformed-exemption"]
+    assert kinds == ["expired-exemption", "invalid-exemption", "malformed-exemption"]  # invalid: the sample's 2099
+
+
+def test_scan_shows_ws02_manual_without_an_approved_private_endpoint_and_auto_with_one(tmp_path: Path):
+    doc = json.loads(COMPLIANT.read_text())
+    ws = next(x for x in doc if x["type"] == "Microsoft.MachineLearningServices/workspaces")
+    ws["properties"]["publicNetworkAccess"] = "Enabled"
+    with_pe = tmp_path / "with.json"
+    with_pe.write_text(json.dumps(doc))
+    for pec in ws["properties"]["privateEndpointConnections"]:
+        pec["properties"]["privateLinkServiceConnectionState"]["status"] = "Pending"
+    without = tmp_path / "without.json"
+    without.write_text(json.dumps(doc))
+
+    def ws02(path: Path) -> dict:
+        report = json.loads(cli("scan", "--snapshot", str(path), "--format", "json").stdout)
+        return next(x for x in report["findings"] if x["ruleId"] == "EXF-WS-02" and x["resourceId"] == ws["id"])
+
+    assert ws02(with_pe)["fix"] == {"mode": "auto", "summary": "set publicNetworkAccess: Disabled"}
+    manual = ws02(without)["fix"]
+    assert manual["mode"] == "manual" and manual["summary"].startswith("add an approved private endpoint")

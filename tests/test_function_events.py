@@ -186,7 +186,7 @@ def test_event_delivered_as_cloudevent_is_handled_the_same(monkeypatch):
         assert "fixed" in [r.decision for r in app.audit(eg["id"])]
 
 
-def test_loop_guard_allows_n_writes_then_escalates_once_naming_the_other_writer(monkeypatch):
+def test_loop_guard_allows_n_writes_then_backs_off_once_naming_the_other_writer(monkeypatch):
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:
         _prime_index(app)
         _drift(app)
@@ -206,12 +206,14 @@ def test_loop_guard_allows_n_writes_then_escalates_once_naming_the_other_writer(
         assert len(puts) == 3, f"expected exactly N=3 writes, got {len(puts)}"
         escalations = app.escalations()
         assert len(escalations) == 1, f"expected one escalation, got {len(escalations)}"
+        assert app.escalations("backing-off") == escalations
         assert MALLORY["upn"] in json.dumps(escalations[0])
         rows = app.audit()
-        assert [r.decision for r in rows].count("escalated") == 1
+        assert [r.decision for r in rows].count("backing-off") == 1
         assert [r.decision for r in rows].count("loop-guard") == 3
-        writes, escalated_at, actor = app.state.loop_status(NSG_WEU)
-        assert len(writes) == 3 and escalated_at is not None and actor.caller.endswith(f"({MALLORY['upn']})")
+        record = app.services.loop_guard().status(NSG_WEU)
+        assert len(record.writes) == 3 and record.state == "backing-off"
+        assert record.writer.caller.endswith(f"({MALLORY['upn']})")
 
 
 def test_loop_guard_limit_comes_from_the_settings(monkeypatch):

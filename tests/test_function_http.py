@@ -41,7 +41,7 @@ def test_single_resource_what_if_answers_the_report_and_writes_nothing(monkeypat
 
 def test_single_resource_evaluation_fixes_in_remediate_mode(monkeypatch):
     with running_app(monkeypatch, sample("drifted-subscription.json")) as app:
-        status, body = app.post({"resourceId": f"{NSG_WEU}/securityRules/allow-ssh-in"})
+        status, body = app.post({"resourceId": f"{NSG_WEU}/securityRules/allow-ssh-in", "remediate": True})
         assert status == 200, body
         assert body["resourceId"].endswith("/securityRules/allow-ssh-in")
         assert ids.key(body["evaluated"][0]) == ids.key(NSG_WEU)
@@ -50,6 +50,45 @@ def test_single_resource_evaluation_fixes_in_remediate_mode(monkeypatch):
         again_status, again = app.post({"resourceId": NSG_WEU})
         assert again_status == 200
         assert [f for f in again["findings"] if f["fix"]["mode"] == "auto"] == []
+
+
+def test_remediate_defaults_to_false_and_needs_the_mode_too(monkeypatch):
+    """HTTP writes only with "remediate": true AND the rule's mode remediate."""
+    with running_app(monkeypatch, sample("drifted-subscription.json")) as app:
+        status, body = app.post({"resourceId": NSG_WEU})
+        assert status == 200 and body["mode"] == "what-if"
+        assert {w["status"] for w in body["actions"]["writes"]} == {"planned"} and app.emulator.writes() == []
+    with running_app(monkeypatch, sample("drifted-subscription.json"), mode="audit") as app:
+        status, body = app.post({"resourceId": NSG_WEU, "remediate": True})
+        assert status == 200 and body["mode"] == "audit"
+        assert body["actions"]["writes"] == [] or {w["status"] for w in body["actions"]["writes"]} == {"planned"}
+        assert app.emulator.writes() == []
+    with running_app(monkeypatch, sample("drifted-subscription.json"), mode="audit",
+                     EXFILGUARD_RULE_MODES="EXF-NSG-01=remediate,EXF-NSG-02=remediate,EXF-NSG-05=remediate") as app:
+        status, body = app.post({"resourceId": NSG_WEU, "remediate": True})
+        assert status == 200 and [w["status"] for w in body["actions"]["writes"]] == ["applied"]
+        assert len(app.emulator.writes()) == 1
+
+
+def test_the_audit_records_the_caller(monkeypatch):
+    principal = {"X-MS-CLIENT-PRINCIPAL-NAME": "dana_w@contoso.com",
+                 "X-MS-CLIENT-PRINCIPAL-ID": "11111111-2222-4333-8444-555555555555",
+                 "X-MS-CLIENT-PRINCIPAL-IDP": "aad"}
+    with running_app(monkeypatch, sample("drifted-subscription.json"), EXFILGUARD_APP_SERVICE_AUTH="true") as app:
+        status, _ = app.post({"resourceId": NSG_WEU, "remediate": True}, headers=principal)
+        assert status == 200
+        rows = {r.decision: r for r in app.audit()}
+        assert set(rows) >= {"evaluated", "fixed"}
+        for decision in ("evaluated", "fixed"):
+            assert rows[decision].actor == ("dana_w@contoso.com (id 11111111-2222-4333-8444-555555555555) via App "
+                                            "Service authentication (aad)"), decision
+    with running_app(monkeypatch, sample("drifted-subscription.json")) as app:
+        app.post({"resourceId": NSG_WEU}, headers=principal)
+        app.post({"resourceId": NSG_WEU})
+        actors = [r.actor for r in app.audit() if r.decision == "evaluated"]
+        # Without App Service authentication the headers are whatever the caller sent: recorded, not believed.
+        assert actors[0].startswith("function key; unverified x-ms-client-principal headers say dana_w@contoso.com")
+        assert actors[1] == "function key (App Service authentication is off: the caller is not known)"
 
 
 def test_missing_resource_is_404_and_arm_failure_is_502(monkeypatch):

@@ -26,8 +26,11 @@ def test_sweep_over_the_emulator_finds_what_a_snapshot_scan_finds(monkeypatch, t
         assert report["summary"]["findings"] == len([f for f in report["findings"] if not f["exempt"]])
         assert app.emulator.writes() == [], "audit mode writes nothing"
         assert {w["status"] for w in report["actions"]["writes"]} == {"planned"}
-        digests = app.teams.posts()
+        posts = [json.dumps(p.json()) for p in app.teams.posts()]
+        digests = [p for p in posts if "ExfilGuard sweep" in p]
         assert len(digests) == 1, "a sweep sends one digest, not one message per finding"
+        # and one alert for the sample's exemption tag, seen for the first time (not in force: 2099)
+        assert len(posts) == 2 and "Exemption set on ci-vendor-debug" in (set(posts) - set(digests)).pop()
         assert [r.decision for r in app.audit()].count("swept") == 1
         # The sweep filled the compute index.
         assert app.state.index_populated()

@@ -6,7 +6,9 @@ that no tool checks for us.
   failures here, like failed checks and suppressions without a written reason.
 * The Event Grid filter in main.bicep holds exactly ``exfilguard.operations.MAPPED_OPERATION_NAMES``
   (at most 25 values: Event Grid's limit for advanced-filter values).
-* The custom role has no wildcard and the same actions as the table in docs/deploy.md.
+* The custom role has no wildcard, grants per deployment mode exactly what
+  ``infra/role-actions.json`` says (audit: reads only), and the docs table is rendered from
+  that same file.
 
 checkov lives in its own venv (``make checkov`` builds ``.venv-checkov``); it is run as a
 subprocess and its absence is a failure, not a skip.
@@ -29,7 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
 MAIN = INFRA / "main.bicep"
 MODULES = INFRA / "modules"
-DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 
 EVENT_GRID_MAX_FILTER_VALUES = 25
@@ -38,13 +39,12 @@ QUARANTINE_ACTIONS = {
     "Microsoft.MachineLearningServices/workspaces/computes/write",
     "Microsoft.MachineLearningServices/locations/computeOperationsStatus/read",
 }
-# What the issue asks the role to allow, at the least (role.bicep may hold more; the docs table
-# must list whatever it holds).
+# What the role must allow in remediate mode, at the least. Rules and policy definitions are
+# read and written inline through their NSG and policy (the code never calls their own
+# endpoints), so securityRules/* and serviceEndpointPolicyDefinitions/* are not granted.
 REQUIRED_ACTIONS = {
     "Microsoft.Network/networkSecurityGroups/read",
     "Microsoft.Network/networkSecurityGroups/write",
-    "Microsoft.Network/networkSecurityGroups/securityRules/read",
-    "Microsoft.Network/networkSecurityGroups/securityRules/write",
     "Microsoft.Network/virtualNetworks/subnets/read",
     "Microsoft.Network/virtualNetworks/subnets/write",
     "Microsoft.Network/networkSecurityGroups/join/action",
@@ -53,8 +53,6 @@ REQUIRED_ACTIONS = {
     "Microsoft.Network/natGateways/join/action",
     "Microsoft.Network/serviceEndpointPolicies/read",
     "Microsoft.Network/serviceEndpointPolicies/write",
-    "Microsoft.Network/serviceEndpointPolicies/serviceEndpointPolicyDefinitions/read",
-    "Microsoft.Network/serviceEndpointPolicies/serviceEndpointPolicyDefinitions/write",
     "Microsoft.Network/locations/operations/read",
     "Microsoft.Network/locations/operationResults/read",
     "Microsoft.MachineLearningServices/workspaces/read",
@@ -233,7 +231,8 @@ def bicep_types(text: str) -> set[str]:
 
 # --- the custom role -------------------------------------------------------------------------
 
-ROLE_LISTS = ("readActions", "remediateActions", "operationStatusActions", "quarantineActions")
+ROLE_LISTS = ("readActions", "remediateActions", "quarantineActions")
+MODES = [("audit", False), ("audit", True), ("remediate", False), ("remediate", True)]
 
 
 def role_actions() -> dict[str, list[str]]:
@@ -241,23 +240,12 @@ def role_actions() -> dict[str, list[str]]:
     return {name: bicep_string_array(text, name) for name in ROLE_LISTS}
 
 
-def documented_actions() -> dict[str, str]:
-    """Action -> its "Needed by" cell, from the tables under "## Role actions" in docs/deploy.md and
-    docs/firewall.md (the egress reads)."""
-    out = _documented_actions(read(DEPLOY_DOC))
-    egress = _documented_actions(read(ROOT / "docs" / "firewall.md"))
-    assert not set(out) & set(egress), "an action is listed in both docs/deploy.md and docs/firewall.md"
-    return out | egress
-
-
-def _documented_actions(text: str) -> dict[str, str]:
-    start = re.search(r"^#{2,3} Role actions\n", text, re.MULTILINE).end()
-    following = re.search(r"^#{1,3} ", text[start:], re.MULTILINE)
-    section = text[start: start + following.start()] if following else text[start:]
-    rows = re.findall(r"^\|\s*`([^`]+)`\s*\|([^|]*)\|", section, re.MULTILINE)
-    assert rows, "no action rows in the Role actions table"
-    assert len(rows) == len({a for a, _ in rows}), "an action is listed twice in docs/deploy.md"
-    return {action: needed_by.strip() for action, needed_by in rows}
+def bicep_role_for(remediate: bool, quarantine: bool) -> list[str]:
+    """What role.bicep grants: ``concat(readActions, remediate ? remediateActions : [],
+    remediate && enableQuarantine ? quarantineActions : [])``, evaluated."""
+    lists = role_actions()
+    return (lists["readActions"] + (lists["remediateActions"] if remediate else [])
+            + (lists["quarantineActions"] if remediate and quarantine else []))
 
 
 def test_role_has_no_wildcard_and_only_well_formed_actions() -> None:
@@ -269,31 +257,78 @@ def test_role_has_no_wildcard_and_only_well_formed_actions() -> None:
         assert "*" not in action
         assert re.fullmatch(r"Microsoft\.[A-Za-z]+(/[A-Za-z]+)+", action), action
     assert set(lists["quarantineActions"]) == QUARANTINE_ACTIONS
-    assert ("var roleActions = concat(readActions, remediateActions, operationStatusActions, "
-            "enableQuarantine ? quarantineActions : [])") in text
+    assert ("var roleActions = concat(readActions, remediate ? remediateActions : [], "
+            "remediate && enableQuarantine ? quarantineActions : [])") in text
+    assert "param remediate bool = false" in text
     assert "actions: roleActions" in text
     for empty in ("notActions: []", "dataActions: []", "notDataActions: []"):
         assert empty in text
     assert "targetScope = 'subscription'" in text
     assert re.search(r"assignableScopes: \[\s+subscription\(\)\.id\s+\]", text)
     assert "roleDefinitionId: roleDefinition.id" in text
-    missing = REQUIRED_ACTIONS - set(actions)
+    missing = REQUIRED_ACTIONS - set(bicep_role_for(True, True))
     assert not missing, f"role.bicep lacks {sorted(missing)}"
     main = read(MAIN)
     assert "module role 'modules/role.bicep'" in main
-    assert "enableQuarantine: enableQuarantine" in main
+    assert "param grantWriteActions bool = mode == 'remediate'" in main
+    assert "remediate: grantWriteActions" in main and "enableQuarantine: enableQuarantine" in main
 
 
-def test_docs_list_every_role_action_with_the_rule_that_needs_it() -> None:
-    lists = role_actions()
-    in_role = {a for group in lists.values() for a in group}
-    documented = documented_actions()
-    assert set(documented) == in_role, (
-        f"in role.bicep only: {sorted(in_role - set(documented))}; "
-        f"in docs/deploy.md only: {sorted(set(documented) - in_role)}")
-    for action, needed_by in documented.items():
-        assert needed_by, f"{action}: no rule named"
+@pytest.mark.parametrize("mode, quarantine", MODES)
+def test_bicep_role_is_the_data_file_in_every_mode(mode: str, quarantine: bool) -> None:
+    from exfilguard import roles
+
+    assert bicep_role_for(mode == "remediate", quarantine) == roles.actions_for(mode, quarantine)
+
+
+def test_audit_mode_role_has_no_write_action() -> None:
+    from exfilguard import roles
+
+    granted = set(roles.actions_for("audit", quarantine=True))
+    by_action = {a.action: a for a in roles.load()}
+    assert granted and all(by_action[a].access == "read" and a.endswith("/read") for a in granted)
+    assert all(a.when == "always" for a in by_action.values() if a.action in granted)
+    writes = set(roles.actions_for("remediate", quarantine=True)) - granted
+    assert {"Microsoft.Network/networkSecurityGroups/write", "Microsoft.MachineLearningServices/workspaces/write",
+            "Microsoft.Network/virtualNetworks/subnets/write"} <= writes
+
+
+def test_every_granted_action_is_one_the_code_calls() -> None:
+    """Each action maps to something ExfilGuard reads, writes or polls; the ones it never calls
+    (rules and policy definitions are handled inline by their parents) stay out."""
+    from exfilguard import roles
+    from exfilguard.sources import arm
+
+    actions = {a.action for a in roles.load()}
+    for never in ("Microsoft.Network/networkSecurityGroups/securityRules/read",
+                  "Microsoft.Network/networkSecurityGroups/securityRules/write",
+                  "Microsoft.Network/serviceEndpointPolicies/serviceEndpointPolicyDefinitions/read",
+                  "Microsoft.Network/serviceEndpointPolicies/serviceEndpointPolicyDefinitions/write",
+                  "Microsoft.MachineLearningServices/workspaces/outboundRules/read"):
+        assert never not in actions, never
+    for swept in arm.SWEEP_TYPES:
+        assert f"{swept}/read" in actions, swept
+
+
+def test_docs_table_is_rendered_from_the_data_file() -> None:
+    from exfilguard import roles
+
+    table = roles.render_role_table()
+    rows = re.findall(r"^\| `([^`]+)` \| (read|write) \| ([^|]+) \| ([^|]+) \|", table, re.MULTILINE)
+    assert [r[0] for r in rows] == [a.action for a in roles.load()]
+    in_role = {a for group in role_actions().values() for a in group}
+    assert {r[0] for r in rows} == in_role
+    for action, _, granted, needed_by in rows:
+        assert needed_by.strip(), f"{action}: no rule named"
         assert ("quarantine" in needed_by.lower()) == (action in QUARANTINE_ACTIONS), action
+        assert (granted.strip() == "always") == (action in set(roles.actions_for("audit"))), action
+
+
+def test_deploy_doc_shows_the_current_role_table() -> None:
+    from exfilguard import roles
+
+    assert roles.render_role_table() in read(ROOT / "docs" / "deploy.md"), (
+        "docs/deploy.md's Role actions table is stale: run `make docs`")
 
 
 # --- the rest of the deployment --------------------------------------------------------------

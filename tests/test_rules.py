@@ -281,7 +281,10 @@ def test_all_fixes_together_converge_in_one_pass():
     ev = run(res, cfg)
     auto = [x for x in ev.findings if x.fix_mode == "auto"]
     assert {x.rule_id for x in auto} >= {"EXF-NSG-01", "EXF-NSG-02", "EXF-NSG-03", "EXF-NSG-05", "EXF-SEP-01",
-                                         "EXF-SN-01", "EXF-WS-02"}
+                                         "EXF-SN-01"}
+    # The EXF-WS-01 mutation leaves the workspace without an approved private endpoint: disabling
+    # public access then would lock everyone out, so WS-02 waits for a person.
+    assert [x.fix_mode for x in ev.findings if x.rule_id == "EXF-WS-02"] == ["manual"]
     after = run(apply_findings(res, auto), cfg)
     assert [x for x in after.findings if x.fix_mode == "auto"] == []
 
@@ -587,3 +590,22 @@ def test_cmp02_quarantine_leaves_a_stopped_instance_alone():
     inner["state"] = "Stopped"
     [finding] = by_rule(run(res, Config(quarantine=True)), "EXF-CMP-02")
     assert finding.fix_mode == "manual" and finding.edits == ()
+
+
+def test_ws02_without_an_approved_private_endpoint_is_manual_and_says_why():
+    res = stack()
+    workspace_public(res)
+    workspace_no_pe(res)  # the only connection is Rejected
+    [finding] = by_rule(run(res), "EXF-WS-02")
+    assert finding.fix_mode == "manual" and finding.edits == ()
+    assert "add an approved private endpoint" in finding.fix_summary
+    assert "no approved private endpoint" in finding.detail
+    assert by_rule(run(res, Config(mode="remediate")), "EXF-WS-02")[0].fix_mode == "manual"
+
+
+def test_ws02_with_an_approved_private_endpoint_is_auto():
+    res = stack()
+    workspace_public(res)
+    [finding] = by_rule(run(res), "EXF-WS-02")
+    assert finding.fix_mode == "auto" and finding.fix_summary == "set publicNetworkAccess: Disabled"
+    assert [e.value for e in finding.edits] == ["Disabled"]

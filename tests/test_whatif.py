@@ -10,6 +10,7 @@ import copy
 import io
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -206,7 +207,8 @@ def test_a_live_base_is_read_and_never_written(emu: ExtendedEmulator) -> None:
 def test_an_exempted_introduced_finding_is_shown_but_does_not_fail(tmp_path: Path) -> None:
     base = load_sample("compliant-subscription.json")
     nsg = next(b for b in base if b["id"] == NSG_WEU)
-    nsg["tags"] = {"exfilguard-exempt": "EXF-NSG-01,EXF-NSG-02; until=2999-12-31; reason=vendor upload, ticket 42"}
+    until = (datetime.now(UTC).date() + timedelta(days=30)).isoformat()  # within max_exemption_days
+    nsg["tags"] = {"exfilguard-exempt": f"EXF-NSG-01,EXF-NSG-02; until={until}; reason=vendor upload, ticket 42"}
     snap = tmp_path / "snapshot.json"
     snap.write_text(json.dumps(base))
     code, report = run("--snapshot", str(snap), "--what-if", str(WHATIF / "handmade_whatif_leaky_nsg_rule.json"))

@@ -15,9 +15,11 @@ from ..findings import Severity
 from . import guidance
 from .model import (
     ActionKind,
+    ActiveExemption,
     Alert,
     ChangeContext,
     Escalation,
+    ExemptionChange,
     ResolvedNotice,
     ResourceFacts,
     TestAlert,
@@ -94,7 +96,7 @@ class Section:
 
 @dataclass(frozen=True, slots=True)
 class Content:
-    kind: str                  # alert | digest | escalation | resolved | test
+    kind: str                  # alert | digest | escalation | exemption | resolved | test
     badge: str                 # the severity word, or ESCALATION / RESOLVED / TEST
     tone: str
     title: str
@@ -191,16 +193,17 @@ def _action_section(alert: Alert) -> Section:
     if a.kind is ActionKind.WOULD_FIX:
         return Section("What ExfilGuard did", lead=a.headline,
                        text=f"in remediate mode it would {a.plan or alert.finding.fix_summary}", tone=tone)
-    return Section("What ExfilGuard did", lead=a.headline,
-                   text="this rule is never changed automatically.",
-                   tone=tone)
+    summary = alert.finding.fix_summary
+    text = ("this rule is never changed automatically." if not summary or summary.startswith("alert")
+            else f"not changed automatically: {clip(summary, 300)}.")
+    return Section("What ExfilGuard did", lead=a.headline, text=text, tone=tone)
 
 
 def alert_content(alert: Alert) -> Content:
     f = alert.finding
     r = alert.resource
     badge = _severity_badge(f.severity)
-    who = f" by {alert.change.actor}" if alert.change and alert.change.actor else ""
+    who = f"changed by {alert.change.actor}; " if alert.change and alert.change.actor else ""
     sections = [
         Section("Resource", facts=_resource_facts(r)),
         Section("What changed", text=clip(f.detail),
@@ -210,11 +213,6 @@ def alert_content(alert: Alert) -> Content:
         Section("Next step", text=alert.next_step),
         Section("Re-check", text="Evaluate this resource again now:", code=(alert.recheck,)),
     ]
-    if alert.exemption_tag:
-        sections.append(Section(
-            "Exempt", text=f"If this is accepted, tag {'the virtual network ' if r.tag_holder != r.resource_id else ''}"
-                           f"exfilguard-exempt = {alert.exemption_tag} (reason required), for example:",
-            code=(alert.exemption_command,)))
     return Content(
         kind="alert",
         badge=badge,
@@ -223,7 +221,7 @@ def alert_content(alert: Alert) -> Content:
         title_url=alert.guidance_url,
         subject=f"[ExfilGuard] {badge}: {f.rule_id} {f.title} on {r.name} ({alert.action.short})",
         summary=f"{r.type_label} {r.name} in {r.resource_group or 'its resource group'}"
-                f"{' (' + r.region + ')' if r.region else ''}: {alert.action.short}{who}.",
+                f"{' (' + r.region + ')' if r.region else ''}: {who}{alert.action.by_exfilguard}.",
         sections=tuple(sections),
         links=(Link("Open in Azure portal", r.portal_url), Link("Microsoft guidance", alert.guidance_url)),
         keys=(alert.key,),
@@ -231,8 +229,10 @@ def alert_content(alert: Alert) -> Content:
     )
 
 
-def digest_content(alerts: list[Alert] | tuple[Alert, ...], *, title: str = "") -> Content:
-    """One message for a sweep: sections by severity (worst first), resources inside them."""
+def digest_content(alerts: list[Alert] | tuple[Alert, ...], *, title: str = "",
+                   exemptions: list[ActiveExemption] | tuple[ActiveExemption, ...] = ()) -> Content:
+    """One message for a sweep: sections by severity (worst first), resources inside them, then
+    every exemption in force with its expiry (protection switched off must stay visible)."""
     by_sev: dict[Severity, dict[str, list[Alert]]] = defaultdict(lambda: defaultdict(list))
     for a in alerts:
         by_sev[a.severity][a.resource.resource_id.lower()].append(a)
@@ -262,19 +262,19 @@ def digest_content(alerts: list[Alert] | tuple[Alert, ...], *, title: str = "") 
         sample = alerts[0]
         sections.append(Section("Re-check", text="Evaluate one resource again now:",
                                 code=(sample.recheck.replace(sample.finding.resource_id, "<resource ID>"),)))
-        sections.append(Section("Exempt", text="Accept a finding for a while with the resource's tag "
-                                               "(a subnet's goes on its virtual network; reason required):",
-                                code=("exfilguard-exempt = <RULE-ID>[,<RULE-ID>...];until=<YYYY-MM-DD>;"
-                                      "reason=<why>",)))
+    if exemptions:
+        sections.append(exemptions_section(exemptions))
     return Content(
         kind="digest",
         badge=_severity_badge(worst),
         tone=TONE_BY_SEVERITY[worst],
         title=f"{head}: {n} finding{'s' if n != 1 else ''} on {len(resources)} resource"
-              f"{'s' if len(resources) != 1 else ''}",
+              f"{'s' if len(resources) != 1 else ''}"
+              + (f", {len(exemptions)} active exemption{'s' if len(exemptions) != 1 else ''}" if exemptions else ""),
         subject=f"[ExfilGuard] {head.removeprefix('ExfilGuard ').capitalize()}: {n} finding{'s' if n != 1 else ''}"
                 f" ({tally})",
-        summary=f"By severity: {tally}.",
+        summary=(f"By severity: {tally}." if alerts else "No new findings.")
+        + (f" Exemptions in force: {len(exemptions)}." if exemptions else ""),
         sections=tuple(sections),
         links=(Link("Microsoft guidance", guidance.GUIDE_EXFIL),),
         keys=tuple(a.key for a in alerts),
@@ -282,31 +282,100 @@ def digest_content(alerts: list[Alert] | tuple[Alert, ...], *, title: str = "") 
     )
 
 
+def exemptions_section(exemptions: list[ActiveExemption] | tuple[ActiveExemption, ...]) -> Section:
+    """The digest's "Active exemptions" list, soonest expiry first."""
+    lines = tuple(
+        Line(", ".join(e.rule_ids), f"{e.resource.name} ({e.resource.type_label}, "
+                                    f"{e.resource.resource_group or '—'}) until {e.until}: {clip(e.reason, 200)}",
+             url=e.resource.portal_url)
+        for e in sorted(exemptions, key=lambda e: (e.until, e.resource.name.lower())))
+    return Section("Active exemptions", text="Protection is switched off for these rules on these resources "
+                                             "until the date shown (UTC, inclusive):",
+                   lines=lines, tone="warning", more_label="more exemptions")
+
+
+def exemption_change_content(x: ExemptionChange) -> Content:
+    """An exemption tag appeared or changed: who did it, what it switches off, until when, why."""
+    r = x.resource
+    verb = "changed" if x.previous else "set"
+    actor = x.change.actor if x.change else ""
+    facts = list(_resource_facts(r))
+    facts.append(Fact("Rules", ", ".join(x.rule_ids) or "—"))
+    facts.append(Fact("Until", x.until or "—"))
+    facts.append(Fact("Reason", clip(x.reason, 500) or "—"))
+    facts.append(Fact("Tag value", clip(x.value, 500), mono=True))
+    if x.previous:
+        facts.append(Fact("Before", clip(x.previous, 500), mono=True))
+    if x.in_force:
+        effect = (f"ExfilGuard no longer fixes or alerts {', '.join(x.rule_ids)} on {r.name} until {x.until} "
+                  "(inclusive, UTC).")
+        step = ("Confirm that this exemption was approved. If it was not, remove the tag: ExfilGuard fixes or "
+                "alerts the resource again from its next evaluation.")
+        tone = "warning"
+    else:
+        effect = f"The tag exempts nothing: it is {x.status_note or x.status}. The findings still count."
+        step = "Nothing is switched off. Remove or correct the tag so that it does not mislead."
+        tone = "accent"
+    sections = [
+        Section("Exemption", lead="In force" if x.in_force else "Not in force", text=effect, facts=tuple(facts),
+                tone=tone),
+        _who_section(x.change),
+        Section("Next step", text=step),
+    ]
+    by = f" by {actor}" if actor else ""
+    return Content(
+        kind="exemption",
+        badge="EXEMPTION",
+        tone=tone,
+        title=f"Exemption {verb} on {r.name}",
+        subject=f"[ExfilGuard] EXEMPTION {verb}{by} on {r.name}: {', '.join(x.rule_ids) or x.status}"
+                + (f" until {x.until}" if x.until else ""),
+        summary=f"{r.type_label} {r.name}: exfilguard-exempt {verb}{by}; "
+                + (f"{', '.join(x.rule_ids)} not enforced until {x.until}." if x.in_force
+                   else "ignored by ExfilGuard (not in force)."),
+        sections=tuple(sections),
+        links=(Link("Open in Azure portal", r.portal_url),),
+        keys=(x.key,),
+        severity=Severity.HIGH if x.in_force else Severity.LOW,
+    )
+
+
 def escalation_content(e: Escalation) -> Content:
     r = e.resource
     minutes = int(e.window.total_seconds() // 60)
+    span = f"{minutes // 60} hours" if minutes >= 120 and minutes % 60 == 0 else f"{minutes} minutes"
     actor = e.actor.actor if e.actor else ""
     facts = list(_resource_facts(r))
     facts.append(Fact("Rules", ", ".join(e.rule_ids) or "—"))
-    facts.append(Fact("Writes", f"{e.write_count} in {minutes} min"))
+    facts.append(Fact("Fix writes", f"{e.write_count} within {span}"))
     if e.detected_at:
         facts.append(Fact("Detected", format_time(e.detected_at)))
+    if e.held:
+        happened = (f"ExfilGuard fixed {r.name} and something changed it back, {e.write_count} fix writes, even "
+                    "after backing off. ExfilGuard has stopped fixing this resource so the two do not fight; it "
+                    "needs a person.")
+        title = f"Fix loop stopped on {r.name}"
+        step = (f"Find the automation{' run by ' + actor if actor else ''} (pipeline, policy, script) that writes "
+                "this resource and bring its template in line with the baseline, then release the resource "
+                "so that ExfilGuard fixes it again (see above).")
+    else:
+        happened = (f"ExfilGuard fixed {r.name} and something changed it back, {e.write_count} fix writes within "
+                    f"{span}. ExfilGuard is backing off so the two do not fight.")
+        title = f"Fix loop on {r.name}: backing off"
+        step = (f"Find the automation{' run by ' + actor if actor else ''} (pipeline, policy, script) that writes "
+                "this resource and bring its template in line with the baseline.")
     sections = [
-        Section("What happened", text=f"ExfilGuard fixed {r.name} and something changed it back, "
-                                      f"{e.write_count} writes in {minutes} minutes. ExfilGuard has stopped "
-                                      "fixing this resource so the two do not fight." +
-                                      (f" {e.note}" if e.note else ""), facts=tuple(facts)),
+        Section("What happened", text=happened + (f" {e.note}" if e.note else ""), facts=tuple(facts)),
         _who_section(e.actor),
-        Section("Next step", text=f"Find the automation{' run by ' + actor if actor else ''} (pipeline, policy, "
-                                  "script) that writes this resource and bring its template in line with the "
-                                  "baseline, or exempt the rule with the exfilguard-exempt tag."),
+        Section("Next step", text=step),
     ]
+    verb = "fix loop stopped" if e.held else "fix loop, backing off"
     return Content(
         kind="escalation",
         badge="ESCALATION",
         tone="attention",
-        title=f"Fix loop stopped on {r.name}",
-        subject=f"[ExfilGuard] ESCALATION: fix loop stopped on {r.name}" + (f" (fighting {actor})" if actor else ""),
+        title=title,
+        subject=f"[ExfilGuard] ESCALATION: {verb} on {r.name}" + (f" (fighting {actor})" if actor else ""),
         summary=f"Likely other writer: {actor}." if actor else "The other writer is not known.",
         sections=tuple(sections),
         links=(Link("Open in Azure portal", r.portal_url),),

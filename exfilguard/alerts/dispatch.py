@@ -8,7 +8,9 @@ Rules the dispatcher enforces, in one place:
 - A sweep sends one digest per channel (per recipient list for email), never one per finding.
 - A failed delivery is stored in the ledger and resent verbatim by :meth:`retry_pending`;
   its findings count as alerted, so the next sweep does not send them twice.
-- An escalation bypasses dedup and is always sent (and queued when sending fails).
+- An escalation bypasses dedup and is always sent (and queued when sending fails); so does
+  an exemption change (a tag that switches protection off), in every mode.
+- Alerts never suggest exempting a finding: they point to the fix.
 - Every call returns its :class:`~exfilguard.alerts.delivery.DeliveryOutcome` list, which the
   caller writes to the audit log.
 """
@@ -37,7 +39,16 @@ from .delivery import (
 )
 from .ledger import AlertLedger, OpenAlert, normalise_scope, refreshed
 from .mail import email_payload
-from .model import ActionKind, Alert, Escalation, ResolvedNotice, ResourceFacts, TestAlert
+from .model import (
+    ActionKind,
+    ActiveExemption,
+    Alert,
+    Escalation,
+    ExemptionChange,
+    ResolvedNotice,
+    ResourceFacts,
+    TestAlert,
+)
 from .settings import AlertSettings
 
 log = logging.getLogger("exfilguard.alerts")
@@ -105,9 +116,24 @@ class Planner:
     def alert(self, alert: Alert) -> list[Delivery]:
         return self._plan("alert", [alert], lambda xs: c.alert_content(xs[0]), lambda a: a.severity)
 
-    def digest(self, alerts: Sequence[Alert], title: str = "") -> list[Delivery]:
-        return self._plan("digest", list(alerts), lambda xs: c.digest_content(list(xs), title=title),
-                          lambda a: a.severity)
+    def digest(self, alerts: Sequence[Alert], title: str = "",
+               exemptions: Sequence[ActiveExemption] = ()) -> list[Delivery]:
+        """Every recipient list gets the exemptions in force, whatever findings it receives."""
+        ex = tuple(exemptions)
+        out = self._plan("digest", list(alerts), lambda xs: c.digest_content(list(xs), title=title, exemptions=ex),
+                         lambda a: a.severity)
+        if alerts or not ex:
+            return out
+        whole = c.digest_content([], title=title, exemptions=ex)
+        if self.teams:
+            out.append(self._delivery("teams", "digest", teams_payload(whole), whole.keys))
+        if self.email is not None and self.email.everyone():
+            out.append(self._delivery("email", "digest", email_payload(whole, self.email.everyone()), whole.keys))
+        return out
+
+    def exemption_change(self, change: ExemptionChange) -> list[Delivery]:
+        return self._plan("exemption", [change], lambda xs: c.exemption_change_content(xs[0]),
+                          lambda _: Severity.HIGH)
 
     def escalation(self, escalation: Escalation) -> list[Delivery]:
         return self._plan("escalation", [escalation], lambda xs: c.escalation_content(xs[0]),
@@ -286,16 +312,17 @@ class Dispatcher:
         return outcomes
 
     def send_digest(self, alerts: Iterable[Alert], *, scope: str | None = None,
-                    title: str = "") -> list[DeliveryOutcome]:
-        """Sweep path: one digest of the findings not alerted within the window. With ``scope``
+                    title: str = "", exemptions: Sequence[ActiveExemption] = ()) -> list[DeliveryOutcome]:
+        """Sweep path: one digest of the findings not alerted within the window, listing the
+        exemptions in force (a digest goes out for them alone too). With ``scope``
         (a subscription ID, or an ARM ID prefix the sweep covered completely), open findings
         under it that are absent now are closed, with a resolved notice when enabled."""
         now = self._clock()
         alerts = list(alerts)
         known = self._known(alerts, scope)
         keep, outcomes = self._screen(alerts, known, now)
-        if keep:
-            deliveries = self.planner.digest(keep, title)
+        if keep or exemptions:
+            deliveries = self.planner.digest(keep, title, exemptions)
             if deliveries:
                 outcomes += self._deliver(deliveries)
                 self._record(keep, known, now)
@@ -337,6 +364,14 @@ class Dispatcher:
         deliveries = self.planner.escalation(escalation)
         if not deliveries:
             return self._no_channel("escalation", (escalation.key,))
+        return self._deliver(deliveries)
+
+    def send_exemption_change(self, change: ExemptionChange) -> list[DeliveryOutcome]:
+        """An exemption tag appeared or changed: always sent (every mode, no dedup), queued
+        when sending fails, like an escalation."""
+        deliveries = self.planner.exemption_change(change)
+        if not deliveries:
+            return self._no_channel("exemption", (change.key,))
         return self._deliver(deliveries)
 
     def send_test(self) -> list[DeliveryOutcome]:

@@ -19,7 +19,8 @@ def next_step(rule_id: str, action_kind: str, fix_summary: str, *, actor: str = 
         return (f"Nothing to undo. Find out why the change was made{who} and correct the template, "
                 "pipeline or policy that made it, or the next deployment will undo the fix again.")
     if action_kind == "exempt":
-        return "Nothing until the exemption ends; renew the tag only if the reason still holds."
+        return ("Nothing until the exemption ends; from the day after, ExfilGuard fixes or alerts this "
+                "finding again. Correct the resource before then.")
     if action_kind == "fix_failed":
         return f"Apply the fix by hand: {fix_summary}." if fix_summary else (manual_step(rule_id)
                                                                           or "Correct the resource by hand.")

@@ -23,6 +23,7 @@ BADGE_COLOURS = {
     "LOW": "#0f6cbd",
     "RESOLVED": "#107c10",
     "ESCALATION": "#a4262c",
+    "EXEMPTION": "#b35c00",
     "TEST": "#0f6cbd",
 }
 TONE_COLOURS = {"attention": "#d13438", "warning": "#b35c00", "accent": "#0f6cbd", "good": "#107c10"}

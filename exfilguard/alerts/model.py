@@ -7,7 +7,7 @@ after (cards, email, dedup) reads only these, so a new trigger never touches ren
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -15,7 +15,6 @@ from ..findings import Finding, Severity
 from ..ids import key as id_key
 from . import guidance
 
-EXEMPT_TAG = "exfilguard-exempt"
 PORTAL_RESOURCE_URL = "https://portal.azure.com/#@/resource"
 DEFAULT_HTTP_ENDPOINT = "https://<function-app>.azurewebsites.net"
 
@@ -205,6 +204,18 @@ class ActionTaken:
         }[self.kind]
 
     @property
+    def by_exfilguard(self) -> str:
+        """What ExfilGuard did, as the second half of a summary line ("changed by Dana;
+        fixed by ExfilGuard"): never read as if the person who made the drift fixed it."""
+        return {
+            ActionKind.FIXED: "fixed by ExfilGuard",
+            ActionKind.FIX_FAILED: "ExfilGuard's fix failed",
+            ActionKind.ALERT_ONLY: "not changed by ExfilGuard (alert only)",
+            ActionKind.EXEMPT: f"exempt until {self.until}",
+            ActionKind.WOULD_FIX: "not changed by ExfilGuard (audit mode)",
+        }[self.kind]
+
+    @property
     def leaves_finding_open(self) -> bool:
         """Whether the finding is still there after this action (dedup applies only then)."""
         return self.kind is not ActionKind.FIXED
@@ -217,17 +228,6 @@ def recheck_command(resource_id: str, http_endpoint: str | None) -> str:
     return f"curl -X POST \"{base}/api/evaluate?code=<function key>\" -H \"Content-Type: application/json\" -d '{body}'"
 
 
-def exemption_tag_value(rule_ids: list[str] | tuple[str, ...], until: date, reason: str = "<why>") -> str:
-    """The ``exfilguard-exempt`` tag value the core accepts (docs/semantics.md, Exemptions)."""
-    return f"{','.join(r.upper() for r in rule_ids)};until={until.isoformat()};reason={reason}"
-
-
-def exemption_command(tag_holder: str, value: str) -> str:
-    """A copy-paste command that sets the tag without touching the resource's other tags."""
-    return (f"az tag update --operation merge --resource-id \"{tag_holder}\" "
-            f"--tags \"{EXEMPT_TAG}={value}\"")
-
-
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One finding, told to a person: what, where, who, what was done and what to do."""
@@ -238,7 +238,6 @@ class Alert:
     change: ChangeContext | None = None
     next_step: str = ""
     recheck: str = ""
-    exemption_tag: str = ""   # the tag value, e.g. "EXF-NSG-01;until=2025-01-31;reason=<why>"
 
     @property
     def key(self) -> str:
@@ -252,10 +251,6 @@ class Alert:
     def guidance_url(self) -> str:
         return guidance.guidance_url(self.finding.rule_id)
 
-    @property
-    def exemption_command(self) -> str:
-        return exemption_command(self.resource.tag_holder, self.exemption_tag) if self.exemption_tag else ""
-
     @classmethod
     def build(
         cls,
@@ -266,8 +261,6 @@ class Alert:
         region: str = "",
         http_endpoint: str | None = None,
         next_step: str | None = None,
-        today: date | None = None,
-        exemption_days: int = 30,
     ) -> Alert:
         """An alert with every derived text filled in. Without an ``action``: exempt findings
         are exempt, ``fix_mode == "auto"`` is audit mode's would-fix, anything else alert-only."""
@@ -283,7 +276,6 @@ class Alert:
         actor = change.actor if change else ""
         step = next_step if next_step is not None else guidance.next_step(
             finding.rule_id, action.kind.value, action.plan or finding.fix_summary, actor=actor)
-        until = (today or datetime.now(UTC).date()) + timedelta(days=exemption_days)
         return cls(
             finding=finding,
             resource=resource,
@@ -291,14 +283,15 @@ class Alert:
             change=change,
             next_step=step,
             recheck=recheck_command(finding.resource_id, http_endpoint),
-            exemption_tag=exemption_tag_value([finding.rule_id], until),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Escalation:
     """The loop guard tripped: something keeps rewriting a resource ExfilGuard keeps fixing.
-    Always delivered, never deduplicated: it means automatic fixing has stopped."""
+    Always delivered, never deduplicated. ``stage`` is ``backing-off`` (fixing pauses, with
+    doubling pauses) or ``held`` (fixing has stopped until a person releases the resource):
+    at most one of each per fight."""
 
     resource: ResourceFacts
     rule_ids: tuple[str, ...]
@@ -307,10 +300,54 @@ class Escalation:
     actor: ChangeContext | None = None  # the likely other writer, from the events' claims
     detected_at: datetime | None = None
     note: str = ""
+    stage: str = "held"
+
+    @property
+    def held(self) -> bool:
+        return self.stage == "held"
 
     @property
     def key(self) -> str:
         return f"ESCALATION|{id_key(self.resource.resource_id)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ExemptionChange:
+    """An ``exfilguard-exempt`` tag appeared or changed: protection was switched off (or an
+    attempt was made). Sent in every mode, never deduplicated away: the point is that someone
+    other than the person who set the tag learns of it (baseline.md, "Exemptions")."""
+
+    resource: ResourceFacts
+    value: str                      # the tag value as written
+    previous: str = ""              # the value before, when it changed
+    rule_ids: tuple[str, ...] = ()  # parsed, when it parses
+    until: str = ""
+    reason: str = ""
+    status: str = ""                # active | expired | too-long | malformed
+    status_note: str = ""           # why it does or does not exempt
+    change: ChangeContext | None = None
+    detected_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        import hashlib
+
+        digest = hashlib.sha256(self.value.encode("utf-8")).hexdigest()[:16]
+        return f"EXEMPTION|{id_key(self.resource.resource_id)}|{digest}"
+
+    @property
+    def in_force(self) -> bool:
+        return self.status == "active"
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveExemption:
+    """One exemption in force, for the sweep digest's list."""
+
+    resource: ResourceFacts
+    rule_ids: tuple[str, ...]
+    until: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,10 @@
 """What ExfilGuard does about an evaluation, the same for an event, an HTTP call and a sweep.
 
 1. Plan the fixes the mode allows (``engine.plan``), one write per resource.
-2. Ask the loop guard for each write. Past N writes to one resource in the window, the
-   write is skipped and, once per window, an escalation names the other writer: two
-   automations reverting each other forever would burn ARM quota and hide the real problem.
+2. Ask the loop guard (:mod:`exfilguard.loopguard`) for each write. Past N writes to one
+   resource in the window it backs off (doubling pauses), then holds the resource until a
+   person releases it, with at most two escalations naming the other writer: two automations
+   reverting each other forever would burn ARM quota and hide the real problem.
 3. Write through :func:`exfilguard.writer.apply_change` (If-Match, re-plan on 412).
 4. Alert about what is still wrong (alert-only rules, audit mode, failed or blocked fixes)
    and about what was fixed, so the person whose change was reverted learns why.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from .. import engine, ids, telemetry
@@ -24,8 +24,9 @@ from ..engine import Evaluation
 from ..events import ChangeEvent
 from ..findings import Finding
 from ..fixes import PlannedChange
+from ..loopguard import Decision, Writer
 from ..picture import Picture
-from ..state import Actor, AuditEntry, Reservation
+from ..state import AuditEntry
 from .runtime import Services
 
 log = telemetry.get_logger("exfilguard.actions")
@@ -42,8 +43,11 @@ class Invocation:
     trigger: str  # event | http | sweep | timer
     event: ChangeEvent | None = None
     what_if: bool = False
+    requested_by: str = ""  # HTTP: the caller, as far as it is known (app.caller)
 
     def audit(self, decision: str, **fields: Any) -> None:
+        if self.requested_by:
+            fields.setdefault("actor", self.requested_by)
         ev = self.event
         if ev is not None:
             fields.setdefault("event_id", ev.event_id)
@@ -54,12 +58,12 @@ class Invocation:
         self.services.state.audit(AuditEntry(trigger=self.trigger, decision=decision, **fields))
 
     @property
-    def actor(self) -> Actor | None:
+    def actor(self) -> Writer | None:
         """The other writer behind this run (the event's caller), for the loop guard's memory."""
         ev = self.event
         if ev is None or not (ev.caller.actor or ev.principal_id):
             return None
-        return Actor(caller=ev.caller.actor, app_id=ev.caller.app_id, object_id=ev.caller.object_id or ev.principal_id,
+        return Writer(caller=ev.caller.actor, app_id=ev.caller.app_id, object_id=ev.caller.object_id or ev.principal_id,
                      operation=ev.operation_name or ev.event_type, event_id=ev.event_id,
                      correlation_id=ev.correlation_id, time=ev.time)
 
@@ -108,63 +112,84 @@ def act(inv: Invocation, bodies: list[dict], evaluation: Evaluation, picture: Pi
         return out
     to_write = sorted(engine.plan(evaluation.findings, cfg), key=write_order)
     replans = replanner(bodies, cfg, None)
+    guard = inv.services.loop_guard() if to_write else None
     for change in to_write:
-        reservation = _reserve(inv, change)
-        if not reservation.allowed:
+        decision = guard.reserve(change.target_id, inv.actor)
+        if not decision.allowed:
             out.blocked.append(change.target_id)
-            inv.audit("loop-guard", resource_id=change.target_id,
-                      outcome=f"not written: {reservation.writes_in_window} fix writes within the last "
-                              f"{int(inv.services.settings.loop_window.total_seconds() // 60)} minutes",
+            inv.audit("loop-guard", resource_id=change.target_id, outcome=f"not written: {decision.reason}",
                       findings=tuple({"ruleId": r, "resourceId": change.target_id} for r in change.rule_ids))
-            if reservation.escalate:
-                _escalate(inv, change, reservation, out)
+            if decision.escalate:
+                _escalate(inv, change, decision, out)
             continue
         try:
             result = apply_change(inv.client, change, replans(change.target_id),
                                   current=current.get(ids.key(change.target_id)))
         except BaseException:
-            inv.services.state.release_write(reservation)
+            guard.release(decision)
             raise
         if result.status not in _WRITTEN:
-            inv.services.state.release_write(reservation)
+            guard.release(decision)
         _audit_write(inv, result)
         out.writes.append(result)
     written = {ids.key(c.target_id) for c in to_write}
     out.writes += [planned(c, current.get(ids.key(c.target_id))) for c in fixable
                    if ids.key(c.target_id) not in written]
-    _alert(inv, evaluation, picture, out)
+    active = _watch_exemptions(inv, evaluation, picture, out)
+    _alert(inv, evaluation, picture, out, active)
     return out
 
 
+def _watch_exemptions(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actions) -> list[Any]:
+    """Alert on exemption tags that appeared or changed (every mode); the ones in force, for
+    the sweep digest. A failure here is audited and the run goes on: it must not undo fixes."""
+    from . import exemption_watch
+
+    sweep = inv.trigger in ("sweep", "timer")
+    complete = sweep and not any(n.kind == "read-error" for n in evaluation.notices)
+    try:
+        found = exemption_watch.watch(inv, picture, inv.services.clock().date(), complete=complete)
+    except Exception as exc:
+        log.exception("watching exemption tags failed")
+        telemetry.failure("exemptions")
+        out.alert_error = out.alert_error or f"exemption watch: {type(exc).__name__}: {exc}"
+        return []
+    return exemption_watch.active_for_digest(found) if sweep else []
+
+
 # ---------------------------------------------------------------------------------- loop guard
-def _reserve(inv: Invocation, change: PlannedChange) -> Reservation:
-    s = inv.services.settings
-    return inv.services.state.reserve_write(change.target_id, max_writes=s.loop_max_writes, window=s.loop_window,
-                                            actor=inv.actor)
+RELEASE_HOW = ("POST /api/loopguard/release with {\"resourceId\": \"<ID>\"} (function key) once the other "
+               "writer is fixed")
 
 
-def _escalate(inv: Invocation, change: PlannedChange, reservation: Reservation, out: Actions) -> None:
+def _escalate(inv: Invocation, change: PlannedChange, decision: Decision, out: Actions) -> None:
     from ..alerts.model import ChangeContext, Escalation, ResourceFacts
 
     s = inv.services.settings
-    actor = reservation.actor
+    actor = decision.writer
     who = ChangeContext(caller=actor.caller, app_id=actor.app_id, object_id=actor.object_id,
                         operation=actor.operation, event_time=actor.time, correlation_id=actor.correlation_id,
                         event_id=actor.event_id) if actor else None
-    minutes = int(s.loop_window.total_seconds() // 60)
+    trail = (f" The other writer's last change: {actor.operation or 'unknown operation'}, correlation ID "
+             f"{actor.correlation_id} (search the Activity Log for it)." if actor and actor.correlation_id else "")
+    if decision.escalate == "held":
+        note = (f"ExfilGuard has stopped fixing this resource and will not touch it again until a person "
+                f"releases it: {RELEASE_HOW}.{trail}")
+    else:
+        note = (f"ExfilGuard is backing off: no fix before {decision.resume_at:%Y-%m-%d %H:%M} UTC, then one "
+                f"attempt per pause, each pause twice the last. If the resource is still reverted after "
+                f"{s.loop_max_backoffs} pauses, ExfilGuard stops fixing it until a person releases it.{trail}")
     escalation = Escalation(
         resource=ResourceFacts.from_resource_id(change.target_id), rule_ids=change.rule_ids,
-        write_count=reservation.writes_in_window, window=s.loop_window, actor=who, detected_at=datetime.now(UTC),
-        note=(f"Automatic fixing resumes when the {minutes}-minute window has passed. The other writer's last "
-              f"change: {actor.operation or 'unknown operation'}, correlation ID {actor.correlation_id} (search the "
-              "Activity Log for it)." if actor and actor.correlation_id else
-              f"Automatic fixing resumes when the {minutes}-minute window has passed."))
+        write_count=decision.total_writes, window=s.loop_memory, actor=who,
+        detected_at=inv.services.clock(), note=note, stage=decision.escalate)
     out.escalated.append(change.target_id)
-    log.warning("loop guard: %s written %d times in %d min; escalating (other writer: %s)", change.target_id,
-                reservation.writes_in_window, minutes, (who.actor if who else "") or "unknown")
+    log.warning("loop guard: %s %s after %d fix writes (other writer: %s)", change.target_id, decision.escalate,
+                decision.total_writes, (who.actor if who else "") or "unknown")
     telemetry.failure("loop-guard")
     outcomes = _notify(inv, out, lambda n: n.send_escalation(escalation))
-    inv.audit("escalated", resource_id=change.target_id, actor=(who.actor if who else ""),
+    inv.audit("escalated" if decision.escalate == "held" else "backing-off", resource_id=change.target_id,
+              actor=(who.actor if who else ""),
               outcome=_alert_words(outcomes) if outcomes is not None else f"escalation not sent: {out.alert_error}",
               detail=escalation.note)
 
@@ -197,8 +222,8 @@ def _action_for(finding: Finding, by_target: dict[str, Any], blocked: set[str]) 
     if finding.exempt:
         return "default"
     if k in blocked and finding.fix_mode == "auto":
-        return ActionTaken.fix_failed("loop guard: automatic fixing of this resource is paused (see the "
-                                      "escalation)")
+        return ActionTaken.fix_failed("loop guard: another writer keeps reverting this resource, so automatic "
+                                      "fixing is paused or stopped (see the escalation)")
     result = by_target.get(k)
     if result is None or finding.rule_id not in result.rule_ids:
         return "default"  # alert-only, or audit mode's would-fix: Alert.build derives it
@@ -212,7 +237,8 @@ def _action_for(finding: Finding, by_target: dict[str, Any], blocked: set[str]) 
     return ActionTaken.fix_failed(result.message or result.status)
 
 
-def _alert(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actions) -> None:
+def _alert(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actions,
+           exemptions: list[Any] | None = None) -> None:
     from ..alerts.model import Alert, ChangeContext
 
     ev = inv.event
@@ -238,7 +264,8 @@ def _alert(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actio
     if not alerts and not sweep:
         return
     scope = inv.services.settings.subscription_id
-    outcomes = _notify(inv, out, (lambda n: n.send_digest(alerts, scope=scope, title="ExfilGuard sweep")) if sweep
+    outcomes = _notify(inv, out, (lambda n: n.send_digest(alerts, scope=scope, title="ExfilGuard sweep",
+                                                          exemptions=exemptions or ())) if sweep
                        else (lambda n: n.send_alerts(alerts)))
     if outcomes is None:
         inv.audit("alert-failed", outcome=out.alert_error, findings=findings_json([a.finding for a in alerts]))

@@ -6,6 +6,11 @@ subscription ... is not the guarded one", not "bad request". The endpoint acts o
 guarded subscription, so a leaked function key cannot point ExfilGuard at anything else, and
 resource IDs are checked strictly (no ``..``, ``%2f``, query strings or placeholders).
 
+Remediation over HTTP is opt-in twice: ``"remediate": true`` in the body (the default is a
+what-if: report and planned writes, no write, no alert) **and** the rule's mode (its override
+or the global ``EXFILGUARD_MODE``) set to ``remediate``. Every audit row names the caller as
+far as it is known (:mod:`.caller`).
+
 A single resource is evaluated synchronously (well inside the 230 s an HTTP function may
 take: the ARM client used here retries less). The whole subscription can take longer, so
 it is queued and answered with 202 and a status URL to poll.
@@ -28,6 +33,7 @@ from .. import engine, events, ids, model, report, telemetry
 from ..picture import build
 from ..state import AuditEntry, StateError
 from . import actions
+from . import caller as caller_mod
 from .closure import ClosureReader
 from .runtime import Services
 from .settings import SettingsError
@@ -102,7 +108,7 @@ def parse_body(body: bytes, headers: Mapping[str, str], *, max_bytes: int, subsc
     unknown = [k for k in doc if k not in FIELDS]
     if unknown:
         raise BadRequest(f"unknown field {_show(unknown[0])}; allowed: {', '.join(FIELDS)}")
-    remediate = doc.get("remediate", True)
+    remediate = doc.get("remediate", False)  # a what-if unless the caller asks for fixes
     if not isinstance(remediate, bool):
         raise BadRequest(f"remediate must be true or false, got {_kind(remediate)}")
     has_id, has_scope = "resourceId" in doc, "scope" in doc
@@ -164,24 +170,26 @@ def _evaluate(body: bytes, headers: Mapping[str, str], url: str, services: Calla
     except BadRequest as exc:
         log.info("rejected POST /api/evaluate: %s", exc)
         return _error(400, str(exc))
+    who = caller_mod.from_headers(headers, app_service_auth=svc.settings.app_service_auth)
     try:
         if request.resource_id is None:
-            return _start_sweep(svc, request, url)
-        return _evaluate_resource(svc, request)
+            return _start_sweep(svc, request, url, who)
+        return _evaluate_resource(svc, request, who)
     except StateError as exc:
         log.error("state storage failed: %s", exc)
         telemetry.failure("state")
         return _error(503, f"state storage is unavailable: {exc}")
 
 
-def _evaluate_resource(svc: Services, request: EvaluateRequest) -> Answer:
+def _evaluate_resource(svc: Services, request: EvaluateRequest, who: caller_mod.Caller) -> Answer:
     from ..sources.arm import ArmError
 
     rid = request.resource_id
     assert rid is not None
     cfg = svc.settings.config
     client = svc.arm_client(interactive=True)
-    inv = actions.Invocation(services=svc, client=client, trigger="http", what_if=not request.remediate)
+    inv = actions.Invocation(services=svc, client=client, trigger="http", what_if=not request.remediate,
+                             requested_by=who.audit_text)
     try:
         with telemetry.bound(trigger="http", resource=str(rid)):
             read = ClosureReader(client, svc.state, cfg).around(ids.type_key(rid.type), str(rid))
@@ -222,13 +230,13 @@ def _status_url(url: str, sweep_id: str) -> str:
     return f"{base}/api/evaluate/status/{sweep_id}"
 
 
-def _start_sweep(svc: Services, request: EvaluateRequest, url: str) -> Answer:
+def _start_sweep(svc: Services, request: EvaluateRequest, url: str, who: caller_mod.Caller) -> Answer:
     record = svc.state.create_sweep(trigger="http", remediate=request.remediate)
     svc.state.enqueue_sweep({"sweepId": record.sweep_id, "whatIf": not request.remediate})
     status_url = _status_url(url, record.sweep_id)
     svc.state.audit(AuditEntry(trigger="http", decision="sweep-queued",
                                        resource_id=f"/subscriptions/{svc.settings.subscription_id}",
-                                       outcome=f"sweep {record.sweep_id} queued",
+                                       outcome=f"sweep {record.sweep_id} queued", actor=who.audit_text,
                                        detail="what-if" if not request.remediate else ""))
     log.info("sweep %s queued", record.sweep_id)
     return Answer(202, {"id": record.sweep_id, "status": record.state, "statusUrl": status_url},

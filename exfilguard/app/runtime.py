@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ..state import State
@@ -28,7 +29,10 @@ class Notifier(Protocol):
 
     def send_alerts(self, alerts: Iterable[Any]) -> list[Any]: ...
 
-    def send_digest(self, alerts: Iterable[Any], *, scope: str | None = None, title: str = "") -> list[Any]: ...
+    def send_digest(self, alerts: Iterable[Any], *, scope: str | None = None, title: str = "",
+                    exemptions: Any = ()) -> list[Any]: ...
+
+    def send_exemption_change(self, change: Any) -> list[Any]: ...
 
     def send_escalation(self, escalation: Any) -> list[Any]: ...
 
@@ -45,6 +49,23 @@ class Services:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # Views of the bodies recent events read: their unchanged neighbours are not parsed again.
     views: ViewCache = field(default_factory=ViewCache)
+    # The loop guard's time: tests replace it to play a day of fighting in fake time.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _loop_guard: Any = None
+
+    def loop_guard(self) -> Any:
+        """The loop guard over its own table (``<prefix>fixloop``), reading :attr:`clock`."""
+        with self._lock:
+            if self._loop_guard is None:
+                from ..loopguard import LoopGuard, Policy
+
+                s = self.settings
+                self._loop_guard = LoopGuard(
+                    self.state.table(f"{s.state_prefix}fixloop"),
+                    Policy(max_writes=s.loop_max_writes, window=s.loop_window, max_backoffs=s.loop_max_backoffs,
+                           memory=s.loop_memory),
+                    clock=lambda: self.clock())
+            return self._loop_guard
 
     def arm_client(self, *, interactive: bool = False) -> Any:
         """A fresh ARM client for one invocation. ``interactive`` (HTTP) retries less, so an

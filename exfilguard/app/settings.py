@@ -22,6 +22,9 @@ IDENTITY_OBJECT_ID = "EXFILGUARD_IDENTITY_OBJECT_ID"
 ARM_ENDPOINT = "EXFILGUARD_ARM_ENDPOINT"
 LOOP_MAX_WRITES = "EXFILGUARD_LOOP_MAX_WRITES"
 LOOP_WINDOW_MINUTES = "EXFILGUARD_LOOP_WINDOW_MINUTES"
+LOOP_MAX_BACKOFFS = "EXFILGUARD_LOOP_MAX_BACKOFFS"
+LOOP_MEMORY_HOURS = "EXFILGUARD_LOOP_MEMORY_HOURS"
+APP_SERVICE_AUTH = "EXFILGUARD_APP_SERVICE_AUTH"
 MAX_BODY_BYTES = "EXFILGUARD_MAX_BODY_BYTES"
 SWEEP_SCHEDULE = "EXFILGUARD_SWEEP_SCHEDULE"
 SWEEP_QUEUE = "EXFILGUARD_SWEEP_QUEUE"
@@ -76,6 +79,13 @@ class AppSettings:
     http_endpoint: str | None
     storage: StorageSettings
     config: config_mod.Config
+    # Pauses (each twice the last) before the loop guard holds a resource for a person.
+    loop_max_backoffs: int = 3
+    # How long a fix write counts towards a fight (fix writes to one resource within it).
+    loop_memory: timedelta = timedelta(hours=24)
+    # App Service authentication is on (infra parameter appServiceAuth): the
+    # x-ms-client-principal-* headers then come from the platform, not from the caller.
+    app_service_auth: bool = False
 
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
@@ -169,7 +179,19 @@ def load(environ: Mapping[str, str] | None = None) -> AppSettings:
         http_endpoint=http_endpoint,
         storage=storage_settings(env),
         config=rules_config,
+        loop_max_backoffs=_int(env, LOOP_MAX_BACKOFFS, 3, 1, 20),
+        loop_memory=timedelta(hours=_int(env, LOOP_MEMORY_HOURS, 24, 1, 24 * 7)),
+        app_service_auth=_flag(env, APP_SERVICE_AUTH),
     )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name}: expected true or false, got {raw!r}")
 
 
 def sweep_schedule_binding(env: Mapping[str, str] | None = None) -> str:

@@ -19,6 +19,9 @@ WS_03 = CATALOG["EXF-WS-03"]
 WS_04 = CATALOG["EXF-WS-04"]
 WS_05 = CATALOG["EXF-WS-05"]
 
+WS_02_NO_ENDPOINT = ("add an approved private endpoint to the workspace first, then set publicNetworkAccess: "
+                     "Disabled (disabling it without one locks every user out of the studio and the SDK)")
+
 RULES = (WS_01, WS_02, WS_03, WS_04, WS_05)
 TARGETS = (WORKSPACE, STORAGE)  # resource types its findings are about
 
@@ -60,11 +63,18 @@ def _evaluate_workspace(ctx: Context, ws: Workspace) -> Iterator[Finding]:
     if not approved and mode != "allowonlyapprovedoutbound":
         yield WS_01.finding(ws.id, WORKSPACE, f"workspace {ws.name} has no approved private endpoint connection")
     if (ws.public_network_access or "Enabled").lower() != "disabled":
-        yield WS_02.finding(ws.id, WORKSPACE, f"workspace {ws.name}: publicNetworkAccess is "
-                            f"{ws.public_network_access or 'not set (Enabled by default)'}",
-                            edits=[Edit("set", ("properties", "publicNetworkAccess"), "Disabled",
-                                        before=ws.public_network_access)],
-                            fix_summary="set publicNetworkAccess: Disabled")
+        detail = (f"workspace {ws.name}: publicNetworkAccess is "
+                  f"{ws.public_network_access or 'not set (Enabled by default)'}")
+        if approved:
+            yield WS_02.finding(ws.id, WORKSPACE, detail,
+                                edits=[Edit("set", ("properties", "publicNetworkAccess"), "Disabled",
+                                            before=ws.public_network_access)],
+                                fix_summary="set publicNetworkAccess: Disabled")
+        else:
+            # Disabling public access without an approved private endpoint locks every user out
+            # of the studio and the SDK (baseline.md, EXF-WS-02): a person adds the endpoint first.
+            yield WS_02.finding(ws.id, WORKSPACE, f"{detail}; it has no approved private endpoint connection",
+                                fixable=False, fix_summary=WS_02_NO_ENDPOINT)
     if mode == "allowinternetoutbound":
         yield WS_04.finding(ws.id, WORKSPACE, f"workspace {ws.name} managed network is AllowInternetOutbound")
     if mode == "allowonlyapprovedoutbound":

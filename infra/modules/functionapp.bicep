@@ -57,6 +57,12 @@ param appInsightsConnectionString string
 @description('ExfilGuard settings, as app-setting name/value pairs (EXFILGUARD_*).')
 param exfilguardSettings array
 
+@description('Turn on App Service authentication (Microsoft Entra ID) in front of the HTTP functions, so that the audit log names the person or app calling POST /api/evaluate and /api/loopguard/release (x-ms-client-principal-name/-id). Off by default: the function key alone guards them.')
+param appServiceAuth bool = false
+
+@description('Client (application) ID of the Entra app registration callers get tokens for; required when appServiceAuth is true.')
+param authClientId string = ''
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225: Zone redundancy for Flex Consumption is offered in a subset of regions only; ExfilGuard is event-driven with Event Grid retries and a nightly sweep, so a zonal outage delays remediation but loses nothing.
   name: planName
@@ -172,6 +178,49 @@ resource scmPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-
   name: 'scm'
   properties: {
     allow: false
+  }
+}
+
+// Optional: App Service authentication. Callers of the HTTP functions then need an Entra token
+// for the app registration as well as the function key, and the platform passes who they are
+// in x-ms-client-principal-* headers (removing any the caller sent). Event Grid's delivery
+// path is excluded: it authenticates with the Event Grid extension's system key.
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (appServiceAuth) {
+  // checkov:skip=CKV_AZURE_13: checkov reads this authsettingsV2 resource as the site's web config; it holds only the authentication settings, and the site itself is checked on functionApp above.
+  // checkov:skip=CKV_AZURE_63: checkov reads this authsettingsV2 resource as the site's web config; it holds only the authentication settings, and the site itself is checked on functionApp above.
+  // checkov:skip=CKV_AZURE_65: checkov reads this authsettingsV2 resource as the site's web config; it holds only the authentication settings, and the site itself is checked on functionApp above.
+  // checkov:skip=CKV_AZURE_66: checkov reads this authsettingsV2 resource as the site's web config; it holds only the authentication settings, and the site itself is checked on functionApp above.
+  // checkov:skip=CKV_AZURE_80: checkov reads this authsettingsV2 resource as the site's web config; it holds only the authentication settings, and the site itself is checked on functionApp above.
+  // checkov:skip=CKV_AZURE_88: checkov reads this authsettingsV2 resource as the site's web config; it holds only the authentication settings, and the site itself is checked on functionApp above.
+  // checkov:skip=CKV_AZURE_222: checkov reads this authsettingsV2 resource as the site's web config; it holds only the authentication settings, and the site itself is checked on functionApp above.
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: [
+        '/runtime/webhooks/eventgrid'
+      ]
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${authClientId}'
+            authClientId
+          ]
+        }
+      }
+    }
   }
 }
 

@@ -7,7 +7,15 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
-from exfilguard.alerts.model import ActionTaken, Alert, ChangeContext, Escalation, ResourceFacts
+from exfilguard.alerts.model import (
+    ActionTaken,
+    ActiveExemption,
+    Alert,
+    ChangeContext,
+    Escalation,
+    ExemptionChange,
+    ResourceFacts,
+)
 from exfilguard.findings import Exemption, Finding, Severity
 
 SUB = "00000000-1111-2222-3333-444444444444"
@@ -64,14 +72,14 @@ def change() -> ChangeContext:
 
 def fixed_alert() -> Alert:
     return Alert.build(
-        nsg_finding(), change=change(), region="westeurope", today=TODAY,
+        nsg_finding(), change=change(), region="westeurope",
         http_endpoint="https://func-exfilguard.azurewebsites.net",
         action=ActionTaken.fixed(before="(no rule)", after="exfilguard-deny-internet-outbound: Outbound Deny * "
                                  "-> Internet, ports *, priority 4096", property_path="properties.securityRules"))
 
 
 def compute_alert() -> Alert:
-    return Alert.build(compute_finding(), region="westeurope", today=TODAY)
+    return Alert.build(compute_finding(), region="westeurope")
 
 
 def many_alerts(n: int) -> list[Alert]:
@@ -82,7 +90,7 @@ def many_alerts(n: int) -> list[Alert]:
         rid = f"{RG}/providers/Microsoft.Network/networkSecurityGroups/nsg-team-{i // 4:03d}"
         f = nsg_finding(rule_id=f"EXF-NSG-0{i % 4 + 1}", resource_id=rid, severity=sev[i % 4],
                         title=f"Finding number {i} with a realistic title length")
-        out.append(Alert.build(f, region="westeurope", today=TODAY))
+        out.append(Alert.build(f, region="westeurope"))
     return out
 
 
@@ -92,3 +100,19 @@ def escalation() -> Escalation:
                       actor=ChangeContext(app_id="9f8e7d6c-0000-4000-8000-00000000beef",
                                           operation="Microsoft.Network/networkSecurityGroups/write"),
                       detected_at=NOW)
+
+
+def exemption_change(previous: str = "") -> ExemptionChange:
+    """Dana tags the NSG to switch EXF-NSG-01 off for a month."""
+    return ExemptionChange(
+        resource=ResourceFacts.from_resource_id(NSG, region="westeurope"),
+        value="EXF-NSG-01;until=2025-04-13;reason=CHG-4711; vendor test", previous=previous,
+        rule_ids=("EXF-NSG-01",), until="2025-04-13", reason="CHG-4711; vendor test", status="active",
+        status_note="EXF-NSG-01 exempt until 2025-04-13", change=change(), detected_at=NOW)
+
+
+def active_exemptions() -> list[ActiveExemption]:
+    return [ActiveExemption(ResourceFacts.from_resource_id(NSG, region="westeurope"), ("EXF-NSG-01",),
+                            "2025-04-13", "CHG-4711; vendor test"),
+            ActiveExemption(ResourceFacts.from_resource_id(COMPUTE), ("EXF-CMP-02", "EXF-CMP-04"),
+                            "2025-03-31", "GPU driver debugging")]
