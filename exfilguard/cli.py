@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = scan.add_mutually_exclusive_group(required=True)
     src.add_argument("--snapshot", metavar="FILE", help="ARM JSON snapshot (array, {value:[]}, or {data:[]})")
     src.add_argument("--subscription", metavar="ID", help="evaluate a live subscription through ARM")
-    scan.add_argument("--format", choices=("table", "json", "sarif"),
-                      help="output format (default: table on a terminal, json otherwise)")
+    scan.add_argument("--format", choices=("table", "json", "sarif", "html"),
+                      help="output format (default: table on a terminal, json otherwise; html: one self-contained "
+                           "page drawing each workspace's network path)")
     scan.add_argument("--config", metavar="FILE", help="YAML configuration file")
     scan.add_argument("--max-snapshot-mb", type=float, default=None, metavar="MB",
                       help=f"refuse snapshot files larger than this (default {snapshot.DEFAULT_MAX_MB:g})")
@@ -74,12 +75,29 @@ def _snapshot_evaluation(path: str, cfg: config_mod.Config, max_mb: float | None
     return scan_bodies(bodies, cfg, source=Path(path).name)[0]
 
 
-def _emit(evaluation: Evaluation, fmt: str | None, out: TextIO, artifact: str, extra: dict | None = None) -> None:
+def _snapshot_html(path: str, cfg: config_mod.Config, max_mb: float | None) -> tuple[Evaluation, object]:
+    """A snapshot scan that also keeps each workspace's network path for the drawing."""
+    from .htmlreport import evaluate_with_paths
+
+    try:
+        bodies = snapshot.read(path, max_mb)
+    except snapshot.SnapshotError as exc:
+        raise UsageError(str(exc)) from None
+    return evaluate_with_paths(bodies, cfg, source=Path(path).name)
+
+
+def _emit(evaluation: Evaluation, fmt: str | None, out: TextIO, artifact: str, extra: dict | None = None,
+          paths: object = None) -> None:
     from . import report
 
     if fmt is None:
         fmt = "table" if out.isatty() else "json"
-    if fmt == "json":
+    if fmt == "html":
+        from .htmlreport import render
+
+        out.write(render(report.to_json(evaluation, extra), paths,  # type: ignore[arg-type]
+                         source=Path(artifact).name if not artifact.startswith("azure:") else artifact))
+    elif fmt == "json":
         report.write_json(report.to_json(evaluation, extra), out)
     elif fmt == "sarif":
         report.write_json(report.to_sarif(evaluation, artifact), out)
@@ -92,6 +110,10 @@ def cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
     if args.snapshot:
         if args.remediate or args.dry_run:
             raise UsageError("--remediate and --dry-run need --subscription (a snapshot is never written to)")
+        if args.format == "html":
+            evaluation, paths = _snapshot_html(args.snapshot, cfg, args.max_snapshot_mb)
+            _emit(evaluation, args.format, out, args.snapshot, paths=paths)
+            return evaluation.exit_code()
         evaluation = _snapshot_evaluation(args.snapshot, cfg, args.max_snapshot_mb)
         _emit(evaluation, args.format, out, args.snapshot)
         return evaluation.exit_code()
@@ -99,11 +121,19 @@ def cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
         from .live import LiveScanError, run_live_scan
     except ImportError as exc:  # pragma: no cover - the live adapters ship with the package
         raise UsageError(f"live scans are unavailable: {exc}") from None
+    kept: list = []
+    keep = None
+    if args.format == "html":
+        from .htmlreport import network_paths
+
+        def keep(picture, bodies):  # the drawing needs the picture the live scan builds
+            kept.append(network_paths(picture, bodies))
     try:
-        evaluation, extra = run_live_scan(args, cfg)
+        evaluation, extra = run_live_scan(args, cfg, keep=keep)
     except LiveScanError as exc:
         raise UsageError(str(exc)) from None
-    _emit(evaluation, args.format, out, f"azure://subscriptions/{args.subscription}", extra)
+    _emit(evaluation, args.format, out, f"azure://subscriptions/{args.subscription}", extra,
+          paths=kept[0] if kept else None)
     if extra.get("incomplete"):  # part of the subscription could not be read: never report that as clean
         return EXIT_ERROR
     return evaluation.exit_code()
