@@ -121,19 +121,20 @@ def cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
         from .live import LiveScanError, run_live_scan
     except ImportError as exc:  # pragma: no cover - the live adapters ship with the package
         raise UsageError(f"live scans are unavailable: {exc}") from None
-    kept: list = []
-    keep = None
-    if args.format == "html":
-        from .htmlreport import network_paths
-
-        def keep(picture, bodies):  # the drawing needs the picture the live scan builds
-            kept.append(network_paths(picture, bodies))
+    kept: list = []  # the picture and bodies the live scan read, for the HTML drawing
     try:
-        evaluation, extra = run_live_scan(args, cfg, keep=keep)
+        evaluation, extra = run_live_scan(args, cfg, keep=(lambda *seen: kept.append(seen))
+                                          if args.format == "html" else None)
     except LiveScanError as exc:
         raise UsageError(str(exc)) from None
-    _emit(evaluation, args.format, out, f"azure://subscriptions/{args.subscription}", extra,
-          paths=kept[0] if kept else None)
+    paths = None
+    if kept:
+        from . import ids
+        from .htmlreport import network_paths
+
+        paths = network_paths(*kept[0], relevant={ids.key(f.resource_id) for f in evaluation.findings})
+        kept.clear()
+    _emit(evaluation, args.format, out, f"azure://subscriptions/{args.subscription}", extra, paths=paths)
     if extra.get("incomplete"):  # part of the subscription could not be read: never report that as clean
         return EXIT_ERROR
     return evaluation.exit_code()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from .. import ids
 from ..config import Config
 from ..engine import Evaluation, evaluate
 from ..picture import build, cyclic_gc_paused
@@ -24,7 +25,7 @@ def evaluate_with_paths(bodies: Sequence[object], config: Config, *, source: str
     with cyclic_gc_paused():
         picture = build(bodies, config.guarded_subnets if extra_guarded is None else extra_guarded, source=source)
         evaluation = evaluate(picture, config)
-        paths = network_paths(picture, bodies)
+        paths = network_paths(picture, bodies, relevant={ids.key(f.resource_id) for f in evaluation.findings})
         del picture
         return evaluation, paths
 

@@ -14,7 +14,7 @@ scan, there is simply no such column.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ COLUMN_TITLES = ("Computes", "Subnets", "NSG · policies · routes", "Firewall",
 
 ROUTE_TABLE = "microsoft.network/routetables"
 FIREWALL_TYPE = "microsoft.network/azurefirewalls"
+_EGRESS_TYPE_LENGTHS = frozenset({len(ROUTE_TABLE), len(FIREWALL_TYPE)})  # a cheap first test over every body
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,8 @@ class WorkspacePath:
     nodes: tuple[Node, ...]  # column by column, top to bottom
     edges: tuple[tuple[str, str], ...]  # (from key, to key)
     missing: bool = False  # computes name it, but the workspace itself is not in the scan
+    computes: int = 0
+    summarised: bool = False  # nothing on its path has a finding: not followed, nodes and edges empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +68,11 @@ def _name(resource_id: str) -> str:
 
 
 def _group(resource_id: str) -> str:
-    parsed = ids.try_parse(resource_id)
-    return (parsed.resource_group or "") if parsed else ""
+    """The resource group an ID names, by string search (thousands per sweep; no validation)."""
+    at = resource_id.lower().find("/resourcegroups/")
+    if at < 0:
+        return ""
+    return resource_id[at + 16:].split("/", 1)[0]
 
 
 def _obj(value: Any, name: str) -> dict:
@@ -95,13 +101,11 @@ class _Egress:
 def _egress(bodies: Iterable[object]) -> _Egress:
     route_tables: dict[str, Mapping[str, Any]] = {}
     by_ip: dict[str, str] = {}
+    wanted = (ROUTE_TABLE, FIREWALL_TYPE)
     for body in bodies:
-        if type(body) is not dict:
+        t = body.get("type") if type(body) is dict else None
+        if type(t) is not str or len(t) not in _EGRESS_TYPE_LENGTHS or (t := t.lower()) not in wanted:
             continue
-        t = body.get("type")
-        if type(t) is not str or not t.startswith(("Microsoft.Network/", "microsoft.network/")):
-            continue
-        t = t.lower()
         rid = body.get("id")
         if type(rid) is not str:
             continue
@@ -158,25 +162,82 @@ class _Drawing:
         return tuple(nodes), tuple(self.edges)
 
 
-def network_paths(picture: Picture, bodies: Iterable[object] = ()) -> NetworkPaths:
+def network_paths(picture: Picture, bodies: Iterable[object] = (),
+                  relevant: Collection[str] | None = None) -> NetworkPaths:
     """Every workspace of the picture (and every workspace its computes name) with its path.
 
     ``bodies`` are the scan's raw ARM bodies; only route tables and firewalls are read from
-    them (the picture does not hold those types)."""
+    them (the picture does not hold those types). ``relevant``: the resource keys that have
+    findings. A workspace whose path touches none of them is only summarised (name, group,
+    computes): a 100,000-resource subscription has thousands of clean workspaces whose
+    drawings nobody needs, and following them would cost as much as the report itself."""
     egress = _egress(bodies)
     by_ws: dict[str, list] = {}
     for c in picture.computes.values():
-        by_ws.setdefault(ids.key(c.workspace_id), []).append(c)
+        by_ws.setdefault(_key(c.workspace_id), []).append(c)
     keys = list(picture.workspaces)
     keys += sorted(k for k in by_ws if k not in picture.workspaces)
+    relevant_ws = None
+    if relevant is not None:
+        relevant_ws = {w for w in map(_workspace_key, relevant) if w is not None}
     out = []
     for ws_key in keys:
         ws = picture.workspaces.get(ws_key)
         computes = by_ws.get(ws_key, [])
         ws_id = ws.id if ws is not None else computes[0].workspace_id
+        if (relevant is not None and relevant_ws is not None and ws_key not in relevant_ws
+                and not _touches(picture, egress, ws, computes, relevant)):
+            out.append(WorkspacePath(ws_key, ws_id, _name(ws_id), _group(ws_id),
+                                     (ws.location or "") if ws is not None else "", (), (), ws is None,
+                                     len(computes), True))
+            continue
         out.append(_workspace_path(picture, egress, ws_key, ws_id, ws, computes))
     out.sort(key=lambda p: (p.name.lower(), p.resource_group.lower(), p.key))
     return NetworkPaths(tuple(out))
+
+
+_key = ids.key.__wrapped__  # uncached: a sweep's thousands of IDs would only churn ids.key's small cache
+_WS_SEGMENT = "/providers/microsoft.machinelearningservices/workspaces/"
+
+
+def _workspace_key(key: str) -> str | None:
+    """The workspace a resource key is or lies under (its computes, environments), if any."""
+    at = key.find(_WS_SEGMENT)
+    if at < 0:
+        return None
+    end = key.find("/", at + len(_WS_SEGMENT))
+    return key if end < 0 else key[:end]
+
+
+def _touches(picture: Picture, egress: _Egress, ws: Any, computes: list, relevant: Collection[str]) -> bool:
+    """Whether anything on the workspace's path has a finding (what :func:`_workspace_path`
+    would draw, without drawing it)."""
+    if ws is not None and ws.storage_account_id and _key(ws.storage_account_id) in relevant:
+        return True
+    for c in computes:
+        if not c.subnet_id:
+            continue
+        sk = _key(c.subnet_id)
+        if sk in relevant:
+            return True
+        s = picture.subnets.get(sk)
+        if s is None:
+            continue
+        if s.nsg_id and _key(s.nsg_id) in relevant:
+            return True
+        if any(_key(sep) in relevant for sep in s.sep_ids):
+            return True
+        rt_id = _route_table_id(s.raw)
+        if rt_id:
+            rt_key = _key(rt_id)
+            if rt_key in relevant:
+                return True
+            rt = egress.route_tables.get(rt_key)
+            for ip in _appliance_hops(rt) if rt is not None else ():
+                fw = egress.firewall_by_ip.get(ip)
+                if fw is not None and _key(fw) in relevant:
+                    return True
+    return False
 
 
 def _workspace_path(picture: Picture, egress: _Egress, ws_key: str, ws_id: str, ws: Any,
@@ -187,22 +248,22 @@ def _workspace_path(picture: Picture, egress: _Egress, ws_key: str, ws_id: str, 
     storage_key = None
     if ws is not None and ws.storage_account_id:
         sid = ws.storage_account_id
-        storage_key = d.add(Node(ids.key(sid), sid, "storage", _name(sid), STORAGE, "default storage",
-                                 missing=ids.key(sid) not in picture.storage_accounts), 0)
+        storage_key = d.add(Node(_key(sid), sid, "storage", _name(sid), STORAGE, "default storage",
+                                 missing=_key(sid) not in picture.storage_accounts), 0)
         d.edge(storage_key, ws_node)
     # Subnets first (their order sets everyone else's), then computes grouped under them.
     subnet_rank: dict[str, int] = {}
     subnet_refs: dict[str, str] = {}
     for c in computes:
         if c.subnet_id:
-            subnet_refs.setdefault(ids.key(c.subnet_id), c.subnet_id)
+            subnet_refs.setdefault(_key(c.subnet_id), c.subnet_id)
     for sk in sorted(subnet_refs, key=lambda k: (_name(subnet_refs[k]).lower(), k)):
         subnet_rank[sk] = len(subnet_rank)
     no_vnet = "none:" + ws_key
-    for c in sorted(computes, key=lambda c: (subnet_rank.get(ids.key(c.subnet_id or ""), 10**6), c.name.lower())):
-        sk = ids.key(c.subnet_id) if c.subnet_id else None
+    for c in sorted(computes, key=lambda c: (subnet_rank.get(_key(c.subnet_id or ""), 10**6), c.name.lower())):
+        sk = _key(c.subnet_id) if c.subnet_id else None
         rank = subnet_rank[sk] if sk is not None else len(subnet_rank)
-        ck = d.add(Node(ids.key(c.id), c.id, "compute", c.name, COMPUTE, c.compute_type), rank)
+        ck = d.add(Node(_key(c.id), c.id, "compute", c.name, COMPUTE, c.compute_type), rank)
         if sk is None:
             d.add(Node(no_vnet, "", "none", "no virtual network", SUBNET, "public path"), rank)
             d.edge(ck, no_vnet)
@@ -221,22 +282,22 @@ def _workspace_path(picture: Picture, egress: _Egress, ws_key: str, ws_id: str, 
         after: list[str] = []  # what traffic reaches after this subnet's controls
         controls: list[str] = []
         if s.nsg_id:
-            controls.append(d.add(Node(ids.key(s.nsg_id), s.nsg_id, "nsg", _name(s.nsg_id), CONTROL, "NSG",
-                                       missing=ids.key(s.nsg_id) not in picture.nsgs), rank))
+            controls.append(d.add(Node(_key(s.nsg_id), s.nsg_id, "nsg", _name(s.nsg_id), CONTROL, "NSG",
+                                       missing=_key(s.nsg_id) not in picture.nsgs), rank))
         for sep in s.sep_ids:
-            controls.append(d.add(Node(ids.key(sep), sep, "sep", _name(sep), CONTROL, "endpoint policy",
-                                       missing=ids.key(sep) not in picture.seps), rank))
+            controls.append(d.add(Node(_key(sep), sep, "sep", _name(sep), CONTROL, "endpoint policy",
+                                       missing=_key(sep) not in picture.seps), rank))
         rt_id = _route_table_id(s.raw)
         rt_key = ""
         if rt_id:
-            rt_key = ids.key(rt_id)
+            rt_key = _key(rt_id)
             rt = egress.route_tables.get(rt_key)
             controls.append(d.add(Node(rt_key, rt_id, "routetable", _name(rt_id), CONTROL, "route table",
                                        missing=rt is None), rank))
             for ip in _appliance_hops(rt) if rt is not None else ():
                 fw = egress.firewall_by_ip.get(ip)
                 if fw is not None:
-                    hop = d.add(Node(ids.key(fw), fw, "firewall", _name(fw), FIREWALL, ip), rank)
+                    hop = d.add(Node(_key(fw), fw, "firewall", _name(fw), FIREWALL, ip), rank)
                 else:
                     hop = d.add(Node(f"appliance:{ip}", "", "appliance", f"appliance {ip}", FIREWALL,
                                      "not a firewall in the scan"), rank)
@@ -257,5 +318,5 @@ def _workspace_path(picture: Picture, egress: _Egress, ws_key: str, ws_id: str, 
     nodes, edges = d.result()
     name = _name(ws_id)
     return WorkspacePath(ws_key, ws_id, name, _group(ws_id), (ws.location or "") if ws is not None else "", nodes,
-                         edges, missing=ws is None)
+                         edges, ws is None, len(computes))
 

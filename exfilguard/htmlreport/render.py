@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from html import escape
+from html import escape as _escape
 from typing import Any
 
 from .. import ids
-from .paths import COLUMN_TITLES, NetworkPaths, Node, WorkspacePath
+from ..picture import cyclic_gc_paused
+from .paths import COLUMN_TITLES, NetworkPaths, Node, WorkspacePath, _workspace_key
 
 SEVERITIES = ("critical", "high", "medium", "low")
 _RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}
@@ -114,6 +116,14 @@ shown.textContent=String(Object.keys(seen).length);}
 form.addEventListener('change',apply);apply();
 })();
 """
+
+
+_SPECIAL = re.compile(r"[&<>\"']").search
+
+
+def escape(text: str) -> str:
+    """:func:`html.escape` (quotes included), skipped for the usual text that needs none."""
+    return _escape(text) if _SPECIAL(text) else text
 
 
 def _hash(text: str) -> str:
@@ -241,7 +251,16 @@ class _Page:
 
 def render(report: Mapping[str, Any], paths: NetworkPaths | None = None, *, title: str = "ExfilGuard report",
            source: str = "", generated: datetime | None = None) -> str:
-    """The whole page. ``paths`` None draws nothing (every finding is still listed)."""
+    """The whole page. ``paths`` None draws nothing (every finding is still listed).
+
+    Written with the cyclic collector paused (nothing here makes a cycle): after a big scan
+    its full passes over the heap cost more than writing the page."""
+    with cyclic_gc_paused():
+        return _render(report, paths, title, source, generated)
+
+
+def _render(report: Mapping[str, Any], paths: NetworkPaths | None, title: str, source: str,
+            generated: datetime | None) -> str:
     page = _Page(report)
     generated = generated or datetime.now(UTC)
     out: list[str] = [
@@ -255,7 +274,7 @@ def render(report: Mapping[str, Any], paths: NetworkPaths | None = None, *, titl
     out.append(_filters(page))
     drawn, clean = [], []
     for p in (paths.workspaces if paths is not None else ()):
-        mine = _indexes_of(page, p)
+        mine = [] if p.summarised else _indexes_of(page, p)
         (drawn if mine else clean).append((p, mine))
     drawn.sort(key=lambda pm: (-_RANK.get(page.worst(pm[1]), 0), pm[0].name.lower()))
     out.append(f'<h2 id="workspaces">Workspaces: {len(drawn)} with findings, {len(clean)} without</h2>')
@@ -363,19 +382,7 @@ def _indexes_of(page: _Page, p: WorkspacePath) -> list[int]:
     return mine
 
 
-_WS_SEGMENT = "/providers/microsoft.machinelearningservices/workspaces/"
-
-
-def _workspace_key(key: str) -> str | None:
-    """The workspace a resource key lies under (its computes, environments), if any."""
-    at = key.find(_WS_SEGMENT)
-    if at < 0:
-        return None
-    end = key.find("/", at + len(_WS_SEGMENT))
-    return key if end < 0 else key[:end]
-
-
-def _layout(p: WorkspacePath) -> tuple[dict[str, tuple[float, float]], list[tuple[int, float]], float, float]:
+def _layout(p: WorkspacePath) -> tuple[dict[str, tuple[int, int]], list[tuple[int, int]], int, int]:
     """Node positions, column (index, x), width and height: present columns only."""
     columns = sorted({n.column for n in p.nodes})
     x_of = {c: PAD + i * (NODE_W + COL_GAP) for i, c in enumerate(columns)}
@@ -385,9 +392,9 @@ def _layout(p: WorkspacePath) -> tuple[dict[str, tuple[float, float]], list[tupl
     tallest = max((len(v) for v in per.values()), default=1)
     step = NODE_H + ROW_GAP
     height = HEAD + tallest * step + PAD
-    pos: dict[str, tuple[float, float]] = {}
+    pos: dict[str, tuple[int, int]] = {}
     for c, nodes in per.items():
-        top = HEAD + (tallest - len(nodes)) * step / 2
+        top = HEAD + (tallest - len(nodes)) * step // 2
         for r, n in enumerate(nodes):
             pos[n.key] = (x_of[c], top + r * step)
     width = PAD * 2 + len(columns) * NODE_W + max(0, len(columns) - 1) * COL_GAP
@@ -406,28 +413,27 @@ def _workspace(page: _Page, n: int, p: WorkspacePath, mine: list[int]) -> str:
            f'<span class="badge">{worst.upper()}</span><span class="muted">{escape(p.resource_group)}'
            f'{" · " + escape(p.location) if p.location else ""}{" · not in the scan" if p.missing else ""} · '
            f'{len(mine)} finding(s)</span></header><div class="ws-body"><figure>'
-           f'<svg class="net" xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
-           f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-labelledby="{wid}-t" '
+           f'<svg class="net" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" role="img" aria-labelledby="{wid}-t" '
            f'aria-describedby="{wid}-words"><title id="{wid}-t">Network path of workspace {escape(p.name)}: '
            f'{_tally(p)}</title>']
     for c, x in cols:
-        out.append(f'<text class="colh" x="{x + 2:.0f}" y="14">{COLUMN_TITLES[c]}</text>')
+        out.append(f'<text class="colh" x="{x + 2}" y="14">{COLUMN_TITLES[c]}</text>')
     for a, b in p.edges:
         if a in pos and b in pos:
             (x1, y1), (x2, y2) = pos[a], pos[b]
-            x1, y1, y2 = x1 + NODE_W, y1 + NODE_H / 2, y2 + NODE_H / 2
-            dx = (x2 - x1) / 2
-            out.append(f'<path class="e" d="M{x1:.0f} {y1:.1f}C{x1 + dx:.0f} {y1:.1f} {x2 - dx:.0f} {y2:.1f} '
-                       f'{x2:.0f} {y2:.1f}"/>')
+            x1, y1, y2 = x1 + NODE_W, y1 + NODE_H // 2, y2 + NODE_H // 2
+            mid = (x1 + x2) // 2
+            out.append(f'<path class="e" d="M{x1} {y1}C{mid} {y1} {mid} {y2} {x2} {y2}"/>')
     for j, nd in enumerate(p.nodes):
         x, y = pos[nd.key]
         sev, cnt = node_sev[nd.key], counts[nd.key]
         label = _clip(nd.label, LABEL_CHARS - (3 if cnt else 0))
         g = (f'<g class="nd sev-{sev}{" missing" if nd.missing else ""}" data-node="{escape(nd.key)}">'
-             f'<rect x="{x:.0f}" y="{y:.0f}" width="{NODE_W}" height="{NODE_H}" rx="6"/>'
-             f'<text x="{x + 8:.0f}" y="{y + 14:.0f}">{escape(label)}</text>'
-             f'<text class="sub" x="{x + 8:.0f}" y="{y + 27:.0f}">{escape(_clip(nd.note, NOTE_CHARS))}</text>'
-             + (f'<text class="cnt" x="{x + NODE_W - 7:.0f}" y="{y + 14:.0f}" text-anchor="end">{cnt}</text>'
+             f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6"/>'
+             f'<text x="{x + 8}" y="{y + 14}">{escape(label)}</text>'
+             f'<text class="sub" x="{x + 8}" y="{y + 27}">{escape(_clip(nd.note, NOTE_CHARS))}</text>'
+             + (f'<text class="cnt" x="{x + NODE_W - 7}" y="{y + 14}" text-anchor="end">{cnt}</text>'
                 if cnt else "")
              + f"<title>{escape(_node_words(nd, sev, cnt))}</title></g>")
         out.append(f'<a href="#{wid}-n{j}">{g}</a>' if cnt else g)
@@ -477,7 +483,7 @@ def _clean(clean: Sequence[tuple[WorkspacePath, list[int]]]) -> str:
     shown = clean[:CLEAN_LISTED]
     more = len(clean) - len(shown)
     items = "".join(f"<li>{escape(p.name)} <span class=\"muted\">{escape(p.resource_group)} · "
-                    f"{sum(1 for n in p.nodes if n.kind == 'compute')} compute(s)</span></li>" for p, _ in shown)
+                    f"{p.computes} compute(s)</span></li>" for p, _ in shown)
     return (f'<section id="clean" aria-labelledby="clean-h"><h3 id="clean-h">Workspaces with no findings '
             f'({len(clean)})</h3><ul class="clean">{items}</ul>'
             + (f'<p class="muted">and {more} more, not drawn: nothing to show on them.</p>' if more else "")
