@@ -6,6 +6,8 @@
   a sweep of the subscription and answer 202 with a status URL.
 - ``evaluation_status`` (HTTP GET /api/evaluate/status/{id}, function key): a queued sweep's
   progress, then its report.
+- ``report`` (HTTP GET /api/report, function key): the latest sweep's HTML report
+  (``?sweep=<id>`` for another), served with a Content-Security-Policy.
 - ``sweep_queue`` (Storage queue): runs the sweeps the HTTP endpoint queued.
 - ``scheduled_sweep`` (timer, ``EXFILGUARD_SWEEP_SCHEDULE``, default daily 02:00 UTC).
 
@@ -22,7 +24,7 @@ import logging
 import azure.functions as func
 
 from exfilguard import telemetry
-from exfilguard.app import event_handler, http_api, sweep
+from exfilguard.app import event_handler, http_api, report_page, sweep
 from exfilguard.app import settings as app_settings
 from exfilguard.app.runtime import Services, services
 
@@ -57,6 +59,14 @@ def evaluate(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="evaluate/status/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def evaluation_status(req: func.HttpRequest) -> func.HttpResponse:
     return _http(http_api.status(req.route_params.get("id", ""), _services))
+
+
+@app.function_name("report")
+@app.route(route="report", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def report(req: func.HttpRequest) -> func.HttpResponse:
+    page = report_page.get(req.params.get("sweep"), _services)
+    return func.HttpResponse(page.body, status_code=page.status, headers=page.headers, mimetype=page.mimetype,
+                             charset="utf-8")
 
 
 @app.function_name("sweep_queue")

@@ -105,8 +105,9 @@ class Planner:
     def alert(self, alert: Alert) -> list[Delivery]:
         return self._plan("alert", [alert], lambda xs: c.alert_content(xs[0]), lambda a: a.severity)
 
-    def digest(self, alerts: Sequence[Alert], title: str = "") -> list[Delivery]:
-        return self._plan("digest", list(alerts), lambda xs: c.digest_content(list(xs), title=title),
+    def digest(self, alerts: Sequence[Alert], title: str = "", report_url: str | None = None) -> list[Delivery]:
+        return self._plan("digest", list(alerts),
+                          lambda xs: c.digest_content(list(xs), title=title, report_url=report_url),
                           lambda a: a.severity)
 
     def escalation(self, escalation: Escalation) -> list[Delivery]:
@@ -285,8 +286,8 @@ class Dispatcher:
             self._record([a], known, now)
         return outcomes
 
-    def send_digest(self, alerts: Iterable[Alert], *, scope: str | None = None,
-                    title: str = "") -> list[DeliveryOutcome]:
+    def send_digest(self, alerts: Iterable[Alert], *, scope: str | None = None, title: str = "",
+                    report_url: str | None = None) -> list[DeliveryOutcome]:
         """Sweep path: one digest of the findings not alerted within the window. With ``scope``
         (a subscription ID, or an ARM ID prefix the sweep covered completely), open findings
         under it that are absent now are closed, with a resolved notice when enabled."""
@@ -295,7 +296,7 @@ class Dispatcher:
         known = self._known(alerts, scope)
         keep, outcomes = self._screen(alerts, known, now)
         if keep:
-            deliveries = self.planner.digest(keep, title)
+            deliveries = self.planner.digest(keep, title, report_url)
             if deliveries:
                 outcomes += self._deliver(deliveries)
                 self._record(keep, known, now)

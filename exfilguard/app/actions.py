@@ -42,6 +42,7 @@ class Invocation:
     trigger: str  # event | http | sweep | timer
     event: ChangeEvent | None = None
     what_if: bool = False
+    report_url: str | None = None  # a sweep's HTML report, linked from its digest
 
     def audit(self, decision: str, **fields: Any) -> None:
         ev = self.event
@@ -238,7 +239,8 @@ def _alert(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actio
     if not alerts and not sweep:
         return
     scope = inv.services.settings.subscription_id
-    outcomes = _notify(inv, out, (lambda n: n.send_digest(alerts, scope=scope, title="ExfilGuard sweep")) if sweep
+    outcomes = _notify(inv, out, (lambda n: n.send_digest(alerts, scope=scope, title="ExfilGuard sweep",
+                                                          report_url=inv.report_url)) if sweep
                        else (lambda n: n.send_alerts(alerts)))
     if outcomes is None:
         inv.audit("alert-failed", outcome=out.alert_error, findings=findings_json([a.finding for a in alerts]))
