@@ -10,12 +10,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from . import config as config_mod
 from .engine import Evaluation
 from .engine import scan as scan_bodies
 from .sources import snapshot
+
+if TYPE_CHECKING:
+    from .htmlreport import NetworkPaths
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -75,7 +78,7 @@ def _snapshot_evaluation(path: str, cfg: config_mod.Config, max_mb: float | None
     return scan_bodies(bodies, cfg, source=Path(path).name)[0]
 
 
-def _snapshot_html(path: str, cfg: config_mod.Config, max_mb: float | None) -> tuple[Evaluation, object]:
+def _snapshot_html(path: str, cfg: config_mod.Config, max_mb: float | None) -> tuple[Evaluation, NetworkPaths]:
     """A snapshot scan that also keeps each workspace's network path for the drawing."""
     from .htmlreport import evaluate_with_paths
 
@@ -87,7 +90,7 @@ def _snapshot_html(path: str, cfg: config_mod.Config, max_mb: float | None) -> t
 
 
 def _emit(evaluation: Evaluation, fmt: str | None, out: TextIO, artifact: str, extra: dict | None = None,
-          paths: object = None) -> None:
+          paths: NetworkPaths | None = None) -> None:
     from . import report
 
     if fmt is None:
@@ -95,7 +98,7 @@ def _emit(evaluation: Evaluation, fmt: str | None, out: TextIO, artifact: str, e
     if fmt == "html":
         from .htmlreport import render
 
-        out.write(render(report.to_json(evaluation, extra), paths,  # type: ignore[arg-type]
+        out.write(render(report.to_json(evaluation, extra), paths,
                          source=Path(artifact).name if not artifact.startswith("azure:") else artifact))
     elif fmt == "json":
         report.write_json(report.to_json(evaluation, extra), out)
