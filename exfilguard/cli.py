@@ -7,8 +7,10 @@ Every expected failure becomes one line on stderr; a traceback would mean a bug.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -89,6 +91,13 @@ def _snapshot_html(path: str, cfg: config_mod.Config, max_mb: float | None) -> t
     return evaluate_with_paths(bodies, cfg, source=Path(path).name)
 
 
+def _source_date() -> datetime | None:
+    """``SOURCE_DATE_EPOCH`` (the reproducible-builds convention) as the page's date, so the same
+    snapshot makes the same page byte for byte; None (now) when unset or not a number."""
+    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    return datetime.fromtimestamp(int(raw), UTC) if raw.isdigit() else None
+
+
 def _emit(evaluation: Evaluation, fmt: str | None, out: TextIO, artifact: str, extra: dict | None = None,
           paths: NetworkPaths | None = None) -> None:
     from . import report
@@ -98,7 +107,7 @@ def _emit(evaluation: Evaluation, fmt: str | None, out: TextIO, artifact: str, e
     if fmt == "html":
         from .htmlreport import render
 
-        out.write(render(report.to_json(evaluation, extra), paths,
+        out.write(render(report.to_json(evaluation, extra), paths, generated=_source_date(),
                          source=Path(artifact).name if not artifact.startswith("azure:") else artifact))
     elif fmt == "json":
         report.write_json(report.to_json(evaluation, extra), out)

@@ -54,8 +54,11 @@ def cli(*args: str) -> tuple[int, str]:
 def drifted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The drifted sample's HTML (as the CLI writes it), its JSON report and its paths."""
     folder = tmp_path_factory.mktemp("html")
-    code, page = cli("scan", "--snapshot", str(DRIFTED), "--format", "html")
+    with pytest.MonkeyPatch.context() as mp:  # a fixed date: the same page, so the same screenshot
+        mp.setenv("SOURCE_DATE_EPOCH", "1798761600")
+        code, page = cli("scan", "--snapshot", str(DRIFTED), "--format", "html")
     assert code == 1
+    assert "generated 2027-01-01 00:00 UTC" in page
     code, text = cli("scan", "--snapshot", str(DRIFTED), "--format", "json")
     path = folder / "report.html"
     path.write_text(page, encoding="utf-8")

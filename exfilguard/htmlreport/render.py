@@ -383,22 +383,34 @@ def _indexes_of(page: _Page, p: WorkspacePath) -> list[int]:
 
 
 def _layout(p: WorkspacePath) -> tuple[dict[str, tuple[int, int]], list[tuple[int, int]], int, int]:
-    """Node positions, column (index, x), width and height: present columns only."""
+    """Node positions, column (index, x), width and height: present columns only.
+
+    The first column is stacked from the top; every later node sits level with the middle of
+    the nodes that lead to it (a subnet beside its computes), pushed down only as far as the
+    node above it in its column needs, so edges run as flat as the order allows."""
     columns = sorted({n.column for n in p.nodes})
     x_of = {c: PAD + i * (NODE_W + COL_GAP) for i, c in enumerate(columns)}
     per: dict[int, list[Node]] = {c: [] for c in columns}
     for n in p.nodes:
         per[n.column].append(n)
-    tallest = max((len(v) for v in per.values()), default=1)
+    column_of = {n.key: n.column for n in p.nodes}
+    preds: dict[str, list[str]] = {}
+    for a, b in p.edges:
+        if a in column_of and b in column_of and column_of[a] < column_of[b]:
+            preds.setdefault(b, []).append(a)
     step = NODE_H + ROW_GAP
-    height = HEAD + tallest * step + PAD
     pos: dict[str, tuple[int, int]] = {}
-    for c, nodes in per.items():
-        top = HEAD + (tallest - len(nodes)) * step // 2
-        for r, n in enumerate(nodes):
-            pos[n.key] = (x_of[c], top + r * step)
+    bottom = HEAD
+    for c in columns:
+        x, y = x_of[c], HEAD - step
+        for n in per[c]:
+            ys = [pos[a][1] for a in preds.get(n.key, ()) if a in pos]
+            want = (min(ys) + max(ys)) // 2 if ys else y + step
+            y = max(want, y + step)
+            pos[n.key] = (x, y)
+        bottom = max(bottom, y + NODE_H)
     width = PAD * 2 + len(columns) * NODE_W + max(0, len(columns) - 1) * COL_GAP
-    return pos, [(c, x_of[c]) for c in columns], width, height
+    return pos, [(c, x_of[c]) for c in columns], width, bottom + PAD
 
 
 def _workspace(page: _Page, n: int, p: WorkspacePath, mine: list[int]) -> str:
