@@ -17,6 +17,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exfilguard import ids, report
 from exfilguard.cli import main
@@ -327,3 +329,46 @@ def test_sweep_report_counts_written_failed_and_blocked_fixes() -> None:
     assert 'data-count="needs-person"><span class="n">2</span>' in page
     assert "automatic fix failed: 403 &lt;b&gt;denied&lt;/b&gt;" in page
     assert "paused by the loop guard" in page and "sweep abc (timer)" in page
+
+
+_MARKUP = ("<script>", "</script>", "<img src=x onerror=alert(1)>", "<svg onload=alert(2)>", '"', "'", "&amp;",
+           "&", "<", ">", "</p>", "<!--", "-->", "<![CDATA[", "a", " ", "é", "\n", "javascript:")
+_TEXT = st.one_of(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40),
+                  st.lists(st.one_of(st.sampled_from(_MARKUP), st.text(max_size=3)), max_size=12).map("".join))
+
+
+@settings(max_examples=150, deadline=None)
+@given(rule=_TEXT, rid=_TEXT, title=_TEXT, detail=_TEXT, summary=_TEXT, reason=_TEXT, sev=_TEXT)
+def test_any_text_in_a_report_stays_text(rule, rid, title, detail, summary, reason, sev) -> None:
+    """Whatever the strings of a report hold, the page has only its own script and no event
+    handler, and each string reads back as itself."""
+    doc = {"findings": [{"ruleId": rule, "resourceId": rid, "severity": sev, "title": title, "detail": detail,
+                         "exempt": True, "exemption": {"until": "2099-01-01", "reason": reason},
+                         "fix": {"mode": "auto", "summary": summary}}],
+           "notices": [{"kind": "expired-exemption", "resourceId": rid, "message": reason}],
+           "summary": {"resources": 1}}
+    page = render(doc, None, title=title)
+    parsed = _Text()
+    parsed.feed(page)
+    parsed.close()
+    assert parsed.scripts == 1 and parsed.handlers == []
+    for text in (rule, rid, title, detail, summary, reason):
+        assert _squash(text) in parsed.text
+
+
+class _Text(_Tags):
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.chunks.append(data)
+
+    @property
+    def text(self) -> str:
+        return _squash("".join(self.chunks))
+
+
+def _squash(text: str) -> str:
+    """HTML parsing turns CR and CRLF into LF (and a NUL into U+FFFD): compare modulo those."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\0", "\ufffd")
