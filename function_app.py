@@ -8,6 +8,8 @@
   progress, then its report.
 - ``loopguard_release`` (HTTP POST /api/loopguard/release, function key): a person releases a
   resource the loop guard holds, so that ExfilGuard fixes it again.
+- ``report`` (HTTP GET /api/report, function key): the latest sweep's HTML report
+  (``?sweep=<id>`` for another), served with a Content-Security-Policy.
 - ``sweep_queue`` (Storage queue): runs the sweeps the HTTP endpoint queued.
 - ``scheduled_sweep`` (timer, ``EXFILGUARD_SWEEP_SCHEDULE``, default daily 02:00 UTC).
 
@@ -24,7 +26,7 @@ import logging
 import azure.functions as func
 
 from exfilguard import telemetry
-from exfilguard.app import event_handler, http_api, loopguard_api, sweep
+from exfilguard.app import event_handler, http_api, loopguard_api, report_page, sweep
 from exfilguard.app import settings as app_settings
 from exfilguard.app.runtime import Services, services
 
@@ -65,6 +67,14 @@ def evaluation_status(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="loopguard/release", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def loopguard_release(req: func.HttpRequest) -> func.HttpResponse:
     return _http(loopguard_api.release(req.get_body(), req.headers, _services))
+
+
+@app.function_name("report")
+@app.route(route="report", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def report(req: func.HttpRequest) -> func.HttpResponse:
+    page = report_page.get(req.params.get("sweep"), _services)
+    return func.HttpResponse(page.body, status_code=page.status, headers=page.headers, mimetype=page.mimetype,
+                             charset="utf-8")
 
 
 @app.function_name("sweep_queue")

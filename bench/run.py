@@ -42,6 +42,7 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "remediation_overhead_ratio": ("<=", 1.1, ""),
     "nsg_rules_s.1000": ("<=", 0.5, "s"),
     "nsg_rules_growth": ("<=", 4.0, ""),  # nsg_rules_s["4000"] / nsg_rules_s["1000"]: linear in rules
+    "html_report_ratio": ("<=", 2.0, ""),
 }
 RULE_BUDGET = {"reads": 3, "writes": 1}
 
@@ -143,6 +144,13 @@ def run(quick: bool) -> tuple[dict[str, Any], list[str]]:
     notes.append("large NSGs: whole `exfilguard scan --snapshot` process (start-up included), median of "
                  f"{len(next(iter(nsg['runs_s'].values())))}; runs "
                  + "; ".join(f"{k} rules {', '.join(f'{x:.3f}' for x in v)} s" for k, v in nsg["runs_s"].items()))
+    html_size = QUICK_SIZES[-1] if quick else 100_000
+    _log(f"html report: {html_size:,} resources, HTML against JSON")
+    html = _child_json(["bench.html", str(html_size), "--repeats", "1" if quick else "3"])
+    notes.append(f"html report {html['resources']:,} resources ({html['findings']} findings): HTML "
+                 f"{html['html_s']:.3f} s, JSON {html['json_s']:.3f} s (medians of {len(html['html_runs_s'])}, "
+                 f"from the read bodies to the text); writing the page {html['html_render_s']:.3f} s, the JSON "
+                 f"{html['json_write_s']:.3f} s; page {html['html_mb']} MB")
 
     results: dict[str, Any] = {
         "cold_import_s": round(imp["median_s"], 4),
@@ -154,6 +162,7 @@ def run(quick: bool) -> tuple[dict[str, Any], list[str]]:
         "sweep_growth": round(growth, 3),
         "remediation_overhead_ratio": round(rem.ratio, 4),
         "nsg_rules_s": nsg["nsg_rules_s"],
+        "html_report_ratio": round(html["ratio"], 3),
     }
     results["targets"] = targets(results)
     results["machine"] = {**info, "quick": quick}
@@ -185,6 +194,7 @@ def table(results: dict[str, Any]) -> str:
         row(f"nsg_rules_s {int(size):,}", f"{seconds:.3f} s", "nsg_rules_s.1000" if size == "1000" else None)
     growth = t["nsg_rules_growth"]["value"]
     row("nsg_rules_growth (4,000 / 1,000)", f"{growth:.3f}" if growth is not None else "-", "nsg_rules_growth")
+    row("html_report_ratio", f"{results['html_report_ratio']:.3f}", "html_report_ratio")
     widths = [max(len(r[i]) for r in [("measure", "value", "target", "holds?"), *rows]) for i in range(4)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(("measure", "value", "target", "holds?"), widths, strict=True)),
              "  ".join("-" * w for w in widths)]

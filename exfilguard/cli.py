@@ -7,15 +7,20 @@ Every expected failure becomes one line on stderr; a traceback would mean a bug.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from . import config as config_mod
 from .engine import Evaluation
 from .engine import scan as scan_bodies
 from .sources import snapshot
+
+if TYPE_CHECKING:
+    from .htmlreport import NetworkPaths
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -37,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = scan.add_mutually_exclusive_group(required=True)
     src.add_argument("--snapshot", metavar="FILE", help="ARM JSON snapshot (array, {value:[]}, or {data:[]})")
     src.add_argument("--subscription", metavar="ID", help="evaluate a live subscription through ARM")
-    scan.add_argument("--format", choices=("table", "json", "sarif"),
-                      help="output format (default: table on a terminal, json otherwise)")
+    scan.add_argument("--format", choices=("table", "json", "sarif", "html"),
+                      help="output format (default: table on a terminal, json otherwise; html: one self-contained "
+                           "page drawing each workspace's network path)")
     scan.add_argument("--config", metavar="FILE", help="YAML configuration file")
     scan.add_argument("--max-snapshot-mb", type=float, default=None, metavar="MB",
                       help=f"refuse snapshot files larger than this (default {snapshot.DEFAULT_MAX_MB:g})")
@@ -88,13 +94,36 @@ def _snapshot_evaluation(path: str, cfg: config_mod.Config, max_mb: float | None
     return scan_bodies(bodies, cfg, source=Path(path).name)[0]
 
 
+def _snapshot_html(path: str, cfg: config_mod.Config, max_mb: float | None) -> tuple[Evaluation, NetworkPaths]:
+    """A snapshot scan that also keeps each workspace's network path for the drawing."""
+    from .htmlreport import evaluate_with_paths
+
+    try:
+        bodies = snapshot.read(path, max_mb)
+    except snapshot.SnapshotError as exc:
+        raise UsageError(str(exc)) from None
+    return evaluate_with_paths(bodies, cfg, source=Path(path).name)
+
+
+def _source_date() -> datetime | None:
+    """``SOURCE_DATE_EPOCH`` (the reproducible-builds convention) as the page's date, so the same
+    snapshot makes the same page byte for byte; None (now) when unset or not a number."""
+    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    return datetime.fromtimestamp(int(raw), UTC) if raw.isdigit() else None
+
+
 def _emit(evaluation: Evaluation, fmt: str | None, out: TextIO, artifact: str, extra: dict | None = None,
-          sarif_files: tuple[str, ...] = ()) -> None:
+          paths: NetworkPaths | None = None, sarif_files: tuple[str, ...] = ()) -> None:
     from . import report
 
     if fmt is None:
         fmt = "table" if out.isatty() else "json"
-    if fmt == "json":
+    if fmt == "html":
+        from .htmlreport import render
+
+        out.write(render(report.to_json(evaluation, extra), paths, generated=_source_date(),
+                         source=Path(artifact).name if not artifact.startswith("azure:") else artifact))
+    elif fmt == "json":
         report.write_json(report.to_json(evaluation, extra), out)
     elif fmt == "sarif":
         from .sarif_places import sarif_options
@@ -114,6 +143,10 @@ def cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
     if args.snapshot:
         if args.remediate or args.dry_run:
             raise UsageError("--remediate and --dry-run need --subscription (a snapshot is never written to)")
+        if args.format == "html":
+            evaluation, paths = _snapshot_html(args.snapshot, cfg, args.max_snapshot_mb)
+            _emit(evaluation, args.format, out, args.snapshot, paths=paths)
+            return evaluation.exit_code()
         evaluation = _snapshot_evaluation(args.snapshot, cfg, args.max_snapshot_mb)
         _emit(evaluation, args.format, out, args.snapshot, sarif_files=(args.snapshot,))
         return evaluation.exit_code()
@@ -121,11 +154,20 @@ def cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
         from .live import LiveScanError, run_live_scan
     except ImportError as exc:  # pragma: no cover - the live adapters ship with the package
         raise UsageError(f"live scans are unavailable: {exc}") from None
+    kept: list = []  # the picture and bodies the live scan read, for the HTML drawing
     try:
-        evaluation, extra = run_live_scan(args, cfg)
+        evaluation, extra = run_live_scan(args, cfg, keep=(lambda *seen: kept.append(seen))
+                                          if args.format == "html" else None)
     except LiveScanError as exc:
         raise UsageError(str(exc)) from None
-    _emit(evaluation, args.format, out, f"azure://subscriptions/{args.subscription}", extra)
+    paths = None
+    if kept:
+        from . import ids
+        from .htmlreport import network_paths
+
+        paths = network_paths(*kept[0], relevant={ids.key(f.resource_id) for f in evaluation.findings})
+        kept.clear()
+    _emit(evaluation, args.format, out, f"azure://subscriptions/{args.subscription}", extra, paths=paths)
     if extra.get("incomplete"):  # part of the subscription could not be read: never report that as clean
         return EXIT_ERROR
     return evaluation.exit_code()
@@ -145,7 +187,12 @@ def cmd_what_if(args: argparse.Namespace, cfg: config_mod.Config, out: TextIO) -
     outcome = whatif.evaluate(base, plan, cfg, source=Path(args.what_if).name)
     extra = {**whatif.summary_extra(plan, outcome, args.what_if, args.all_findings), **base_extra}
     files = (args.what_if, args.snapshot) if args.snapshot else (args.what_if,)
-    _emit(outcome.report(args.all_findings), args.format, out, args.what_if, extra, sarif_files=files)
+    paths = None
+    if args.format == "html":  # draw the network paths as they would be after the deployment
+        from .htmlreport import evaluate_with_paths
+
+        paths = evaluate_with_paths(outcome.after_bodies, cfg, source=Path(args.what_if).name)[1]
+    _emit(outcome.report(args.all_findings), args.format, out, args.what_if, extra, sarif_files=files, paths=paths)
     if base_extra.get("incomplete"):  # part of the subscription could not be read: never report that as clean
         return EXIT_ERROR
     return outcome.exit_code()

@@ -154,8 +154,8 @@ def _print_writes(results: list[WriteResult], stream: TextIO) -> None:
             stream.write(f"{r.status}: {r.target_id} ({', '.join(r.rule_ids)}): {r.message}\n")
 
 
-def run_live_scan(args: Any, config: Config, *, client: Any = None,
-                  stderr: TextIO | None = None) -> tuple[Evaluation, dict]:
+def run_live_scan(args: Any, config: Config, *, client: Any = None, stderr: TextIO | None = None,
+                  keep: Callable[[Any, list[dict]], None] | None = None) -> tuple[Evaluation, dict]:
     """``exfilguard scan --subscription``: evaluate the live subscription, remediate if asked.
 
     The CLI writes only with ``--remediate`` (whatever EXFILGUARD_MODE says: a person at a
@@ -163,6 +163,8 @@ def run_live_scan(args: Any, config: Config, *, client: Any = None,
     sends no write. Read failures (a 403 on one type) become notices and ``errors`` entries,
     with ``incomplete: true`` so the CLI does not report a partial read as clean.
     ``client`` lets the Function app and tests pass a configured :class:`ArmClient`.
+    ``keep(picture, bodies)`` is called once the picture is built, for what needs more than
+    the evaluation (the HTML report's drawings).
     """
     from .sources.arm import ArmClient, ArmError
 
@@ -196,6 +198,8 @@ def run_live_scan(args: Any, config: Config, *, client: Any = None,
             raise LiveScanError("nothing could be read: " + "; ".join(e.message for e in read_errors))
         picture = build(bodies, config.guarded_subnets, source=f"subscription {subscription}")
         evaluation = evaluate(picture, config)
+        if keep is not None:
+            keep(picture, bodies)
         if read_errors:
             evaluation = replace(evaluation, notices=(*evaluation.notices, *(
                 Notice("read-error", e.resource_id, e.message) for e in read_errors)))

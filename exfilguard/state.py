@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,8 @@ log = logging.getLogger("exfilguard.state")
 
 MAX_TEXT = 30_000  # characters per string property (the service limit is 64 KiB of UTF-16)
 _REPORT_CHUNK = 30_000
+_HTML_CHUNK = 60_000  # bytes per binary property (the service limit is 64 KiB)
+_HTML_BATCH = 30  # rows per transaction: 30 x 60 KB, base64 on the wire, stays under the 4 MiB batch limit
 _CAS_ATTEMPTS = 12
 _POPULATED_MEMORY_S = 300.0
 
@@ -549,6 +552,45 @@ class State:
             return None
         text = "".join(r.get("Data", "") for r in sorted(rows, key=lambda r: r["RowKey"]))
         return json.loads(text)
+
+    def store_html_report(self, sweep_id: str, page: str) -> None:
+        """The sweep's HTML report, next to its JSON report: compressed (a page of thousands of
+        workspaces is mostly markup that repeats) and split over binary properties, at most 64
+        KiB each, written in batches of one partition; then the pointer ``GET /api/report``
+        follows is moved to it, so a reader never finds half a page."""
+        from azure.core.exceptions import AzureError
+
+        blob = zlib.compress(page.encode("utf-8"), 6)
+        chunks = [blob[i:i + _HTML_CHUNK] for i in range(0, len(blob), _HTML_CHUNK)] or [b""]
+        pk = f"html-{sweep_id}"
+        ops = [("upsert", {"PartitionKey": pk, "RowKey": f"{i:05d}", "Data": chunk})
+               for i, chunk in enumerate(chunks)]
+        ops.append(("upsert", {"PartitionKey": pk, "RowKey": "count", "Chunks": len(chunks),
+                               "Bytes": len(blob)}))
+        table = self._table(self.sweep_table)
+        try:
+            for i in range(0, len(ops), _HTML_BATCH):
+                table.submit_transaction(ops[i:i + _HTML_BATCH])
+        except AzureError as exc:
+            raise StateError(f"table {self.sweep_table}: storing the HTML report failed ({_why(exc)})") from exc
+        self._upsert(self.sweep_table, {"PartitionKey": "html", "RowKey": "latest", "SweepId": sweep_id,
+                                        "Stored": _iso(_now())})
+
+    def latest_html_sweep(self) -> str | None:
+        """The sweep whose HTML report was stored last."""
+        e = self._get(self.sweep_table, "html", "latest")
+        return str(e.get("SweepId")) if e and e.get("SweepId") else None
+
+    def read_html_report(self, sweep_id: str) -> str | None:
+        head = self._get(self.sweep_table, f"html-{sweep_id}", "count")
+        if head is None:
+            return None
+        rows = self._query(self.sweep_table, "PartitionKey eq @pk and RowKey ne 'count'", {"pk": f"html-{sweep_id}"})
+        n = int(head.get("Chunks") or 0)
+        rows = sorted((r for r in rows if r["RowKey"] < f"{n:05d}"), key=lambda r: r["RowKey"])
+        if len(rows) != n:
+            raise StateError(f"table {self.sweep_table}: HTML report of sweep {sweep_id} is incomplete")
+        return zlib.decompress(b"".join(bytes(r.get("Data") or b"") for r in rows)).decode("utf-8")
 
     def enqueue_sweep(self, message: dict[str, Any]) -> None:
         from azure.core.exceptions import AzureError

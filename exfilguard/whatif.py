@@ -229,6 +229,7 @@ class Outcome:
     resolved: tuple[Finding, ...]
     after: Evaluation
     notices: tuple[Notice, ...]
+    after_bodies: tuple[Any, ...] = ()  # the overlaid resources (the HTML report draws their paths)
 
     def exit_code(self) -> int:
         """1 only when the deployment introduces an unexempted finding."""
@@ -248,7 +249,7 @@ def evaluate(base: Iterable[Any], plan: Plan, config: Config, source: str = "wha
     has = {finding_key(f) for f in after.findings}
     introduced = tuple(f for f in after.findings if finding_key(f) not in had)
     resolved = tuple(f for f in before.findings if finding_key(f) not in has)
-    return Outcome(introduced, resolved, after, (*plan.notices, *after.notices))
+    return Outcome(introduced, resolved, after, (*plan.notices, *after.notices), tuple(after_bodies))
 
 
 def summary_extra(plan: Plan, outcome: Outcome, path: str, everything: bool) -> dict[str, Any]:

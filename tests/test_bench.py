@@ -11,7 +11,8 @@ import sys
 from tests.function_support import REPO, azurite_connection
 
 KEYS = {"cold_import_s", "cold_first_decision_s", "peak_rss_mb", "engine_events_per_s", "arm_requests_per_event",
-        "sweep_s", "sweep_growth", "remediation_overhead_ratio", "nsg_rules_s", "targets", "machine"}
+        "sweep_s", "sweep_growth", "remediation_overhead_ratio", "nsg_rules_s", "html_report_ratio",
+        "targets", "machine"}
 KINDS = {"securityRules/write", "subnets/write", "virtualNetworks/write", "computes/write",
          "serviceEndpointPolicies/write", "routeTables/write", "routes/write", "azureFirewalls/write",
          "firewallPolicies/write", "ruleCollectionGroups/write"}

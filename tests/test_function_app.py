@@ -46,14 +46,16 @@ def _bindings(env: dict[str, str] | None = None) -> dict:
 
 def test_functions_and_bindings_are_the_agreed_ones():
     b = _bindings()
-    assert sorted(b) == ["evaluate", "evaluation_status", "loopguard_release", "on_resource_event", "scheduled_sweep",
-                         "sweep_queue"]
+    assert sorted(b) == ["evaluate", "evaluation_status", "loopguard_release", "on_resource_event", "report",
+                         "scheduled_sweep", "sweep_queue"]
     release = b["loopguard_release"][0]
     assert (release["route"], release["methods"], release["authLevel"]) == ("loopguard/release", ["POST"], "FUNCTION")
     assert b["on_resource_event"][0]["type"] == "eventGridTrigger"
     evaluate, status = b["evaluate"][0], b["evaluation_status"][0]
     assert (evaluate["route"], evaluate["methods"], evaluate["authLevel"]) == ("evaluate", ["POST"], "FUNCTION")
     assert (status["route"], status["methods"], status["authLevel"]) == ("evaluate/status/{id}", ["GET"], "FUNCTION")
+    page = b["report"][0]
+    assert (page["route"], page["methods"], page["authLevel"]) == ("report", ["GET"], "FUNCTION")
     queue = b["sweep_queue"][0]
     assert (queue["type"], queue["queueName"], queue["connection"]) == (
         "queueTrigger", "exfilguard-sweeps", "AzureWebJobsStorage")

@@ -230,9 +230,11 @@ def alert_content(alert: Alert) -> Content:
 
 
 def digest_content(alerts: list[Alert] | tuple[Alert, ...], *, title: str = "",
-                   exemptions: list[ActiveExemption] | tuple[ActiveExemption, ...] = ()) -> Content:
+                   exemptions: list[ActiveExemption] | tuple[ActiveExemption, ...] = (),
+                   report_url: str | None = None) -> Content:
     """One message for a sweep: sections by severity (worst first), resources inside them, then
-    every exemption in force with its expiry (protection switched off must stay visible)."""
+    every exemption in force with its expiry (protection switched off must stay visible).
+    ``report_url``: the sweep's HTML report (``GET /api/report``), linked first."""
     by_sev: dict[Severity, dict[str, list[Alert]]] = defaultdict(lambda: defaultdict(list))
     for a in alerts:
         by_sev[a.severity][a.resource.resource_id.lower()].append(a)
@@ -258,6 +260,11 @@ def digest_content(alerts: list[Alert] | tuple[Alert, ...], *, title: str = "",
     sections.append(Section("Next step", text="Open each resource from its link and follow the rule's guidance; "
                                               "exfilguard scan lists every finding with its fix. Findings alerted "
                                               "within the dedup window are not repeated here."))
+    if report_url:
+        sections.append(Section("Full report", text="Every workspace's network path drawn with its findings, what "
+                                                    "was fixed and what needs a person (the Function app asks for "
+                                                    "its function key: add &code=<function key>):",
+                                code=(report_url,)))
     if alerts:
         sample = alerts[0]
         sections.append(Section("Re-check", text="Evaluate one resource again now:",
@@ -276,7 +283,8 @@ def digest_content(alerts: list[Alert] | tuple[Alert, ...], *, title: str = "",
         summary=(f"By severity: {tally}." if alerts else "No new findings.")
         + (f" Exemptions in force: {len(exemptions)}." if exemptions else ""),
         sections=tuple(sections),
-        links=(Link("Microsoft guidance", guidance.GUIDE_EXFIL),),
+        links=((Link("Open the full report", report_url),) if report_url else ())
+        + (Link("Microsoft guidance", guidance.GUIDE_EXFIL),),
         keys=tuple(a.key for a in alerts),
         severity=worst,
     )

@@ -117,14 +117,15 @@ class Planner:
         return self._plan("alert", [alert], lambda xs: c.alert_content(xs[0]), lambda a: a.severity)
 
     def digest(self, alerts: Sequence[Alert], title: str = "",
-               exemptions: Sequence[ActiveExemption] = ()) -> list[Delivery]:
+               exemptions: Sequence[ActiveExemption] = (), report_url: str | None = None) -> list[Delivery]:
         """Every recipient list gets the exemptions in force, whatever findings it receives."""
         ex = tuple(exemptions)
-        out = self._plan("digest", list(alerts), lambda xs: c.digest_content(list(xs), title=title, exemptions=ex),
+        out = self._plan("digest", list(alerts), lambda xs: c.digest_content(list(xs), title=title, exemptions=ex,
+                                                                         report_url=report_url),
                          lambda a: a.severity)
         if alerts or not ex:
             return out
-        whole = c.digest_content([], title=title, exemptions=ex)
+        whole = c.digest_content([], title=title, exemptions=ex, report_url=report_url)
         if self.teams:
             out.append(self._delivery("teams", "digest", teams_payload(whole), whole.keys))
         if self.email is not None and self.email.everyone():
@@ -312,7 +313,8 @@ class Dispatcher:
         return outcomes
 
     def send_digest(self, alerts: Iterable[Alert], *, scope: str | None = None,
-                    title: str = "", exemptions: Sequence[ActiveExemption] = ()) -> list[DeliveryOutcome]:
+                    title: str = "", exemptions: Sequence[ActiveExemption] = (),
+                    report_url: str | None = None) -> list[DeliveryOutcome]:
         """Sweep path: one digest of the findings not alerted within the window, listing the
         exemptions in force (a digest goes out for them alone too). With ``scope``
         (a subscription ID, or an ARM ID prefix the sweep covered completely), open findings
@@ -322,7 +324,7 @@ class Dispatcher:
         known = self._known(alerts, scope)
         keep, outcomes = self._screen(alerts, known, now)
         if keep or exemptions:
-            deliveries = self.planner.digest(keep, title, exemptions)
+            deliveries = self.planner.digest(keep, title, exemptions, report_url)
             if deliveries:
                 outcomes += self._deliver(deliveries)
                 self._record(keep, known, now)

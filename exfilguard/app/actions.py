@@ -44,6 +44,7 @@ class Invocation:
     event: ChangeEvent | None = None
     what_if: bool = False
     requested_by: str = ""  # HTTP: the caller, as far as it is known (app.caller)
+    report_url: str | None = None  # a sweep's HTML report, linked from its digest
 
     def audit(self, decision: str, **fields: Any) -> None:
         if self.requested_by:
@@ -265,7 +266,8 @@ def _alert(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actio
         return
     scope = inv.services.settings.subscription_id
     outcomes = _notify(inv, out, (lambda n: n.send_digest(alerts, scope=scope, title="ExfilGuard sweep",
-                                                          exemptions=exemptions or ())) if sweep
+                                                          exemptions=exemptions or (),
+                                                          report_url=inv.report_url)) if sweep
                        else (lambda n: n.send_alerts(alerts)))
     if outcomes is None:
         inv.audit("alert-failed", outcome=out.alert_error, findings=findings_json([a.finding for a in alerts]))

@@ -79,7 +79,8 @@ def run_sweep(services: Services, *, trigger: str, what_if: bool = False,
                      error="")
     state.update_sweep(record)
     client = services.arm_client()
-    inv = actions.Invocation(services=services, client=client, trigger=trigger, what_if=what_if)
+    inv = actions.Invocation(services=services, client=client, trigger=trigger, what_if=what_if,
+                             report_url=report_url(services, record.sweep_id))
     outcome = "failed"
     with telemetry.bound(trigger=trigger, sweep_id=record.sweep_id):
         try:
@@ -125,6 +126,7 @@ def run_sweep(services: Services, *, trigger: str, what_if: bool = False,
                 extra["errors"] = [e.to_json() for e in read_errors]
             doc = report.to_json(evaluation, extra)
             state.store_report(record.sweep_id, doc)
+            _store_html(services, record.sweep_id, doc, picture, bodies, evaluation)
             state.update_sweep(finished)
             inv.audit("swept", resource_id=f"/subscriptions/{services.settings.subscription_id}",
                       findings=actions.findings_json(evaluation.open_findings),
@@ -146,6 +148,29 @@ def run_sweep(services: Services, *, trigger: str, what_if: bool = False,
         finally:
             client.close()
             telemetry.handler_latency(f"sweep:{trigger}", (time.perf_counter() - started) * 1000, outcome)
+
+
+def report_url(services: Services, sweep_id: str) -> str | None:
+    """Where the sweep's HTML report will be served (``GET /api/report``), for the digest's
+    link; None when the app does not know its own address (``EXFILGUARD_HTTP_ENDPOINT``)."""
+    base = services.settings.http_endpoint
+    return f"{base.rstrip('/')}/api/report?sweep={sweep_id}" if base else None
+
+
+def _store_html(services: Services, sweep_id: str, doc: dict[str, Any], picture: Picture, bodies: list[dict],
+                evaluation: engine.Evaluation) -> None:
+    """The HTML report beside the JSON one. It is a view of that report: failing to write it
+    is logged and counted, and the sweep (whose fixes and alerts are done) still succeeds."""
+    from .. import htmlreport, ids
+
+    try:
+        paths = htmlreport.network_paths(picture, bodies, relevant={ids.key(f.resource_id)
+                                                                    for f in evaluation.findings})
+        page = htmlreport.render(doc, paths, title="ExfilGuard sweep report")
+        services.state.store_html_report(sweep_id, page)
+    except Exception:
+        log.exception("sweep %s: the HTML report could not be stored", sweep_id)
+        telemetry.failure("report")
 
 
 def sweep_from_queue(body: bytes | str, services: Services) -> dict[str, Any] | None:
