@@ -71,7 +71,14 @@ def _snapshot_evaluation(path: str, cfg: config_mod.Config, max_mb: float | None
         bodies = snapshot.read(path, max_mb)
     except snapshot.SnapshotError as exc:
         raise UsageError(str(exc)) from None
-    return scan_bodies(bodies, cfg, source=Path(path).name)[0]
+    evaluation = scan_bodies(bodies, cfg, source=Path(path).name)[0]
+    if bodies and not evaluation.resources and not evaluation.ignored:
+        # Nothing in the file was a resource at all: "no findings" would read as "compliant".
+        skipped = [n.message for n in evaluation.notices if n.kind == "skipped"]
+        first = f" (first: {skipped[0]})" if skipped else ""
+        raise UsageError(f"{path}: none of its {len(bodies)} item(s) could be read as an ARM resource{first}; "
+                         "nothing was evaluated")
+    return evaluation
 
 
 def _emit(evaluation: Evaluation, fmt: str | None, out: TextIO, artifact: str, extra: dict | None = None) -> None:
