@@ -46,7 +46,8 @@ def _bindings(env: dict[str, str] | None = None) -> dict:
 
 def test_functions_and_bindings_are_the_agreed_ones():
     b = _bindings()
-    assert sorted(b) == ["evaluate", "evaluation_status", "on_resource_event", "scheduled_sweep", "sweep_queue"]
+    assert sorted(b) == ["alert_retry", "channel_check", "evaluate", "evaluation_status", "on_resource_event",
+                         "scheduled_sweep", "sweep_queue"]
     assert b["on_resource_event"][0]["type"] == "eventGridTrigger"
     evaluate, status = b["evaluate"][0], b["evaluation_status"][0]
     assert (evaluate["route"], evaluate["methods"], evaluate["authLevel"]) == ("evaluate", ["POST"], "FUNCTION")
@@ -56,6 +57,9 @@ def test_functions_and_bindings_are_the_agreed_ones():
         "queueTrigger", "exfilguard-sweeps", "AzureWebJobsStorage")
     timer = b["scheduled_sweep"][0]
     assert (timer["type"], timer["schedule"]) == ("timerTrigger", "0 0 2 * * *")
+    # A failed alert is resent within 15 minutes: every 5 minutes plus at most a 10-minute claim lease.
+    assert b["alert_retry"][0]["schedule"] == "0 */5 * * * *"
+    assert b["channel_check"][0]["type"] == "timerTrigger"
 
 
 def test_schedule_and_queue_come_from_settings_when_set():

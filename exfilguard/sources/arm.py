@@ -332,8 +332,11 @@ class ArmClient:
 
         text = getattr(exc, "message", None) or str(exc)
         if isinstance(exc, ClientAuthenticationError):
+            # No token: the identity endpoint or Entra ID was unreachable, slow or throttled,
+            # which passes. Only ARM itself answering 401/403 is a verdict on the identity, so
+            # this is transient: the event is raised to Event Grid, which redelivers it.
             return ArmError(f"{resource_id}: could not get a token for {self.endpoint}: {text}",
-                            code="AuthenticationFailed", resource_id=resource_id, retryable=False)
+                            code="AuthenticationFailed", resource_id=resource_id, retryable=True)
         return ArmError(f"{resource_id}: no answer from {self.endpoint} after {self.retry_total} retries: {text}",
                         code="ConnectionError", resource_id=resource_id, replayed=replayed)
 
