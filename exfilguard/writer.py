@@ -27,7 +27,7 @@ from .model import COMPUTE
 if TYPE_CHECKING:
     from .sources.arm import ArmClient
 
-STATUSES = ("applied", "not-needed", "conflict", "failed", "dry-run", "planned")
+STATUSES = ("applied", "not-needed", "conflict", "failed", "dry-run", "planned", "accepted")
 
 Replan = Callable[[dict], PlannedChange | None]
 """Given the fresh raw body of the target, the change the engine plans now (None: nothing to do)."""
@@ -224,6 +224,8 @@ def apply_change(client: ArmClient, change: PlannedChange, replan: Replan, *, cu
         except ArmError as exc:
             if exc.code == _NO_TOKEN:
                 raise  # no request reached ARM: nothing landed, the invocation is retried whole
+            if exc.code == "OperationPending":  # accepted; the caller's time ran out before ARM finished
+                return _result(change, "accepted", attempt, exc.message, http_status=202, changed=changed)
             last = exc
             if exc.status == 412:
                 maybe_landed = maybe_landed or exc.replayed

@@ -30,7 +30,7 @@ from .runtime import Services
 
 log = telemetry.get_logger("exfilguard.actions")
 
-_WRITTEN = ("applied",)
+_WRITTEN = ("applied", "accepted")  # accepted: ARM took the write, its operation still running
 
 
 @dataclass
@@ -232,7 +232,8 @@ def _escalate(inv: Invocation, change: PlannedChange, reservation: Reservation, 
 
 # ---------------------------------------------------------------------------------- writes
 def _audit_write(inv: Invocation, result: Any) -> None:
-    decision = {"applied": "fixed", "not-needed": "fix-not-needed", "conflict": "fix-conflict"}.get(
+    decision = {"applied": "fixed", "not-needed": "fix-not-needed", "conflict": "fix-conflict",
+                "accepted": "fix-accepted"}.get(
         result.status, "fix-failed")
     telemetry.fix(result.status, result.rule_ids)
     if result.status not in _WRITTEN and result.status != "not-needed":
@@ -268,8 +269,8 @@ def _action_for(finding: Finding, by_target: dict[str, Any], blocked: set[str]) 
         return ActionTaken.fixed(_short(change.get("before")), _short(change.get("after")), property_path=path)
     if result.status == "not-needed":
         return None
-    if result.status == "planned":
-        return "default"
+    if result.status in ("planned", "accepted"):
+        return "default"  # accepted: not known fixed until ARM's operation ends; the follow-up says
     return ActionTaken.fix_failed(result.message or result.status)
 
 

@@ -97,6 +97,8 @@ def parse_body(body: bytes, headers: Mapping[str, str], *, max_bytes: int, subsc
         raise BadRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     except RecursionError:
         raise BadRequest("body is not acceptable JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits: any parse failure is the caller's
+        raise BadRequest(f"body is not acceptable JSON: {str(exc)[:200]}") from None
     if not isinstance(doc, dict):
         raise BadRequest(f"body must be a JSON object such as {{\"resourceId\": \"...\"}}, got {_kind(doc)}")
     unknown = [k for k in doc if k not in FIELDS]
@@ -166,14 +168,14 @@ def _evaluate(body: bytes, headers: Mapping[str, str], url: str, services: Calla
     try:
         if request.resource_id is None:
             return _start_sweep(svc, request, url)
-        return _evaluate_resource(svc, request)
+        return _evaluate_resource(svc, request, url)
     except StateError as exc:
         log.error("state storage failed: %s", exc)
         telemetry.failure("state")
         return _error(503, f"state storage is unavailable: {exc}")
 
 
-def _evaluate_resource(svc: Services, request: EvaluateRequest) -> Answer:
+def _evaluate_resource(svc: Services, request: EvaluateRequest, url: str = "") -> Answer:
     from ..sources.arm import ArmError
 
     rid = request.resource_id
@@ -206,6 +208,10 @@ def _evaluate_resource(svc: Services, request: EvaluateRequest) -> Answer:
             if not read.affected:
                 extra["note"] = ("; ".join(read.notes) or
                                  "the resource is not guarded (no ML compute uses it); nothing to evaluate")
+            if any(w.status == "accepted" for w in done.writes):  # ARM still finishing: answer 202 now
+                from .followup import accepted
+
+                return accepted(svc, str(rid), report.to_json(evaluation, extra), url)
             return Answer(200, report.to_json(evaluation, extra))
     except ArmError as exc:
         log.error("ARM failed while evaluating %s: %s", rid, exc)

@@ -159,9 +159,20 @@ def sweep_from_queue(body: bytes | str, services: Services) -> dict[str, Any] | 
     if record is not None and record.state == "succeeded":
         log.info("sweep %s already finished; duplicate message ignored", sweep_id)
         return None
+    resource_id = _followup_resource(body)
+    if resource_id is not None and record is not None:  # an HTTP fix's follow-up, not a sweep
+        from .followup import run
+
+        return run(services, record, resource_id)
     if record is None:
         record = services.state.create_sweep(trigger="http", remediate=not what_if, sweep_id=sweep_id)
     return run_sweep(services, trigger="sweep", what_if=what_if, record=record)
+
+
+def _followup_resource(body: bytes | str) -> str | None:
+    doc = json.loads(body)
+    rid = doc.get("resourceId") if isinstance(doc, dict) else None
+    return rid if isinstance(rid, str) and rid.startswith("/subscriptions/") else None
 
 
 def scheduled_sweep(services: Services) -> dict[str, Any]:
