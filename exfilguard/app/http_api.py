@@ -228,7 +228,12 @@ def _status_url(url: str, sweep_id: str) -> str:
 
 
 def _start_sweep(svc: Services, request: EvaluateRequest, url: str) -> Answer:
-    record = svc.state.create_sweep(trigger="http", remediate=request.remediate)
+    from .sweep import claim_for_http
+
+    record, running = claim_for_http(svc, request.remediate)
+    if record is None:  # one sweep at a time: point at the one that runs
+        return _error(409, f"sweep {running} is already running; poll its status URL",
+                      id=running, statusUrl=_status_url(url, running))
     svc.state.enqueue_sweep({"sweepId": record.sweep_id, "whatIf": not request.remediate})
     status_url = _status_url(url, record.sweep_id)
     svc.state.audit(AuditEntry(trigger="http", decision="sweep-queued",
@@ -253,6 +258,9 @@ def status(sweep_id: str, services: Callable[[], Services]) -> Answer:
         if record is None:
             answer = _error(404, f"no sweep {sweep_id}")
             return answer
+        from .sweep import check_dead
+
+        record = check_dead(svc, record)
         body = record.to_json()
         if record.state == "succeeded":
             body["report"] = svc.state.read_report(sweep_id)
