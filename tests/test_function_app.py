@@ -16,7 +16,8 @@ import pytest
 from exfilguard.app import settings as app_settings
 from tests.function_support import REPO, SUB
 
-HEAVY = ("azure.mgmt", "azure.identity", "azure.data.tables", "azure.storage.queue", "opentelemetry", "rich",
+HEAVY = ("azure.mgmt", "azure.identity", "azure.data.tables", "azure.storage.queue", "azure.storage.blob",
+         "azure.eventgrid", "opentelemetry", "rich",
          "azure.monitor")
 
 
@@ -46,8 +47,8 @@ def _bindings(env: dict[str, str] | None = None) -> dict:
 
 def test_functions_and_bindings_are_the_agreed_ones():
     b = _bindings()
-    assert sorted(b) == ["alert_retry", "channel_check", "evaluate", "evaluation_status", "on_resource_event",
-                         "scheduled_sweep", "sweep_queue"]
+    assert sorted(b) == ["alert_retry", "channel_check", "dead_letter_replay", "evaluate", "evaluation_status",
+                         "on_resource_event", "scheduled_sweep", "sweep_queue"]
     assert b["on_resource_event"][0]["type"] == "eventGridTrigger"
     evaluate, status = b["evaluate"][0], b["evaluation_status"][0]
     assert (evaluate["route"], evaluate["methods"], evaluate["authLevel"]) == ("evaluate", ["POST"], "FUNCTION")

@@ -123,3 +123,34 @@ def check_channels(dispatcher: Any, *, clock: Any = None) -> ChannelCheck:
                                             keys=("CHANNEL|teams",), at=now, error=out.fallback_error,
                                             will_retry=False))
     return out
+
+
+def notify_operators(dispatcher: Any, *, title: str, summary: str, facts: tuple[tuple[str, str], ...],
+                     what_to_do: str) -> list[DeliveryOutcome]:
+    """A one-off operational message (a poison dead letter) through every configured channel;
+    not queued for retry: the audit row is the lasting record."""
+    from .cards import teams_payload
+
+    now = datetime.now(UTC)
+    content = Content(kind="operations", badge="ESCALATION", tone="attention", title=title,
+                      subject=f"[ExfilGuard] {title}", summary=summary,
+                      sections=(Section("Details", facts=tuple(Fact(k, v) for k, v in facts)),
+                                Section("What to do", text=what_to_do)), keys=("OPERATIONS",))
+    out = []
+    senders = dispatcher._senders
+    for channel, sender in senders.items():
+        if channel == "teams":
+            payload = teams_payload(content)
+        else:
+            to = dispatcher.planner.email.everyone() if dispatcher.planner.email is not None else ()
+            if not to:
+                continue
+            payload = email_payload(content, to)
+        try:
+            attempts = sender.send(payload)
+            out.append(DeliveryOutcome(status=SENT, kind="operations", channel=channel, keys=content.keys, at=now,
+                                       attempts=attempts))
+        except Exception as exc:
+            out.append(DeliveryOutcome(status=FAILED, kind="operations", channel=channel, keys=content.keys, at=now,
+                                       error=dispatcher._error_text(exc), will_retry=False))
+    return out
