@@ -7,8 +7,11 @@ Table storage, ``<prefix>coalesce``, because Flex Consumption scales out and the
 one storm land on several instances:
 
 - The first event of a quiet closure becomes its **owner** (an ETag-guarded claim with a
-  lease). It waits for the storm to go quiet (``EXFILGUARD_COALESCE_SECONDS``, default 2 s,
-  with no new event) but never longer than ``EXFILGUARD_COALESCE_MAX_SECONDS`` (default 5 s)
+  lease). On an instance that saw no other event in the window, a lone change is what it
+  most likely is: the owner evaluates after a short settle (``EXFILGUARD_COALESCE_SETTLE_SECONDS``,
+  default 0.2 s, which still covers the other writes of one burst). Otherwise, inside a
+  storm, it waits for the closure to go quiet (``EXFILGUARD_COALESCE_SECONDS``, default 2 s
+  with no new event) but never longer than ``EXFILGUARD_COALESCE_MAX_SECONDS`` (default 6 s)
   after the round began, then evaluates once.
 - Every other event only counts itself (a generation number) and records who made the
   change, then returns: it is audited as ``coalesced`` and costs no ARM read.
@@ -29,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -40,8 +44,10 @@ from .state import State, StateError, _why
 
 WINDOW = "EXFILGUARD_COALESCE_SECONDS"
 MAX_WAIT = "EXFILGUARD_COALESCE_MAX_SECONDS"
+SETTLE = "EXFILGUARD_COALESCE_SETTLE_SECONDS"
 DEFAULT_WINDOW_S = 2.0
-DEFAULT_MAX_WAIT_S = 5.0
+DEFAULT_MAX_WAIT_S = 6.0
+DEFAULT_SETTLE_S = 0.2
 LEASE_MARGIN_S = 120.0  # how long past its waiting an owner may take to evaluate before others take over
 _CAS_ATTEMPTS = 20
 
@@ -50,6 +56,7 @@ _CAS_ATTEMPTS = 20
 class CoalesceSettings:
     window: float
     max_wait: float
+    settle: float = DEFAULT_SETTLE_S
 
     @property
     def enabled(self) -> bool:
@@ -61,7 +68,7 @@ def settings(environ: Mapping[str, str] | None = None) -> CoalesceSettings:
 
     env = os.environ if environ is None else environ
     values = []
-    for name, default in ((WINDOW, DEFAULT_WINDOW_S), (MAX_WAIT, DEFAULT_MAX_WAIT_S)):
+    for name, default in ((WINDOW, DEFAULT_WINDOW_S), (MAX_WAIT, DEFAULT_MAX_WAIT_S), (SETTLE, DEFAULT_SETTLE_S)):
         raw = (env.get(name) or "").strip()
         try:
             value = float(raw) if raw else default
@@ -70,7 +77,7 @@ def settings(environ: Mapping[str, str] | None = None) -> CoalesceSettings:
         if not 0 <= value <= 300:
             raise ConfigError(f"{name}: expected seconds from 0 to 300, got {raw!r}")
         values.append(value)
-    return CoalesceSettings(values[0], max(values[0], values[1]))
+    return CoalesceSettings(values[0], max(values[0], values[1]), min(values[2], values[0]))
 
 
 def _actor_json(event: Any) -> str:
@@ -92,16 +99,25 @@ def _newer(event: Any, stored: dict | None) -> bool:
 class Turn:
     """An owner's hold on a closure: wait for quiet, evaluate, look again."""
 
-    def __init__(self, store: Coalescer, pk: str, event: Any) -> None:
+    def __init__(self, store: Coalescer, pk: str, event: Any, lead: bool = False) -> None:
         self.store = store
         self.pk = pk
         self.event = event
         self.started_gen = 0
         self.rounds = 0
+        self.lead = lead  # an idle instance's first event: evaluated after the short settle only
 
     def wait_for_quiet(self) -> None:
-        """Sleep until no new event for ``window`` seconds, or ``max_wait`` since the round began."""
+        """Sleep until no new event for ``window`` seconds, or ``max_wait`` since the round began.
+        A leading turn (a quiet instance's first event) only waits ``settle``: a lone change is
+        fixed at once, and the changes of one burst that arrive with it are still covered."""
         s = self.store.settings
+        if self.lead and self.rounds == 0:
+            if s.settle > 0:
+                self.store.sleep(s.settle)
+            self.started_gen = self.store.start_round(self.pk, self.event.event_id)
+            self.rounds += 1
+            return
         began = self.store.clock()
         seen = self.store.generation(self.pk)
         while True:
@@ -175,7 +191,7 @@ class Coalescer:
             return new, mine
 
         owned = self._cas(pk, change)
-        return Turn(self, pk, event) if owned else None
+        return Turn(self, pk, event, lead=_idle(self.settings.window)) if owned else None
 
     def generation(self, pk: str) -> int:
         e = self.state._get(self.table, pk, "closure")
@@ -233,6 +249,21 @@ class Coalescer:
             except AzureError as exc:
                 raise StateError(f"table {self.table}: update failed ({_why(exc)})") from exc
         raise StateError(f"table {self.table}: closure {pk} kept changing; gave up after {_CAS_ATTEMPTS} attempts")
+
+
+_last_join: list[float] = []
+_idle_lock = threading.Lock()
+
+
+def _idle(window: float) -> bool:
+    """Whether this instance saw no other event within ``window`` seconds (then a new one is
+    not part of a storm here, and is evaluated at once). Instance memory is enough: it only
+    chooses between fixing now and waiting; the storm's bookkeeping is in storage."""
+    now = time.monotonic()
+    with _idle_lock:
+        idle = not _last_join or now - _last_join[0] >= window
+        _last_join[:] = [now]
+    return idle
 
 
 def _loads(text: Any) -> dict | None:

@@ -100,7 +100,7 @@ def test_forty_writes_to_one_nsg_cost_at_most_twelve_reads_and_keep_the_last_wri
 
 def test_a_storm_over_several_nsgs_costs_at_most_three_reads_per_nsg(monkeypatch):
     with running_app(monkeypatch, sample("compliant-subscription.json"), EXFILGUARD_COALESCE_SECONDS="0.5",
-                     EXFILGUARD_COALESCE_MAX_SECONDS="2") as app:
+                     EXFILGUARD_COALESCE_MAX_SECONDS="2", EXFILGUARD_COALESCE_SETTLE_SECONDS="0.5") as app:
         app.timer()
         app.emulator.reset_log()
         now = datetime.now(UTC)
@@ -120,6 +120,32 @@ def test_coalescing_can_be_turned_off_and_bad_settings_are_named(monkeypatch):
     from exfilguard.config import ConfigError
 
     assert not coalesce.settings({"EXFILGUARD_COALESCE_SECONDS": "0"}).enabled
-    assert coalesce.settings({}) == coalesce.CoalesceSettings(2.0, 5.0)
+    assert coalesce.settings({}) == coalesce.CoalesceSettings(2.0, 6.0, 0.2)
     with pytest.raises(ConfigError, match="EXFILGUARD_COALESCE_SECONDS"):
         coalesce.settings({"EXFILGUARD_COALESCE_SECONDS": "soon"})
+
+
+def test_a_lone_event_on_a_quiet_instance_leads_and_a_storm_trails(monkeypatch):
+    """A quiet instance's event is evaluated after the settle only (fixed at once); the next
+    event within the window, on another closure, is part of a storm and waits for quiet."""
+    from exfilguard import coalesce
+
+    with running_app(monkeypatch, EXFILGUARD_COALESCE_SECONDS="30") as app:
+        coalesce._last_join.clear()
+        cfg = coalesce.settings(app.env)
+        c = coalesce.Coalescer(app.state, cfg, sleep=lambda s: None)
+        first = c.join(NSG_WEU, events_parse(resource_event(RULE_OP, f"{NSG_WEU}/securityRules/a")))
+        second = c.join(NSG_EUS, events_parse(resource_event(RULE_OP, f"{NSG_EUS}/securityRules/a")))
+        third = c.join(NSG_WEU, events_parse(resource_event(RULE_OP, f"{NSG_WEU}/securityRules/b")))
+        assert first is not None and first.lead
+        assert second is not None and not second.lead
+        assert third is None, "the closure has an owner: counted, not evaluated again"
+        first.wait_for_quiet()
+        assert first.rounds == 1 and first.started_gen == 2
+        assert first.finish() is False, "nothing new since the round began: let go"
+
+
+def events_parse(body: dict):
+    from exfilguard import events
+
+    return events.parse(body)
