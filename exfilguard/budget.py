@@ -123,8 +123,10 @@ class ArmBudget:
     def __init__(self, reads_per_second: float = DEFAULT_READS_PER_SECOND,
                  writes_per_second: float = DEFAULT_WRITES_PER_SECOND, *,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.reads = TokenBucket(reads_per_second, clock=clock)
-        self.writes = TokenBucket(writes_per_second, clock=clock)
+        # A small burst: one event's closure (three reads) goes at once, while a sweep or a
+        # storm is held to the rate from its first second on.
+        self.reads = TokenBucket(reads_per_second, max(3.0, reads_per_second / 4), clock=clock)
+        self.writes = TokenBucket(writes_per_second, max(1.0, writes_per_second / 4), clock=clock)
         self._sleep = sleep
         self._lock = threading.Lock()
         self.stats = BudgetStats()

@@ -74,7 +74,7 @@ def read(client: ArmClient, checked: Any, *, deadline: Deadline, environments: b
         if ids.type_key(resource_type) == WORKSPACE:
             workspaces = [w for w in got if isinstance(w.get("id"), str)]
 
-    client.ml  # noqa: B018 - build the shared pipeline once, before threads use it
+    client.pipeline  # noqa: B018 - build the shared pipeline once, before threads use it
 
     def children(ws: dict) -> tuple[dict, list[dict], list[dict], list[ArmError]]:
         errors: list[ArmError] = []

@@ -3,18 +3,13 @@
 Raw JSON both ways is the point: the engine interprets ARM bodies itself
 (:mod:`exfilguard.model`), and the writer must send back every property it does not mean to
 change, including ones the SDK models do not know. So the SDK models are never the
-in-memory form of a resource:
-
-- Network resources (NSGs and rules, VNets and subnets, service endpoint policies and their
-  definitions) are read and written with ``NetworkManagementClient``'s own operations, with a
-  ``cls=`` hook that returns the response JSON and the request body passed as bytes.
-- Machine Learning resources go through ``MachineLearningServicesMgmtClient``'s pipeline with
-  API version 2025-12-01: the stable SDK (1.0.1) models API 2020-08-01, which lacks
-  ``enableNodePublicIp``, ``publicNetworkAccess`` and ``managedNetwork``.
-- Storage accounts (private endpoint connections only) are a raw GET through the network
-  client's pipeline, so the package needs no storage management SDK.
-- Lists are paged by following ``nextLink`` through the same pipelines (retry, auth and
-  counting policies included), keeping each page's JSON byte for byte.
+in-memory form of a resource, and every request (network resources with API 2024-05-01,
+Machine Learning with 2025-12-01, storage accounts with 2023-05-01) is a raw request through
+one ``ARMPipelineClient`` of azure-mgmt-core (:attr:`ArmClient.pipeline`), with the policies
+the management SDKs use. The SDK packages themselves (``azure-mgmt-network`` alone takes over
+half a second to import) are not needed on any path, which is what a cold Function instance's
+first decision is waiting for. Lists are paged by following ``nextLink`` through the same
+pipeline, keeping each page's JSON byte for byte.
 
 Every request passes azure-core's ``RetryPolicy`` (429 with Retry-After, 5xx and connection
 errors, bounded exponential backoff, here with jitter) and a counting policy that records each
@@ -27,7 +22,6 @@ Function trigger that only parses an event, a snapshot scan) stays cheap.
 from __future__ import annotations
 
 import functools
-import io
 import json
 import random
 import re
@@ -329,6 +323,7 @@ class ArmClient:
         self._lock = threading.Lock()
         self._network: Any = None
         self._ml: Any = None
+        self._pipeline: Any = None
         self._sleep: Callable[[float], None] = time.sleep
 
     # ------------------------------------------------------------------ SDK clients
@@ -356,6 +351,38 @@ class ArmClient:
         return kwargs
 
     @property
+    def pipeline(self) -> Any:
+        """The one raw ARM pipeline every request travels (retry, redirect, counting, budget and
+        auth policies as the SDK clients would have them), built from azure-core and
+        azure-mgmt-core alone: the management SDK packages, over half a second to import, are
+        never needed for the JSON this module sends and receives."""
+        with self._lock:
+            if self._pipeline is None:
+                from azure.core.pipeline.policies import (
+                    ContentDecodePolicy,
+                    HeadersPolicy,
+                    RequestIdPolicy,
+                    SansIOHTTPPolicy,
+                    UserAgentPolicy,
+                )
+                from azure.core.pipeline.transport import RequestsTransport
+                from azure.mgmt.core import ARMPipelineClient
+
+                kw = self._client_kwargs()
+                if self.loopback:
+                    auth: Any = SansIOHTTPPolicy()
+                else:
+                    from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
+
+                    auth = ARMChallengeAuthenticationPolicy(self._credential, *kw["credential_scopes"])
+                policies = [RequestIdPolicy(), HeadersPolicy(), UserAgentPolicy("exfilguard"), ContentDecodePolicy(),
+                            kw["redirect_policy"], kw["retry_policy"], *kw["per_retry_policies"], auth]
+                transport = RequestsTransport(connection_timeout=self.connection_timeout,
+                                              read_timeout=self.read_timeout)
+                self._pipeline = ARMPipelineClient(base_url=self.endpoint, policies=policies, transport=transport)
+            return self._pipeline
+
+    @property
     def network(self) -> Any:
         """``NetworkManagementClient``, built on first use."""
         if self._network is None:
@@ -376,10 +403,10 @@ class ArmClient:
         return self._ml
 
     def close(self) -> None:
-        for client in (self._network, self._ml):
+        for client in (self._network, self._ml, self._pipeline):
             if client is not None:
                 client.close()
-        self._network = self._ml = None
+        self._network = self._ml = self._pipeline = None
 
     def __enter__(self) -> ArmClient:
         return self
@@ -408,9 +435,9 @@ class ArmClient:
         raise ArmError(f"type {type_key} is not one ExfilGuard reads", code="UnsupportedType")
 
     def _pipeline_for(self, type_key: str) -> Any:
-        """The SDK pipeline a raw request of this type travels through."""
+        """The pipeline a raw request of this type travels through (one for every type)."""
         self.api_version(type_key)
-        return self.ml._client if type_key.startswith(ML_NAMESPACE + "/") else self.network._client
+        return self.pipeline
 
     def _send(self, pipeline: Any, method: str, url: str, resource_id: str, *, api_version: str | None = None,
               body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
@@ -503,18 +530,6 @@ class ArmClient:
         """The resource's ARM JSON as ARM sent it; None when it does not exist (404)."""
         rid = ids.parse(resource_id)
         tkey = ids.type_key(rid.type)
-        op_name = _NETWORK_OPERATIONS.get(tkey)
-        if op_name is not None:
-            from azure.core.exceptions import AzureError, ResourceNotFoundError
-
-            operations = getattr(self.network, op_name)
-            try:
-                return operations.get(rid.resource_group, *rid.names, api_version=NETWORK_API_VERSION,
-                                      cls=_raw_json)
-            except ResourceNotFoundError:
-                return None
-            except (AzureError, *_guard_errors()) as exc:
-                raise self._from_sdk_error(exc, resource_id) from exc
         response = self._send(self._pipeline_for(tkey), "GET", self.url(resource_id), resource_id,
                               api_version=self.api_version(tkey))
         if response.status_code == 404:
@@ -614,24 +629,10 @@ class ArmClient:
         data = json.dumps(body, separators=(",", ":")).encode()
         headers = {"If-Match": etag} if etag else {}
         before = self._count("PUT")
-        op_name = _NETWORK_OPERATIONS.get(tkey)
-        if op_name is not None:
-            from azure.core.exceptions import AzureError
-
-            operations = getattr(self.network, op_name)
-            try:
-                poller = operations.begin_create_or_update(
-                    rid.resource_group, *rid.names, io.BytesIO(data), content_type="application/json",
-                    headers=headers, api_version=NETWORK_API_VERSION, polling=False, cls=_pipeline_response)
-                response = poller.result().http_response
-            except (AzureError, *_guard_errors()) as exc:
-                raise self._from_sdk_error(exc, resource_id, self._count("PUT") - before > 1) from exc
-            pipeline = self.network._client
-        else:
-            pipeline = self._pipeline_for(tkey)
-            response = self._send(pipeline, "PUT", self.url(resource_id), resource_id,
-                                  api_version=self.api_version(tkey), body=data, headers=headers)
-            self._check(response, resource_id, (200, 201, 202), self._count("PUT") - before > 1)
+        pipeline = self._pipeline_for(tkey)
+        response = self._send(pipeline, "PUT", self.url(resource_id), resource_id,
+                              api_version=self.api_version(tkey), body=data, headers=headers)
+        self._check(response, resource_id, (200, 201, 202), self._count("PUT") - before > 1)
         self.last_status = response.status_code
         written = response.json() if response.text() else dict(body)
         state = self._await(pipeline, response, resource_id)
