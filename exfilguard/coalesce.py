@@ -14,7 +14,9 @@ one storm land on several instances:
   with no new event) but never longer than ``EXFILGUARD_COALESCE_MAX_SECONDS`` (default 6 s)
   after the round began, then evaluates once.
 - Every other event only counts itself (a generation number) and records who made the
-  change, then returns: it is audited as ``coalesced`` and costs no ARM read.
+  change, then returns: it is audited as ``coalesced`` and costs no ARM read. An event whose
+  change happened (event time) more than a second before an evaluation of the closure began
+  reading is covered by that evaluation and counts for nothing (a late delivery).
 - After its evaluation the owner looks again: if events came in meanwhile, it runs another
   round; otherwise it lets go.
 
@@ -48,6 +50,7 @@ SETTLE = "EXFILGUARD_COALESCE_SETTLE_SECONDS"
 DEFAULT_WINDOW_S = 2.0
 DEFAULT_MAX_WAIT_S = 6.0
 DEFAULT_SETTLE_S = 0.2
+CLOCK_MARGIN_S = 1.0  # event times are ARM's clock, ours may differ a little: count as covered only past this
 LEASE_MARGIN_S = 120.0  # how long past its waiting an owner may take to evaluate before others take over
 _CAS_ATTEMPTS = 20
 
@@ -178,7 +181,17 @@ class Coalescer:
         now = self.clock()
         lease = now + self.settings.max_wait + LEASE_MARGIN_S
 
-        def change(e: dict | None) -> tuple[dict, bool]:
+        when = event.time.timestamp() if event.time is not None else None
+
+        def change(e: dict | None) -> tuple[dict | None, bool]:
+            covered = float((e or {}).get("CoveredUntil") or 0)
+            if when is not None and when < covered:
+                # The change happened before an evaluation of this closure began reading: that
+                # evaluation saw it (a late delivery). Nothing to count, nothing to evaluate;
+                # its writer is remembered if it is the newest one known.
+                if e is not None and _newer(event, _loads(e.get("LastActor"))):
+                    return {**e, "LastActor": _actor_json(event)}, False
+                return None, False
             gen = int((e or {}).get("Gen") or 0) + 1
             stored = _loads((e or {}).get("LastActor"))
             owner = (e or {}).get("Owner") or ""
@@ -187,7 +200,7 @@ class Coalescer:
             new = {"PartitionKey": pk, "RowKey": "closure", "ResourceId": resource_id[:2048], "Gen": gen,
                    "LastActor": _actor_json(event) if _newer(event, stored) else (e or {}).get("LastActor", ""),
                    "Owner": event.event_id[:256] if mine else owner, "OwnerUntil": lease if mine else until,
-                   "StartGen": int((e or {}).get("StartGen") or 0)}
+                   "StartGen": int((e or {}).get("StartGen") or 0), "CoveredUntil": covered}
             return new, mine
 
         owned = self._cas(pk, change)
@@ -209,7 +222,8 @@ class Coalescer:
                 return None, 0
             gen = int(e.get("Gen") or 0)
             new = dict(e)
-            new.update(StartGen=gen, Owner=owner[:256], OwnerUntil=now + self.settings.max_wait + LEASE_MARGIN_S)
+            new.update(StartGen=gen, Owner=owner[:256], OwnerUntil=now + self.settings.max_wait + LEASE_MARGIN_S,
+                       CoveredUntil=max(float(e.get("CoveredUntil") or 0), now - CLOCK_MARGIN_S))
             return new, gen
 
         return self._cas(pk, change)

@@ -62,7 +62,9 @@ def _deliver_all(app, events: list[dict], spacing: float) -> list[event_handler.
     lock = threading.Lock()
 
     def one(i: int) -> None:
-        got = event_handler.handle_event(as_delivered(events[i]), mine if i % 2 else other)
+        # The change happens as it is delivered: ARM's event time is now.
+        body = {**events[i], "eventTime": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+        got = event_handler.handle_event(as_delivered(body), mine if i % 2 else other)
         with lock:
             outcomes[i] = got
 
@@ -142,6 +144,10 @@ def test_a_lone_event_on_a_quiet_instance_leads_and_a_storm_trails(monkeypatch):
         assert third is None, "the closure has an owner: counted, not evaluated again"
         first.wait_for_quiet()
         assert first.rounds == 1 and first.started_gen == 2
+        late = resource_event(RULE_OP, f"{NSG_WEU}/securityRules/c", who=_writer(7))
+        late["eventTime"] = (datetime.now(UTC) - timedelta(seconds=30)).isoformat().replace("+00:00", "Z")
+        assert c.join(NSG_WEU, events_parse(late)) is None
+        assert c.generation(first.pk) == 2, "a change older than the round's reads is covered by them"
         assert first.finish() is False, "nothing new since the round began: let go"
 
 
