@@ -69,7 +69,10 @@ def prime(emu: ArmEmulator) -> None:
     functions()["scheduled_sweep"](TimerRequest(past_due=False))
     if emu.writes():
         raise RuntimeError(f"bench: the priming sweep wrote {[w.path for w in emu.writes()]}: not compliant")
-    services().state.loop_status(NSG_WEU)  # opens (creates) the loop-guard table, as any earlier fix did
+    state = services().state
+    state.loop_status(NSG_WEU)  # opens (creates) the loop-guard table, as any earlier fix did
+    for name in ("coalesce", "intents"):  # and the tables any earlier event created
+        state.table(f"{state.prefix}{name}")
     emu.reset_log()
 
 

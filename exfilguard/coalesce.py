@@ -8,8 +8,8 @@ one storm land on several instances:
 
 - The first event of a quiet closure becomes its **owner** (an ETag-guarded claim with a
   lease). On an instance that saw no other event in the window, a lone change is what it
-  most likely is: the owner evaluates after a short settle (``EXFILGUARD_COALESCE_SETTLE_SECONDS``,
-  default 0.2 s, which still covers the other writes of one burst). Otherwise, inside a
+  most likely is: the owner evaluates at once (or after ``EXFILGUARD_COALESCE_SETTLE_SECONDS``
+  when set, default 0: a settle covers the other writes of one burst). Otherwise, inside a
   storm, it waits for the closure to go quiet (``EXFILGUARD_COALESCE_SECONDS``, default 2 s
   with no new event) but never longer than ``EXFILGUARD_COALESCE_MAX_SECONDS`` (default 6 s)
   after the round began, then evaluates once.
@@ -49,7 +49,7 @@ MAX_WAIT = "EXFILGUARD_COALESCE_MAX_SECONDS"
 SETTLE = "EXFILGUARD_COALESCE_SETTLE_SECONDS"
 DEFAULT_WINDOW_S = 2.0
 DEFAULT_MAX_WAIT_S = 6.0
-DEFAULT_SETTLE_S = 0.2
+DEFAULT_SETTLE_S = 0.0
 CLOCK_MARGIN_S = 1.0  # event times are ARM's clock, ours may differ a little: count as covered only past this
 LEASE_MARGIN_S = 120.0  # how long past its waiting an owner may take to evaluate before others take over
 _CAS_ATTEMPTS = 20
@@ -102,10 +102,11 @@ def _newer(event: Any, stored: dict | None) -> bool:
 class Turn:
     """An owner's hold on a closure: wait for quiet, evaluate, look again."""
 
-    def __init__(self, store: Coalescer, pk: str, event: Any, lead: bool = False) -> None:
+    def __init__(self, store: Coalescer, pk: str, event: Any, lead: bool = False, joined_gen: int = 0) -> None:
         self.store = store
         self.pk = pk
         self.event = event
+        self.joined_gen = joined_gen
         self.started_gen = 0
         self.rounds = 0
         self.lead = lead  # an idle instance's first event: evaluated after the short settle only
@@ -118,7 +119,9 @@ class Turn:
         if self.lead and self.rounds == 0:
             if s.settle > 0:
                 self.store.sleep(s.settle)
-            self.started_gen = self.store.start_round(self.pk, self.event.event_id)
+                self.started_gen = self.store.start_round(self.pk, self.event.event_id)
+            else:
+                self.started_gen = self.joined_gen  # the join already began the round
             self.rounds += 1
             return
         began = self.store.clock()
@@ -139,6 +142,8 @@ class Turn:
         """The owner's event carrying the last writer's identity (the newest change)."""
         from .events import Caller
 
+        if self.started_gen == self.joined_gen:
+            return self.event  # no other event joined: this one is the last writer
         stored = self.store.last_actor(self.pk)
         if not stored or stored.get("eventId") == self.event.event_id:
             return self.event
@@ -180,18 +185,19 @@ class Coalescer:
         pk = self._pk(resource_id)
         now = self.clock()
         lease = now + self.settings.max_wait + LEASE_MARGIN_S
-
         when = event.time.timestamp() if event.time is not None else None
+        lead = _idle(self.settings.window)
+        at_once = lead and self.settings.settle <= 0  # the round begins with the join itself
 
-        def change(e: dict | None) -> tuple[dict | None, bool]:
+        def change(e: dict | None) -> tuple[dict | None, tuple[bool, int]]:
             covered = float((e or {}).get("CoveredUntil") or 0)
             if when is not None and when < covered:
                 # The change happened before an evaluation of this closure began reading: that
                 # evaluation saw it (a late delivery). Nothing to count, nothing to evaluate;
                 # its writer is remembered if it is the newest one known.
                 if e is not None and _newer(event, _loads(e.get("LastActor"))):
-                    return {**e, "LastActor": _actor_json(event)}, False
-                return None, False
+                    return {**e, "LastActor": _actor_json(event)}, (False, 0)
+                return None, (False, 0)
             gen = int((e or {}).get("Gen") or 0) + 1
             stored = _loads((e or {}).get("LastActor"))
             owner = (e or {}).get("Owner") or ""
@@ -201,10 +207,12 @@ class Coalescer:
                    "LastActor": _actor_json(event) if _newer(event, stored) else (e or {}).get("LastActor", ""),
                    "Owner": event.event_id[:256] if mine else owner, "OwnerUntil": lease if mine else until,
                    "StartGen": int((e or {}).get("StartGen") or 0), "CoveredUntil": covered}
-            return new, mine
+            if mine and at_once:
+                new.update(StartGen=gen, CoveredUntil=max(covered, now - CLOCK_MARGIN_S))
+            return new, (mine, gen)
 
-        owned = self._cas(pk, change)
-        return Turn(self, pk, event, lead=_idle(self.settings.window)) if owned else None
+        owned, gen = self._cas(pk, change)
+        return Turn(self, pk, event, lead=lead, joined_gen=gen) if owned else None
 
     def generation(self, pk: str) -> int:
         e = self.state._get(self.table, pk, "closure")

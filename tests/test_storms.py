@@ -122,7 +122,7 @@ def test_coalescing_can_be_turned_off_and_bad_settings_are_named(monkeypatch):
     from exfilguard.config import ConfigError
 
     assert not coalesce.settings({"EXFILGUARD_COALESCE_SECONDS": "0"}).enabled
-    assert coalesce.settings({}) == coalesce.CoalesceSettings(2.0, 6.0, 0.2)
+    assert coalesce.settings({}) == coalesce.CoalesceSettings(2.0, 6.0, 0.0)
     with pytest.raises(ConfigError, match="EXFILGUARD_COALESCE_SECONDS"):
         coalesce.settings({"EXFILGUARD_COALESCE_SECONDS": "soon"})
 
@@ -143,7 +143,11 @@ def test_a_lone_event_on_a_quiet_instance_leads_and_a_storm_trails(monkeypatch):
         assert second is not None and not second.lead
         assert third is None, "the closure has an owner: counted, not evaluated again"
         first.wait_for_quiet()
-        assert first.rounds == 1 and first.started_gen == 2
+        assert first.rounds == 1 and first.started_gen == 1, "the lead's round began with its join"
+        assert first.latest_event().event_id == first.event.event_id
+        assert first.finish() is True, "the third event came after: another round"
+        first.wait_for_quiet()  # trailing now: waits for quiet (sleep is stubbed)
+        assert first.rounds == 2 and first.started_gen == 2
         late = resource_event(RULE_OP, f"{NSG_WEU}/securityRules/c", who=_writer(7))
         late["eventTime"] = (datetime.now(UTC) - timedelta(seconds=30)).isoformat().replace("+00:00", "Z")
         assert c.join(NSG_WEU, events_parse(late)) is None
