@@ -362,16 +362,14 @@ class ArmClient:
                     ContentDecodePolicy,
                     HeadersPolicy,
                     RequestIdPolicy,
-                    SansIOHTTPPolicy,
                     UserAgentPolicy,
                 )
                 from azure.core.pipeline.transport import RequestsTransport
                 from azure.mgmt.core import ARMPipelineClient
 
                 kw = self._client_kwargs()
-                if self.loopback:
-                    auth: Any = SansIOHTTPPolicy()
-                else:
+                auth: Any = kw.get("authentication_policy")  # loopback: a no-op, no token at all
+                if auth is None:
                     from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
                     auth = ARMChallengeAuthenticationPolicy(self._credential, *kw["credential_scopes"])
