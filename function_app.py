@@ -12,6 +12,12 @@
   (``?sweep=<id>`` for another), served with a Content-Security-Policy.
 - ``sweep_queue`` (Storage queue): runs the sweeps the HTTP endpoint queued.
 - ``scheduled_sweep`` (timer, ``EXFILGUARD_SWEEP_SCHEDULE``, default daily 02:00 UTC).
+- ``alert_retry`` (timer, ``EXFILGUARD_ALERT_RETRY_SCHEDULE``, default every 5 minutes): resend
+  failed alert deliveries.
+- ``channel_check`` (timer, ``EXFILGUARD_CHANNEL_CHECK_SCHEDULE``, default daily 07:30 UTC): is the
+  Teams webhook alive? If not, say so by email.
+- ``dead_letter_replay`` (timer, ``EXFILGUARD_DEADLETTER_SCHEDULE``, default every 15 minutes): replay
+  the events Event Grid dead-lettered into the Blob container.
 
 Everything else lives in ``exfilguard.app``. Nothing imported here at module level imports an
 Azure management SDK, azure.identity, the storage SDKs, OpenTelemetry or rich: the host
@@ -26,7 +32,7 @@ import logging
 import azure.functions as func
 
 from exfilguard import telemetry
-from exfilguard.app import event_handler, http_api, loopguard_api, report_page, sweep
+from exfilguard.app import deadletter, event_handler, http_api, loopguard_api, report_page, sweep, upkeep
 from exfilguard.app import settings as app_settings
 from exfilguard.app.runtime import Services, services
 
@@ -91,3 +97,24 @@ def scheduled_sweep(timer: func.TimerRequest) -> None:
         logging.getLogger("exfilguard").warning("scheduled sweep is running late")
     doc = sweep.scheduled_sweep(_services())
     logging.getLogger("exfilguard").info("scheduled sweep: %s", json.dumps(doc.get("summary", {})))
+
+
+@app.function_name("alert_retry")
+@app.schedule(schedule=upkeep.alert_retry_binding(), arg_name="timer", run_on_startup=False, use_monitor=True)
+def alert_retry(timer: func.TimerRequest) -> None:
+    upkeep.retry_alerts(_services())
+
+
+@app.function_name("channel_check")
+@app.schedule(schedule=upkeep.channel_check_binding(), arg_name="timer", run_on_startup=False, use_monitor=True)
+def channel_check(timer: func.TimerRequest) -> None:
+    result = upkeep.check_channels(_services())
+    logging.getLogger("exfilguard").info("channel check: %s", result.words())
+
+
+@app.function_name("dead_letter_replay")
+@app.schedule(schedule=deadletter.schedule_binding(), arg_name="timer", run_on_startup=False, use_monitor=True)
+def dead_letter_replay(timer: func.TimerRequest) -> None:
+    done = deadletter.drain(_services())
+    logging.getLogger("exfilguard").info("dead letters: %d replayed, %d retried later, %d poisoned",
+                                         len(done.replayed), len(done.retried), len(done.poisoned))

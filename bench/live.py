@@ -79,6 +79,9 @@ def prime(emu: ArmEmulator) -> None:
     if emu.writes():
         raise RuntimeError(f"bench: the priming sweep wrote {[w.path for w in emu.writes()]}: not compliant")
     services().loop_guard().status(NSG_WEU)  # opens (creates) the loop-guard table, as any earlier fix did
+    state = services().state
+    for name in ("coalesce", "intents"):  # and the tables any earlier event created
+        state.table(f"{state.prefix}{name}")
     emu.reset_log()
 
 

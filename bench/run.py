@@ -43,7 +43,9 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "nsg_rules_s.1000": ("<=", 0.5, "s"),
     "nsg_rules_growth": ("<=", 4.0, ""),  # nsg_rules_s["4000"] / nsg_rules_s["1000"]: linear in rules
     "html_report_ratio": ("<=", 2.0, ""),
+    "cold_first_decision_s": ("<=", 0.6, "s"),
 }
+READ_BUDGET = 20.0  # the default reads per second of one instance (exfilguard.budget)
 RULE_BUDGET = {"reads": 3, "writes": 1}
 
 
@@ -77,6 +79,26 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
             value = results[name]
         out[name] = {"target": f"{comparison} {bound:g}{(' ' + unit) if unit and unit != '/s' else unit}",
                      "value": value, "holds": value is not None and _holds(value, comparison, bound)}
+    storms = results["storm_reads"]
+    out["storm_reads.one_nsg"] = {"target": "<= 12 reads", "value": storms["one_nsg"]["reads"],
+                                  "holds": storms["one_nsg"]["reads"] <= 12}
+    many = storms["many_nsgs"]
+    out["storm_reads.many_nsgs"] = {"target": "<= 3 reads per NSG",
+                                    "value": {"max": many["reads_per_nsg_max"], "mean": many["reads_per_nsg_mean"]},
+                                    "holds": many["reads_per_nsg_max"] <= 3}
+    large = results["sweep_large"]
+    first, steady = large["first"], large["steady"]
+    out["sweep_large.first"] = {"target": "completes; every run <= 900 s (half the 30 min timeout)",
+                                "value": {"runs": first["runs"], "longest_run_s": first["longest_run_s"],
+                                          "state": first["state"]},
+                                "holds": first["state"] == "succeeded" and first["longest_run_s"] <= 900}
+    out["sweep_large.steady"] = {"target": "<= 60 s and <= 1,000 requests",
+                                 "value": {"wall_s": steady["wall_s"], "requests": steady["requests"]},
+                                 "holds": steady["wall_s"] <= 60 and steady["requests"] <= 1000}
+    peak = max(first["peak_requests_per_s"], steady["peak_requests_per_s"])
+    out["sweep_large.requests_per_s"] = {
+        "target": f"<= {READ_BUDGET:g}/s (any 10 s; the bucket's burst of 5 allowed once)", "value": peak,
+        "holds": peak <= READ_BUDGET + 0.5}
     rules = results["arm_requests_per_event"]["securityRules/write"]
     out["arm_requests_per_event.securityRules/write"] = {
         "target": f"<= {RULE_BUDGET['reads']} reads and <= {RULE_BUDGET['writes']} write",
@@ -151,6 +173,20 @@ def run(quick: bool) -> tuple[dict[str, Any], list[str]]:
                  f"{html['html_s']:.3f} s, JSON {html['json_s']:.3f} s (medians of {len(html['html_runs_s'])}, "
                  f"from the read bodies to the text); writing the page {html['html_render_s']:.3f} s, the JSON "
                  f"{html['json_write_s']:.3f} s; page {html['html_mb']} MB")
+    _log("storms: 40 writes to one NSG in 10 s; 200 NSGs x 5 writes (emulator + Azurite, default coalescing)")
+    storms = _child_json(["bench.reliability", "storm", *(["--quick"] if quick else [])])
+    notes.append(f"storms: one NSG {storms['one_nsg']['writes']} writes over {storms['one_nsg']['over_s']} s -> "
+                 f"{storms['one_nsg']['reads']} reads; {storms['many_nsgs']['nsgs']} NSGs x 5 writes -> "
+                 f"{storms['many_nsgs']['reads']} reads (per NSG max {storms['many_nsgs']['reads_per_nsg_max']}, "
+                 f"mean {storms['many_nsgs']['reads_per_nsg_mean']})")
+    _log("sweep_large: 300 workspaces x 100 environments, 50 ms per request, default budget (about 30 minutes)"
+         if not quick else "sweep_large (quick: 10 workspaces x 20 environments)")
+    large = _child_json(["bench.reliability", "sweep", *(["--quick"] if quick else [])])
+    notes.append(f"sweep_large: {large['workspaces']} workspaces x {large['environments']} environments, "
+                 f"{large['latency_s'] * 1000:.0f} ms per request: first sweep {large['first']['runs']} run(s), "
+                 f"{large['first']['requests']:,} requests, {large['first']['wall_s']} s (longest run "
+                 f"{large['first']['longest_run_s']} s); steady {large['steady']['requests']} requests, "
+                 f"{large['steady']['wall_s']} s; peak {large['first']['peak_requests_per_s']}/s")
 
     results: dict[str, Any] = {
         "cold_import_s": round(imp["median_s"], 4),
@@ -163,6 +199,8 @@ def run(quick: bool) -> tuple[dict[str, Any], list[str]]:
         "remediation_overhead_ratio": round(rem.ratio, 4),
         "nsg_rules_s": nsg["nsg_rules_s"],
         "html_report_ratio": round(html["ratio"], 3),
+        "storm_reads": storms,
+        "sweep_large": large,
     }
     results["targets"] = targets(results)
     results["machine"] = {**info, "quick": quick}
@@ -180,7 +218,7 @@ def table(results: dict[str, Any]) -> str:
                      ("yes" if entry["holds"] else "NO") if entry else "-"))
 
     row("cold_import_s", f"{results['cold_import_s']:.3f} s", "cold_import_s")
-    row("cold_first_decision_s", f"{results['cold_first_decision_s']:.3f} s")
+    row("cold_first_decision_s", f"{results['cold_first_decision_s']:.3f} s", "cold_first_decision_s")
     row("peak_rss_mb", f"{results['peak_rss_mb']:.1f} MB", "peak_rss_mb")
     row("engine_events_per_s", f"{results['engine_events_per_s']:,}", "engine_events_per_s")
     for kind, n in results["arm_requests_per_event"].items():
@@ -195,6 +233,16 @@ def table(results: dict[str, Any]) -> str:
     growth = t["nsg_rules_growth"]["value"]
     row("nsg_rules_growth (4,000 / 1,000)", f"{growth:.3f}" if growth is not None else "-", "nsg_rules_growth")
     row("html_report_ratio", f"{results['html_report_ratio']:.3f}", "html_report_ratio")
+    st = results["storm_reads"]
+    row("storm_reads one NSG x 40", f"{st['one_nsg']['reads']} reads", "storm_reads.one_nsg")
+    row("storm_reads 200 NSGs x 5", f"max {st['many_nsgs']['reads_per_nsg_max']}, mean "
+        f"{st['many_nsgs']['reads_per_nsg_mean']} reads per NSG", "storm_reads.many_nsgs")
+    lg = results["sweep_large"]
+    row("sweep_large first", f"{lg['first']['runs']} runs, {lg['first']['requests']:,} requests, "
+        f"{lg['first']['wall_s']} s", "sweep_large.first")
+    row("sweep_large steady", f"{lg['steady']['requests']} requests, {lg['steady']['wall_s']} s", "sweep_large.steady")
+    row("sweep_large requests/s", f"{max(lg['first']['peak_requests_per_s'], lg['steady']['peak_requests_per_s'])}",
+        "sweep_large.requests_per_s")
     widths = [max(len(r[i]) for r in [("measure", "value", "target", "holds?"), *rows]) for i in range(4)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(("measure", "value", "target", "holds?"), widths, strict=True)),
              "  ".join("-" * w for w in widths)]

@@ -1,4 +1,4 @@
-"""The ``exfilguard`` command: ``scan``, ``rules`` and ``notify``.
+"""The ``exfilguard`` command: ``scan``, ``rules``, ``notify`` and ``replay``.
 
 Exit status (docs/contracts.md): 0 no unexempted findings, 1 findings, 2 usage or input error.
 Every expected failure becomes one line on stderr; a traceback would mean a bug.
@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--effect", choices=("Audit", "Deny"), default="Audit",
                         help="default effect of every definition (default Audit)")
 
+    replay = sub.add_parser("replay", help="run a saved (e.g. dead-lettered) event through the Function app's "
+                                           "event path, with the app settings in the environment")
+    replay.add_argument("file", metavar="FILE", help="an Event Grid or CloudEvents event, or a JSON array of them")
+
     notify = sub.add_parser("notify", help="preview or send alerts")
     try:
         from .alerts.cli import add_notify_arguments
@@ -91,7 +95,14 @@ def _snapshot_evaluation(path: str, cfg: config_mod.Config, max_mb: float | None
         bodies = snapshot.read(path, max_mb)
     except snapshot.SnapshotError as exc:
         raise UsageError(str(exc)) from None
-    return scan_bodies(bodies, cfg, source=Path(path).name)[0]
+    evaluation = scan_bodies(bodies, cfg, source=Path(path).name)[0]
+    if bodies and not evaluation.resources and not evaluation.ignored:
+        # Nothing in the file was a resource at all: "no findings" would read as "compliant".
+        skipped = [n.message for n in evaluation.notices if n.kind == "skipped"]
+        first = f" (first: {skipped[0]})" if skipped else ""
+        raise UsageError(f"{path}: none of its {len(bodies)} item(s) could be read as an ARM resource{first}; "
+                         "nothing was evaluated")
+    return evaluation
 
 
 def _snapshot_html(path: str, cfg: config_mod.Config, max_mb: float | None) -> tuple[Evaluation, NetworkPaths]:
@@ -234,6 +245,29 @@ def cmd_rules(out: TextIO, fmt: str | None = None) -> int:
     return EXIT_OK
 
 
+def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
+    """One line per event: ID, decision, reason. Exit 0 when every event was handled, 1 when
+    one ended in an error (audited), 2 on a bad file or settings."""
+    from .app import deadletter, runtime
+    from .app.event_handler import RetryableEventError
+
+    try:
+        services = runtime.services()
+    except config_mod.ConfigError as exc:
+        raise UsageError(f"replay needs the Function app's settings: {exc}") from None
+    try:
+        outcomes = deadletter.replay_file(args.file, services)
+    except OSError as exc:
+        raise UsageError(f"{args.file}: cannot read it ({exc.strerror})") from None
+    except deadletter.PoisonEvent as exc:
+        raise UsageError(f"{args.file}: {exc}") from None
+    except RetryableEventError as exc:
+        raise UsageError(f"{args.file}: not handled now, try again later: {exc}") from None
+    for o in outcomes:
+        out.write(f"{o.event_id}\t{o.decision}\t{o.reason}\n")
+    return EXIT_FINDINGS if any(o.decision == "error" for o in outcomes) else EXIT_OK
+
+
 def cmd_notify(args: argparse.Namespace) -> int:
     from .alerts.cli import run_notify
 
@@ -252,6 +286,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return cmd_scan(args, out)
         if args.command == "rules":
             return cmd_rules(out, args.format)
+        if args.command == "replay":
+            return cmd_replay(args, out)
         if args.command == "notify":
             return cmd_notify(args)
         if args.command == "policy":

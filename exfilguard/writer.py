@@ -27,12 +27,13 @@ from .model import COMPUTE
 if TYPE_CHECKING:
     from .sources.arm import ArmClient
 
-STATUSES = ("applied", "not-needed", "conflict", "failed", "dry-run", "planned")
+STATUSES = ("applied", "not-needed", "conflict", "failed", "dry-run", "planned", "accepted")
 
 Replan = Callable[[dict], PlannedChange | None]
 """Given the fresh raw body of the target, the change the engine plans now (None: nothing to do)."""
 
 _MISSING = object()
+_NO_TOKEN = "AuthenticationFailed"  # ArmError.code when no token could be had (transient, raised)
 
 # Types whose resource provider updates an existing resource only through PATCH (AML rejects a
 # PUT on an existing compute); their fixes are plain property sets, sent as a merge patch.
@@ -165,6 +166,8 @@ def apply_change(client: ArmClient, change: PlannedChange, replan: Replan, *, cu
             try:
                 body = client.get(target)
             except ArmError as exc:
+                if exc.code == _NO_TOKEN:
+                    raise  # not about this resource: the caller retries the whole invocation
                 last = exc
                 if exc.transient:
                     continue
@@ -219,6 +222,10 @@ def apply_change(client: ArmClient, change: PlannedChange, replan: Replan, *, cu
             for action in actions:
                 client.post_action(target, action)
         except ArmError as exc:
+            if exc.code == _NO_TOKEN:
+                raise  # no request reached ARM: nothing landed, the invocation is retried whole
+            if exc.code == "OperationPending":  # accepted; the caller's time ran out before ARM finished
+                return _result(change, "accepted", attempt, exc.message, http_status=202, changed=changed)
             last = exc
             if exc.status == 412:
                 maybe_landed = maybe_landed or exc.replayed

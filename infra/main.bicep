@@ -303,6 +303,11 @@ var exfilguardBaseSettings = [
     value: sweepSchedule
   }
   {
+    // The dead_letter_replay timer drains it (Storage Blob Data Owner on the account covers it).
+    name: 'EXFILGUARD_DEADLETTER_CONTAINER'
+    value: deadLetterContainerName
+  }
+  {
     name: 'EXFILGUARD_EMAIL_CHANNEL'
     value: emailChannel
   }

@@ -212,6 +212,9 @@ def running_app(monkeypatch: pytest.MonkeyPatch, resources: list[dict] | None = 
             "EXFILGUARD_SWEEP_QUEUE": f"t-{suffix}",
             "EXFILGUARD_TEAMS_WEBHOOK_URL": f"{teams.base_url}/workflows/teams",
             "EXFILGUARD_HTTP_ENDPOINT": "https://exfilguard-test.azurewebsites.net",
+            # One event, one evaluation, at once: the coalescing window is for storms, and the
+            # tests of storms (test_storms.py) turn it on.
+            "EXFILGUARD_COALESCE_SECONDS": "0",
             **settings,
         }
         for k, v in env.items():

@@ -12,7 +12,7 @@ from tests.function_support import REPO, azurite_connection
 
 KEYS = {"cold_import_s", "cold_first_decision_s", "peak_rss_mb", "engine_events_per_s", "arm_requests_per_event",
         "sweep_s", "sweep_growth", "remediation_overhead_ratio", "nsg_rules_s", "html_report_ratio",
-        "targets", "machine"}
+        "storm_reads", "sweep_large", "targets", "machine"}
 KINDS = {"securityRules/write", "subnets/write", "virtualNetworks/write", "computes/write",
          "serviceEndpointPolicies/write", "routeTables/write", "routes/write", "azureFirewalls/write",
          "firewallPolicies/write", "ruleCollectionGroups/write"}
@@ -24,7 +24,7 @@ def test_quick_bench_writes_every_key(tmp_path):
     out = tmp_path / "results.json"
     env = {**os.environ, "AZURITE_CONNECTION_STRING": azurite_connection()}
     proc = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--out", str(out)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=240, check=False)
+                          capture_output=True, text=True, timeout=420, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
     assert set(results) == KEYS

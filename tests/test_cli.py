@@ -234,3 +234,20 @@ def test_scan_shows_ws02_manual_without_an_approved_private_endpoint_and_auto_wi
     assert ws02(with_pe)["fix"] == {"mode": "auto", "summary": "set publicNetworkAccess: Disabled"}
     manual = ws02(without)["fix"]
     assert manual["mode"] == "manual" and manual["summary"].startswith("add an approved private endpoint")
+
+
+@pytest.mark.parametrize("doc", [[1, 2, 3], [{}], {"value": [{"name": "no-id"}, "text"]}])
+def test_snapshot_with_nothing_readable_exits_2(tmp_path: Path, doc):
+    """A non-empty snapshot none of whose items is a resource is an input error, never "compliant"."""
+    p = tmp_path / "junk.json"
+    p.write_text(json.dumps(doc))
+    _one_line_error(cli("scan", "--snapshot", str(p)), "junk.json", "could be read as an ARM resource")
+
+
+def test_empty_snapshot_and_unknown_types_still_exit_0(tmp_path: Path):
+    p = tmp_path / "other.json"
+    p.write_text("[]")
+    assert cli("scan", "--snapshot", str(p), "--format", "json").returncode == 0
+    p.write_text(json.dumps([{"id": "/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/virtualMachines/v",
+                              "type": "Microsoft.Compute/virtualMachines", "name": "v"}]))
+    assert cli("scan", "--snapshot", str(p), "--format", "json").returncode == 0

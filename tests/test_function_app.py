@@ -16,7 +16,8 @@ import pytest
 from exfilguard.app import settings as app_settings
 from tests.function_support import REPO, SUB
 
-HEAVY = ("azure.mgmt", "azure.identity", "azure.data.tables", "azure.storage.queue", "opentelemetry", "rich",
+HEAVY = ("azure.mgmt", "azure.identity", "azure.data.tables", "azure.storage.queue", "azure.storage.blob",
+         "azure.eventgrid", "opentelemetry", "rich",
          "azure.monitor")
 
 
@@ -46,8 +47,8 @@ def _bindings(env: dict[str, str] | None = None) -> dict:
 
 def test_functions_and_bindings_are_the_agreed_ones():
     b = _bindings()
-    assert sorted(b) == ["evaluate", "evaluation_status", "loopguard_release", "on_resource_event", "report",
-                         "scheduled_sweep", "sweep_queue"]
+    assert sorted(b) == ["alert_retry", "channel_check", "dead_letter_replay", "evaluate", "evaluation_status",
+                         "loopguard_release", "on_resource_event", "report", "scheduled_sweep", "sweep_queue"]
     release = b["loopguard_release"][0]
     assert (release["route"], release["methods"], release["authLevel"]) == ("loopguard/release", ["POST"], "FUNCTION")
     assert b["on_resource_event"][0]["type"] == "eventGridTrigger"
@@ -61,6 +62,9 @@ def test_functions_and_bindings_are_the_agreed_ones():
         "queueTrigger", "exfilguard-sweeps", "AzureWebJobsStorage")
     timer = b["scheduled_sweep"][0]
     assert (timer["type"], timer["schedule"]) == ("timerTrigger", "0 0 2 * * *")
+    # A failed alert is resent within 15 minutes: every 5 minutes plus at most a 10-minute claim lease.
+    assert b["alert_retry"][0]["schedule"] == "0 */5 * * * *"
+    assert b["channel_check"][0]["type"] == "timerTrigger"
 
 
 def test_schedule_and_queue_come_from_settings_when_set():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import engine, ids, telemetry
@@ -31,7 +32,7 @@ from .runtime import Services
 
 log = telemetry.get_logger("exfilguard.actions")
 
-_WRITTEN = ("applied",)
+_WRITTEN = ("applied", "accepted")  # accepted: ARM took the write, its operation still running
 
 
 @dataclass
@@ -114,6 +115,11 @@ def act(inv: Invocation, bodies: list[dict], evaluation: Evaluation, picture: Pi
     to_write = sorted(engine.plan(evaluation.findings, cfg), key=write_order)
     replans = replanner(bodies, cfg, None)
     guard = inv.services.loop_guard() if to_write else None
+    intents = _intents(inv)
+    # A redelivered event: fixes an earlier delivery wrote but could not audit or alert about.
+    earlier = intents.pending(inv.event.event_id) if intents is not None and inv.event is not None else []
+    planned_keys = {ids.key(c.target_id) for c in to_write}
+    recovered = [_recover(inv, it, current, evaluation) for it in earlier if ids.key(it.target_id) not in planned_keys]
     for change in to_write:
         decision = guard.reserve(change.target_id, inv.actor)
         if not decision.allowed:
@@ -124,6 +130,8 @@ def act(inv: Invocation, bodies: list[dict], evaluation: Evaluation, picture: Pi
                 _escalate(inv, change, decision, out)
             continue
         try:
+            if intents is not None:  # written down first: a redelivery can finish what this run cannot
+                _record_intent(intents, inv, change, current.get(ids.key(change.target_id)), evaluation)
             result = apply_change(inv.client, change, replans(change.target_id),
                                   current=current.get(ids.key(change.target_id)))
         except BaseException:
@@ -137,7 +145,10 @@ def act(inv: Invocation, bodies: list[dict], evaluation: Evaluation, picture: Pi
     out.writes += [planned(c, current.get(ids.key(c.target_id))) for c in fixable
                    if ids.key(c.target_id) not in written]
     active = _watch_exemptions(inv, evaluation, picture, out)
-    _alert(inv, evaluation, picture, out, active)
+    _alert(inv, evaluation, picture, out, active, [r for r in recovered if r is not None])
+    if intents is not None and inv.event is not None:
+        for target in [*(c.target_id for c in to_write), *(it.target_id for it in earlier)]:
+            intents.done(inv.event.event_id, target)
     return out
 
 
@@ -156,6 +167,57 @@ def _watch_exemptions(inv: Invocation, evaluation: Evaluation, picture: Picture,
         out.alert_error = out.alert_error or f"exemption watch: {type(exc).__name__}: {exc}"
         return []
     return exemption_watch.active_for_digest(found) if sweep else []
+
+
+# ---------------------------------------------------------------------------------- intents
+def _intents(inv: Invocation) -> Any:
+    """The intent store for event runs (only an event is redelivered); None otherwise."""
+    if inv.event is None or not inv.event.event_id:
+        return None
+    from ..intents import IntentStore
+
+    return IntentStore(inv.services.state)
+
+
+def _record_intent(intents: Any, inv: Invocation, change: PlannedChange, body: dict | None,
+                   evaluation: Evaluation) -> None:
+    from ..intents import Intent, edits_json, finding_record
+    from ..writer import planned
+
+    assert inv.event is not None
+    k = ids.key(change.target_id)
+    fixes = [finding_record(f) for f in evaluation.findings
+             if ids.key(f.fix_target) == k and f.rule_id in change.rule_ids]
+    etag = body.get("etag") if isinstance(body, dict) and isinstance(body.get("etag"), str) else ""
+    intents.record(Intent(event_id=inv.event.event_id, target_id=change.target_id, rule_ids=change.rule_ids,
+                          etag=etag, changed=planned(change, body).changed, findings=tuple(fixes),
+                          time=datetime.now(UTC), edits=edits_json(change.edits)))
+
+
+def _recover(inv: Invocation, intent: Any, current: dict[str, dict], evaluation: Evaluation) -> Any:
+    """An intent left by an earlier delivery of this event whose target needs no fix now.
+    The write landed when the ETag moved on, the findings are gone and the body carries the
+    planned edits: audit it as fixed (and return it, to be alerted). Otherwise the write did
+    not land and someone else's change made it unnecessary: audited as such, nothing to alert."""
+    k = ids.key(intent.target_id)
+    body = current.get(k)
+    still_open = {f.rule_id for f in evaluation.open_findings if ids.key(f.fix_target) == k}
+    etag = body.get("etag") if isinstance(body, dict) else None
+    in_place = intent.in_place(body) if body is not None else False
+    landed = (body is not None and not (set(intent.rule_ids) & still_open) and in_place is not False
+              and (not intent.etag or etag != intent.etag))
+    findings = tuple({"ruleId": r, "resourceId": intent.target_id} for r in intent.rule_ids)
+    if landed:
+        log.warning("completing the fix of %s written by an earlier delivery of event %s", intent.target_id,
+                    intent.event_id)
+        inv.audit("fixed", resource_id=intent.target_id, findings=findings,
+                  outcome="applied: written by an earlier delivery of this event, whose audit and alert were lost",
+                  detail=json.dumps({"changed": intent.changed, "recorded": intent.time}, default=str))
+        return intent
+    inv.audit("fix-not-needed", resource_id=intent.target_id, findings=findings,
+              outcome="an earlier delivery of this event meant to fix it; the fresh read shows "
+                      + ("it gone" if body is None else "no fix needed and no sign of that write"))
+    return None
 
 
 # ---------------------------------------------------------------------------------- loop guard
@@ -197,7 +259,8 @@ def _escalate(inv: Invocation, change: PlannedChange, decision: Decision, out: A
 
 # ---------------------------------------------------------------------------------- writes
 def _audit_write(inv: Invocation, result: Any) -> None:
-    decision = {"applied": "fixed", "not-needed": "fix-not-needed", "conflict": "fix-conflict"}.get(
+    decision = {"applied": "fixed", "not-needed": "fix-not-needed", "conflict": "fix-conflict",
+                "accepted": "fix-accepted"}.get(
         result.status, "fix-failed")
     telemetry.fix(result.status, result.rule_ids)
     if result.status not in _WRITTEN and result.status != "not-needed":
@@ -233,14 +296,14 @@ def _action_for(finding: Finding, by_target: dict[str, Any], blocked: set[str]) 
         return ActionTaken.fixed(_short(change.get("before")), _short(change.get("after")), property_path=path)
     if result.status == "not-needed":
         return None
-    if result.status == "planned":
-        return "default"
+    if result.status in ("planned", "accepted"):
+        return "default"  # accepted: not known fixed until ARM's operation ends; the follow-up says
     return ActionTaken.fix_failed(result.message or result.status)
 
 
 def _alert(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actions,
-           exemptions: list[Any] | None = None) -> None:
-    from ..alerts.model import Alert, ChangeContext
+           exemptions: list[Any] | None = None, recovered: list[Any] | None = None) -> None:
+    from ..alerts.model import ActionTaken, Alert, ChangeContext
 
     ev = inv.event
     change = None
@@ -261,6 +324,11 @@ def _alert(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actio
         region = (res.location or "") if res is not None else ""
         alerts.append(Alert.build(f, action=None if action == "default" else action, change=change, region=region,
                                   http_endpoint=endpoint))
+    for intent in recovered or ():
+        path, diff = next(iter(intent.changed.items()), ("", {"before": "", "after": ""}))
+        fixed = ActionTaken.fixed(_short(diff.get("before")), _short(diff.get("after")), property_path=path)
+        alerts += [Alert.build(f, action=fixed, change=change, http_endpoint=endpoint)
+                   for f in intent.finding_objects()]
     sweep = inv.trigger in ("sweep", "timer")
     if not alerts and not sweep:
         return

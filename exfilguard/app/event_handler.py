@@ -33,7 +33,7 @@ log = telemetry.get_logger("exfilguard.events")
 class EventOutcome:
     """What the handler decided, for tests and the function's log line."""
 
-    decision: str  # malformed | dropped | own-write | gone | evaluated | error
+    decision: str  # malformed | dropped | own-write | coalesced | gone | evaluated | error
     reason: str = ""
     event_id: str = ""
     findings: list[dict] = field(default_factory=list)
@@ -87,7 +87,31 @@ def _handle(raw: Any, services: Services) -> EventOutcome:
             state.audit(_entry(event, "own-write", resource_id=str(routed.resource),
                                detail="the change is ExfilGuard's own fix; no re-evaluation, no second write"))
             return EventOutcome(decision="own-write", event_id=event.event_id)
+        return _coalesced(event, routed, services)
+
+
+def _coalesced(event: events.ChangeEvent, routed: events.Route, services: Services) -> EventOutcome:
+    """Join the event to its closure's storm (:mod:`exfilguard.coalesce`): evaluate when this
+    invocation owns the closure (as often as changes keep coming), else count it and return."""
+    from .. import coalesce
+
+    cfg = coalesce.settings(services.environ)
+    if not cfg.enabled:
         return _evaluate(event, routed, services)
+    coalescer = coalesce.Coalescer(services.state, cfg)
+    turn = coalescer.join(str(routed.reread), event)
+    if turn is None:
+        log.info("coalesced %s on %s: another invocation evaluates the closure", event.event_id, routed.reread)
+        services.state.audit(_entry(event, "coalesced", resource_id=str(routed.reread),
+                                    detail="joined a storm of changes to this resource; evaluated once by the "
+                                           "invocation that owns it, with the last writer's identity"))
+        return EventOutcome(decision="coalesced", event_id=event.event_id)
+    outcome = EventOutcome(decision="error", event_id=event.event_id)
+    while True:
+        turn.wait_for_quiet()
+        outcome = _evaluate(turn.latest_event(), routed, services)
+        if not turn.finish():
+            return outcome
 
 
 def _evaluate(event: events.ChangeEvent, routed: events.Route, services: Services) -> EventOutcome:

@@ -103,6 +103,8 @@ def parse_body(body: bytes, headers: Mapping[str, str], *, max_bytes: int, subsc
         raise BadRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     except RecursionError:
         raise BadRequest("body is not acceptable JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits: any parse failure is the caller's
+        raise BadRequest(f"body is not acceptable JSON: {str(exc)[:200]}") from None
     if not isinstance(doc, dict):
         raise BadRequest(f"body must be a JSON object such as {{\"resourceId\": \"...\"}}, got {_kind(doc)}")
     unknown = [k for k in doc if k not in FIELDS]
@@ -174,14 +176,14 @@ def _evaluate(body: bytes, headers: Mapping[str, str], url: str, services: Calla
     try:
         if request.resource_id is None:
             return _start_sweep(svc, request, url, who)
-        return _evaluate_resource(svc, request, who)
+        return _evaluate_resource(svc, request, who.audit_text, url)
     except StateError as exc:
         log.error("state storage failed: %s", exc)
         telemetry.failure("state")
         return _error(503, f"state storage is unavailable: {exc}")
 
 
-def _evaluate_resource(svc: Services, request: EvaluateRequest, who: caller_mod.Caller) -> Answer:
+def _evaluate_resource(svc: Services, request: EvaluateRequest, requested_by: str, url: str = "") -> Answer:
     from ..sources.arm import ArmError
 
     rid = request.resource_id
@@ -189,7 +191,7 @@ def _evaluate_resource(svc: Services, request: EvaluateRequest, who: caller_mod.
     cfg = svc.settings.config
     client = svc.arm_client(interactive=True)
     inv = actions.Invocation(services=svc, client=client, trigger="http", what_if=not request.remediate,
-                             requested_by=who.audit_text)
+                             requested_by=requested_by)
     try:
         with telemetry.bound(trigger="http", resource=str(rid)):
             read = ClosureReader(client, svc.state, cfg).around(ids.type_key(rid.type), str(rid))
@@ -215,6 +217,10 @@ def _evaluate_resource(svc: Services, request: EvaluateRequest, who: caller_mod.
             if not read.affected:
                 extra["note"] = ("; ".join(read.notes) or
                                  "the resource is not guarded (no ML compute uses it); nothing to evaluate")
+            if any(w.status == "accepted" for w in done.writes):  # ARM still finishing: answer 202 now
+                from .followup import accepted
+
+                return accepted(svc, str(rid), report.to_json(evaluation, extra), url, requested_by)
             return Answer(200, report.to_json(evaluation, extra))
     except ArmError as exc:
         log.error("ARM failed while evaluating %s: %s", rid, exc)
@@ -231,7 +237,12 @@ def _status_url(url: str, sweep_id: str) -> str:
 
 
 def _start_sweep(svc: Services, request: EvaluateRequest, url: str, who: caller_mod.Caller) -> Answer:
-    record = svc.state.create_sweep(trigger="http", remediate=request.remediate)
+    from .sweep import claim_for_http
+
+    record, running = claim_for_http(svc, request.remediate)
+    if record is None:  # one sweep at a time: point at the one that runs
+        return _error(409, f"sweep {running} is already running; poll its status URL",
+                      id=running, statusUrl=_status_url(url, running))
     svc.state.enqueue_sweep({"sweepId": record.sweep_id, "whatIf": not request.remediate})
     status_url = _status_url(url, record.sweep_id)
     svc.state.audit(AuditEntry(trigger="http", decision="sweep-queued",
@@ -256,6 +267,9 @@ def status(sweep_id: str, services: Callable[[], Services]) -> Answer:
         if record is None:
             answer = _error(404, f"no sweep {sweep_id}")
             return answer
+        from .sweep import check_dead
+
+        record = check_dead(svc, record)
         body = record.to_json()
         if record.state == "succeeded":
             body["report"] = svc.state.read_report(sweep_id)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+import uuid
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,19 +65,118 @@ def index_rows(picture: Picture) -> tuple[list[IndexedCompute], list[IndexedSubn
     return computes, subnets
 
 
+DEADLINE = "EXFILGUARD_SWEEP_DEADLINE_SECONDS"
+ENVIRONMENTS = "EXFILGUARD_SWEEP_ENVIRONMENTS"
+CONCURRENCY = "EXFILGUARD_SWEEP_CONCURRENCY"
+DEFAULT_DEADLINE_S = 780.0
+"""13 minutes: under half the 30-minute function timeout, leaving room to evaluate, act and
+store the report; a sweep with more to read pauses there and the next run resumes it."""
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    deadline_s: float
+    environments: bool
+    concurrency: int
+
+
+def sweep_settings(env: Any) -> SweepSettings:
+    from ..config import ConfigError
+
+    def number(name: str, default: float, lo: float, hi: float) -> float:
+        raw = (env.get(name) or "").strip()
+        try:
+            value = float(raw) if raw else default
+        except ValueError:
+            value = lo - 1
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name}: expected a number from {lo:g} to {hi:g}, got {raw!r}")
+        return value
+
+    flag = (env.get(ENVIRONMENTS) or "true").strip().lower()
+    if flag not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{ENVIRONMENTS}: expected true or false, got {flag!r}")
+    return SweepSettings(number(DEADLINE, DEFAULT_DEADLINE_S, 1, 1500), flag in ("true", "1", "yes"),
+                         int(number(CONCURRENCY, 8, 1, 64)))
+
+
+class SweepBusy(RuntimeError):
+    """Another sweep holds the lease."""
+
+
+def claim_for_http(services: Services, remediate: bool) -> tuple[SweepRecord | None, str]:
+    """For ``POST /api/evaluate`` with a scope: (the new queued sweep, "") when none runs, else
+    (None, the running sweep's ID). The lease is taken for the new sweep at once, so a burst
+    of requests queues one sweep and the rest get 409."""
+    from ..sweeplease import SweepLease
+
+    sweep_id = uuid.uuid4().hex
+    lease = SweepLease(services.state)
+    ok, holder = lease.acquire(sweep_id)
+    if not ok:
+        assert holder is not None
+        return None, holder.holder
+    if holder is not None:
+        _mark_dead(services, holder.holder)
+    return services.state.create_sweep(trigger="http", remediate=remediate, sweep_id=sweep_id), ""
+
+
+def _mark_dead(services: Services, sweep_id: str) -> None:
+    """The sweep whose lease expired: its instance died. Marked failed, never left running."""
+    record = services.state.get_sweep(sweep_id)
+    if record is None or record.state not in ("queued", "running"):
+        return
+    log.error("sweep %s: its lease expired while %s; marked failed", sweep_id, record.state)
+    services.state.update_sweep(replace(record, state="failed", finished=datetime.now(UTC),
+                                        error="the instance running this sweep stopped (its lease expired); "
+                                              "the next sweep covers the subscription"))
+    services.state.audit(AuditEntry(trigger=record.trigger, decision="sweep-failed",
+                                    resource_id=f"/subscriptions/{services.settings.subscription_id}",
+                                    detail=f"sweep {sweep_id}: lease expired (instance stopped)"))
+
+
+def check_dead(services: Services, record: SweepRecord) -> SweepRecord:
+    """For the status endpoint: a queued or running sweep whose lease is gone or expired is dead."""
+    from ..sweeplease import SweepLease
+
+    if record.state not in ("queued", "running") or record.trigger == "http-write":
+        return record
+    current = SweepLease(services.state).current()
+    if current is not None and current.holder == record.sweep_id and not current.expired:
+        return record
+    if current is None or current.holder != record.sweep_id:
+        # Never held, or released without finishing: only dead once it is old enough to have run.
+        age = (datetime.now(UTC) - record.requested).total_seconds()
+        if age < 3600:
+            return record
+    _mark_dead(services, record.sweep_id)
+    return services.state.get_sweep(record.sweep_id) or record
+
+
 def run_sweep(services: Services, *, trigger: str, what_if: bool = False,
               record: SweepRecord | None = None) -> dict[str, Any]:
     """Sweep, act, store the report; returns it. A failure is recorded on the sweep and raised,
     so the queue retries the message (and finally parks it in the poison queue) and the
-    timer's failure shows in the function's log."""
+    timer's failure shows in the function's log. One sweep at a time (the lease); a sweep
+    that reaches its deadline before everything is read is paused and queued to resume."""
     from ..sources.arm import ArmError
+    from ..sweeplease import CheckedVersions, SweepLease
 
     started = time.perf_counter()
     state = services.state
     cfg = services.settings.config
-    record = record or state.create_sweep(trigger=trigger, remediate=not what_if)
-    record = replace(record, state="running", started=datetime.now(UTC), progress="reading the subscription",
-                     error="")
+    knobs = sweep_settings(services.environ)
+    lease = SweepLease(state)
+    sweep_id = record.sweep_id if record is not None else uuid.uuid4().hex
+    ok, holder = lease.acquire(sweep_id)
+    if not ok:
+        assert holder is not None
+        raise SweepBusy(f"sweep {holder.holder} is running; sweep {sweep_id} waits for it")
+    record = record or state.create_sweep(trigger=trigger, remediate=not what_if, sweep_id=sweep_id)
+    if holder is not None:
+        _mark_dead(services, holder.holder)
+    record = replace(record, state="running", started=record.started or datetime.now(UTC),
+                     progress="reading the subscription", error="")
     state.update_sweep(record)
     client = services.arm_client()
     inv = actions.Invocation(services=services, client=client, trigger=trigger, what_if=what_if,
@@ -101,7 +201,29 @@ def run_sweep(services: Services, *, trigger: str, what_if: bool = False,
                 log.warning("sweep read error: %s", exc.message)
                 read_errors.append(exc)
 
-            bodies = client.read_subscription(progress=progress, on_error=on_error)
+            from ..budget import Deadline
+            from .sweepread import read as sweep_read
+
+            got = sweep_read(client, CheckedVersions(state) if knobs.environments else None,
+                             deadline=Deadline(knobs.deadline_s), environments=knobs.environments,
+                             workers=knobs.concurrency, progress=progress, on_error=on_error)
+            if not got.complete:
+                paused = replace(record, progress=f"paused at the {knobs.deadline_s:g}s deadline: "
+                                                  f"{got.versions_known + got.versions_read} of {got.versions_total} "
+                                                  "environment versions checked; resuming")
+                state.update_sweep(paused)
+                state.enqueue_sweep({"sweepId": record.sweep_id, "whatIf": what_if, "resume": True})
+                lease.acquire(record.sweep_id)  # renewed: it is still this sweep's turn
+                state.audit(AuditEntry(trigger=trigger, decision="sweep-paused",
+                                       resource_id=f"/subscriptions/{services.settings.subscription_id}",
+                                       outcome=f"{got.versions_read} versions read; {got.versions_left} left",
+                                       detail=f"sweep {record.sweep_id}: resumes from the queue"))
+                log.info("sweep %s paused at its deadline; %d versions left", record.sweep_id, got.versions_left)
+                outcome = "paused"
+                return {"sweep": paused.to_json(), "paused": True, "armRequests": dict(sorted(client.counts.items())),
+                        "versions": {"total": got.versions_total, "known": got.versions_known,
+                                     "read": got.versions_read, "left": got.versions_left}}
+            bodies = got.bodies
             if read_errors and not bodies:
                 raise SweepError("nothing could be read: " + "; ".join(e.message for e in read_errors[:5]))
             picture = build(bodies, cfg.guarded_subnets, source=f"subscription {services.settings.subscription_id}")
@@ -120,7 +242,10 @@ def run_sweep(services: Services, *, trigger: str, what_if: bool = False,
                     inv.audit("exemption-expired", resource_id=n.resource_id, detail=n.message)
             finished = replace(record, state="succeeded", finished=datetime.now(UTC), progress="done")
             extra: dict[str, Any] = {"sweep": finished.to_json(), "mode": "what-if" if what_if else cfg.mode,
-                                     "actions": done.to_json(), "armRequests": dict(sorted(client.counts.items()))}
+                                     "actions": done.to_json(), "armRequests": dict(sorted(client.counts.items())),
+                                     "environmentVersions": {"total": got.versions_total,
+                                                             "known": got.versions_known,
+                                                             "read": got.versions_read}}
             if read_errors:
                 extra["incomplete"] = True
                 extra["errors"] = [e.to_json() for e in read_errors]
@@ -128,6 +253,7 @@ def run_sweep(services: Services, *, trigger: str, what_if: bool = False,
             state.store_report(record.sweep_id, doc)
             _store_html(services, record.sweep_id, doc, picture, bodies, evaluation)
             state.update_sweep(finished)
+            lease.release(record.sweep_id)
             inv.audit("swept", resource_id=f"/subscriptions/{services.settings.subscription_id}",
                       findings=actions.findings_json(evaluation.open_findings),
                       outcome=f"{len(bodies)} resources, {len(evaluation.open_findings)} open finding(s), "
@@ -141,6 +267,7 @@ def run_sweep(services: Services, *, trigger: str, what_if: bool = False,
             log.exception("sweep %s failed", record.sweep_id)
             telemetry.failure("sweep")
             state.update_sweep(replace(record, state="failed", finished=datetime.now(UTC), error=f"{exc}"))
+            lease.release(record.sweep_id)
             state.audit(AuditEntry(trigger=trigger, decision="sweep-failed",
                                    resource_id=f"/subscriptions/{services.settings.subscription_id}",
                                    detail=f"sweep {record.sweep_id}: {exc}"))
@@ -186,9 +313,29 @@ def sweep_from_queue(body: bytes | str, services: Services) -> dict[str, Any] | 
     if record is not None and record.state == "succeeded":
         log.info("sweep %s already finished; duplicate message ignored", sweep_id)
         return None
+    resource_id = _followup_resource(body)
+    if resource_id is not None and record is not None:  # an HTTP fix's follow-up, not a sweep
+        from .followup import run
+
+        return run(services, record, resource_id)
+    if record is not None and record.state == "failed":
+        log.info("sweep %s was marked failed; message ignored", sweep_id)
+        return None
     if record is None:
         record = services.state.create_sweep(trigger="http", remediate=not what_if, sweep_id=sweep_id)
-    return run_sweep(services, trigger="sweep", what_if=what_if, record=record)
+    try:
+        return run_sweep(services, trigger="sweep", what_if=what_if, record=record)
+    except SweepBusy as exc:  # another sweep runs: come back when it is likely done
+        log.info("%s", exc)
+        services.state.queue().send_message(json.dumps({"sweepId": sweep_id, "whatIf": what_if}),
+                                            visibility_timeout=120)
+        return None
+
+
+def _followup_resource(body: bytes | str) -> str | None:
+    doc = json.loads(body)
+    rid = doc.get("resourceId") if isinstance(doc, dict) else None
+    return rid if isinstance(rid, str) and rid.startswith("/subscriptions/") else None
 
 
 def scheduled_sweep(services: Services) -> dict[str, Any]:
@@ -200,5 +347,10 @@ def scheduled_sweep(services: Services) -> dict[str, Any]:
     except Exception:  # alert retry must not cancel the sweep; the next timer run retries again
         log.exception("retrying pending alerts failed")
         telemetry.failure("alerts")
-    return run_sweep(services, trigger="timer")
+    try:
+        return run_sweep(services, trigger="timer")
+    except SweepBusy as exc:  # an asked-for sweep is running: it covers tonight's too
+        log.info("scheduled sweep skipped: %s", exc)
+        services.state.audit(AuditEntry(trigger="timer", decision="sweep-skipped", detail=str(exc)))
+        return {"skipped": str(exc), "summary": {}}
 

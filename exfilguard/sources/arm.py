@@ -3,18 +3,13 @@
 Raw JSON both ways is the point: the engine interprets ARM bodies itself
 (:mod:`exfilguard.model`), and the writer must send back every property it does not mean to
 change, including ones the SDK models do not know. So the SDK models are never the
-in-memory form of a resource:
-
-- Network resources (NSGs and rules, VNets and subnets, service endpoint policies and their
-  definitions) are read and written with ``NetworkManagementClient``'s own operations, with a
-  ``cls=`` hook that returns the response JSON and the request body passed as bytes.
-- Machine Learning resources go through ``MachineLearningServicesMgmtClient``'s pipeline with
-  API version 2025-12-01: the stable SDK (1.0.1) models API 2020-08-01, which lacks
-  ``enableNodePublicIp``, ``publicNetworkAccess`` and ``managedNetwork``.
-- Storage accounts (private endpoint connections only) are a raw GET through the network
-  client's pipeline, so the package needs no storage management SDK.
-- Lists are paged by following ``nextLink`` through the same pipelines (retry, auth and
-  counting policies included), keeping each page's JSON byte for byte.
+in-memory form of a resource, and every request (network resources with API 2024-05-01,
+Machine Learning with 2025-12-01, storage accounts with 2023-05-01) is a raw request through
+one ``ARMPipelineClient`` of azure-mgmt-core (:attr:`ArmClient.pipeline`), with the policies
+the management SDKs use. The SDK packages themselves (``azure-mgmt-network`` alone takes over
+half a second to import) are not needed on any path, which is what a cold Function instance's
+first decision is waiting for. Lists are paged by following ``nextLink`` through the same
+pipeline, keeping each page's JSON byte for byte.
 
 Every request passes azure-core's ``RetryPolicy`` (429 with Retry-After, 5xx and connection
 errors, bounded exponential backoff, here with jitter) and a counting policy that records each
@@ -27,7 +22,6 @@ Function trigger that only parses an event, a snapshot scan) stays cheap.
 from __future__ import annotations
 
 import functools
-import io
 import json
 import random
 import re
@@ -216,6 +210,99 @@ def _policy_classes() -> tuple[type, type]:
     return JitteredRetryPolicy, RequestCounter
 
 
+class RedirectRefused(Exception):
+    """ARM answered with a redirect to another host; it is not followed."""
+
+
+def _guard_errors() -> tuple[type[Exception], ...]:
+    from ..budget import BudgetExceeded
+
+    return BudgetExceeded, RedirectRefused
+
+
+@functools.cache
+def _guard_policy_classes() -> tuple[type, type, type]:
+    """The deadline-aware retry, the request budget and the same-host redirect policies."""
+    from azure.core.pipeline.policies import RedirectPolicy, SansIOHTTPPolicy
+
+    from ..budget import BudgetExceeded
+
+    jittered, _ = _policy_classes()
+
+    class BoundedRetryPolicy(jittered):  # type: ignore[misc, valid-type]
+        """Retry-After and backoff waits capped (``max_retry_after``) and never past the
+        invocation's deadline: a server asking for 10 minutes gets a quick failure instead of
+        an HTTP answer that never comes."""
+
+        def __init__(self, *, deadline: Any = None, max_retry_after: float | None = None, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.deadline = deadline
+            self.max_retry_after = max_retry_after
+
+        def get_retry_after(self, response: Any) -> float | None:
+            wait = super().get_retry_after(response)
+            if wait is None:
+                return None
+            if self.max_retry_after is not None:
+                wait = min(wait, self.max_retry_after)
+            if self.deadline is not None:
+                self.deadline.cap(wait, "ARM's Retry-After")
+            return wait
+
+        def get_backoff_time(self, settings: dict[str, Any]) -> float:
+            wait = super().get_backoff_time(settings)
+            if self.deadline is not None and wait > 0:
+                self.deadline.cap(wait, "retry backoff")
+            return wait
+
+    class BudgetPolicy(SansIOHTTPPolicy):
+        """Every try takes a token from the instance's ARM budget and stays inside the deadline."""
+
+        def __init__(self, budget: Any, deadline: Any) -> None:
+            self.budget = budget
+            self.deadline = deadline
+
+        def on_request(self, request: Any) -> None:
+            method = request.http_request.method
+            if self.deadline is not None:
+                if self.deadline.expired():
+                    raise BudgetExceeded(f"the {self.deadline.seconds:g}s deadline passed before the next ARM request")
+                left = self.deadline.remaining()
+                options = request.context.options
+                for name in ("connection_timeout", "read_timeout"):
+                    if name in options:
+                        options[name] = max(0.1, min(float(options[name]), left))
+            if self.budget is not None:
+                self.budget.acquire(method, self.deadline)
+
+        def on_response(self, request: Any, response: Any) -> None:
+            if self.budget is not None:
+                http = response.http_response
+                self.budget.observe(request.http_request.method, http.status_code, http.headers)
+
+    class SameHostRedirectPolicy(RedirectPolicy):
+        """A redirect is followed only on the endpoint's own host: a body from elsewhere must
+        never be taken for the resource (and our token must never go there)."""
+
+        def __init__(self, endpoint: str, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            parts = urlsplit(endpoint)
+            self._origin = (parts.scheme.lower(), parts.netloc.lower())
+
+        def get_redirect_location(self, response: Any) -> Any:
+            location = super().get_redirect_location(response)
+            if location:
+                from urllib.parse import urljoin
+
+                target = urlsplit(urljoin(response.http_request.url, location))
+                if (target.scheme.lower(), target.netloc.lower()) != self._origin:
+                    raise RedirectRefused(f"ARM answered with a redirect to another host ({target.netloc}); "
+                                          "not followed")
+            return location
+
+    return BoundedRetryPolicy, BudgetPolicy, SameHostRedirectPolicy
+
+
 class ArmClient:
     """One subscription behind one ARM endpoint. Not for concurrent writes from several threads:
     ``put`` tells its own retried requests apart by the request counts.
@@ -228,7 +315,8 @@ class ArmClient:
     def __init__(self, subscription_id: str, endpoint: str | None = None, credential: Any = ..., *,
                  retry_total: int = 6, backoff_factor: float = 0.4, backoff_max: float = 20,
                  polling_interval: float | None = None, lro_timeout: float = DEFAULT_LRO_TIMEOUT,
-                 connection_timeout: float = 20.0, read_timeout: float = 120.0) -> None:
+                 connection_timeout: float = 20.0, read_timeout: float = 120.0, budget: Any = None,
+                 deadline_s: float | None = None, max_retry_after: float | None = None) -> None:
         if not subscription_id or "/" in subscription_id:
             raise ValueError(f"subscription ID {subscription_id!r} is not a subscription ID")
         self.subscription_id = subscription_id.strip()
@@ -248,25 +336,35 @@ class ArmClient:
         # Per-request limits: azure-core's default is 300 s, longer than an HTTP trigger may take.
         self.connection_timeout = connection_timeout
         self.read_timeout = read_timeout
+        from ..budget import Deadline
+
+        # The instance's ARM budget (None: unpaced, the CLI) and this invocation's deadline.
+        self.budget = budget
+        self.deadline = Deadline(deadline_s) if deadline_s is not None else None
+        self.max_retry_after = max_retry_after
         self.counts: dict[str, int] = {}
         self.last_status: int | None = None
         """HTTP status of the last write's first answer (200/201/202), for the audit log."""
         self._lock = threading.Lock()
         self._network: Any = None
         self._ml: Any = None
+        self._pipeline: Any = None
         self._sleep: Callable[[float], None] = time.sleep
 
     # ------------------------------------------------------------------ SDK clients
     def _client_kwargs(self) -> dict[str, Any]:
-        retry_cls, counter_cls = _policy_classes()
+        _, counter_cls = _policy_classes()
+        retry_cls, budget_cls, redirect_cls = _guard_policy_classes()
         kwargs: dict[str, Any] = {
             "base_url": self.endpoint,
             "credential_scopes": endpoint_mod.credential_scopes(self.endpoint),
             "retry_policy": retry_cls(retry_total=self.retry_total, retry_connect=self.retry_total,
                                       retry_read=self.retry_total, retry_status=self.retry_total,
                                       retry_backoff_factor=self.backoff_factor,
-                                      retry_backoff_max=self.backoff_max),
-            "per_retry_policies": [counter_cls(self.counts, self._lock)],
+                                      retry_backoff_max=self.backoff_max, deadline=self.deadline,
+                                      max_retry_after=self.max_retry_after),
+            "redirect_policy": redirect_cls(self.endpoint),
+            "per_retry_policies": [counter_cls(self.counts, self._lock), budget_cls(self.budget, self.deadline)],
             "connection_timeout": self.connection_timeout,
             "read_timeout": self.read_timeout,
         }
@@ -276,6 +374,36 @@ class ArmClient:
             # BearerTokenCredentialPolicy refuses http://; a no-op policy sends no token at all.
             kwargs["authentication_policy"] = SansIOHTTPPolicy()
         return kwargs
+
+    @property
+    def pipeline(self) -> Any:
+        """The one raw ARM pipeline every request travels (retry, redirect, counting, budget and
+        auth policies as the SDK clients would have them), built from azure-core and
+        azure-mgmt-core alone: the management SDK packages, over half a second to import, are
+        never needed for the JSON this module sends and receives."""
+        with self._lock:
+            if self._pipeline is None:
+                from azure.core.pipeline.policies import (
+                    ContentDecodePolicy,
+                    HeadersPolicy,
+                    RequestIdPolicy,
+                    UserAgentPolicy,
+                )
+                from azure.core.pipeline.transport import RequestsTransport
+                from azure.mgmt.core import ARMPipelineClient
+
+                kw = self._client_kwargs()
+                auth: Any = kw.get("authentication_policy")  # loopback: a no-op, no token at all
+                if auth is None:
+                    from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
+
+                    auth = ARMChallengeAuthenticationPolicy(self._credential, *kw["credential_scopes"])
+                policies = [RequestIdPolicy(), HeadersPolicy(), UserAgentPolicy("exfilguard"), ContentDecodePolicy(),
+                            kw["redirect_policy"], kw["retry_policy"], *kw["per_retry_policies"], auth]
+                transport = RequestsTransport(connection_timeout=self.connection_timeout,
+                                              read_timeout=self.read_timeout)
+                self._pipeline = ARMPipelineClient(base_url=self.endpoint, policies=policies, transport=transport)
+            return self._pipeline
 
     @property
     def network(self) -> Any:
@@ -298,10 +426,10 @@ class ArmClient:
         return self._ml
 
     def close(self) -> None:
-        for client in (self._network, self._ml):
+        for client in (self._network, self._ml, self._pipeline):
             if client is not None:
                 client.close()
-        self._network = self._ml = None
+        self._network = self._ml = self._pipeline = None
 
     def __enter__(self) -> ArmClient:
         return self
@@ -330,9 +458,9 @@ class ArmClient:
         raise ArmError(f"type {type_key} is not one ExfilGuard reads", code="UnsupportedType")
 
     def _pipeline_for(self, type_key: str) -> Any:
-        """The SDK pipeline a raw request of this type travels through."""
+        """The pipeline a raw request of this type travels through (one for every type)."""
         self.api_version(type_key)
-        return self.ml._client if type_key.startswith(ML_NAMESPACE + "/") else self.network._client
+        return self.pipeline
 
     def _send(self, pipeline: Any, method: str, url: str, resource_id: str, *, api_version: str | None = None,
               body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
@@ -347,7 +475,7 @@ class ArmClient:
         try:
             response = pipeline.send_request(request)
             response.read()
-        except AzureError as exc:
+        except (AzureError, *_guard_errors()) as exc:
             raise self._no_answer(exc, resource_id) from exc
         return response
 
@@ -355,10 +483,21 @@ class ArmClient:
         """An exception that came instead of an HTTP answer: no token, or no connection."""
         from azure.core.exceptions import ClientAuthenticationError
 
+        from ..budget import BudgetExceeded
+
         text = getattr(exc, "message", None) or str(exc)
+        if isinstance(exc, BudgetExceeded):
+            return ArmError(f"{resource_id}: gave up: {text}", code="DeadlineExceeded", resource_id=resource_id,
+                            replayed=replayed, retryable=False)
+        if isinstance(exc, RedirectRefused):
+            return ArmError(f"{resource_id}: {text}", code="RedirectRefused", resource_id=resource_id,
+                            retryable=False)
         if isinstance(exc, ClientAuthenticationError):
+            # No token: the identity endpoint or Entra ID was unreachable, slow or throttled,
+            # which passes. Only ARM itself answering 401/403 is a verdict on the identity, so
+            # this is transient: the event is raised to Event Grid, which redelivers it.
             return ArmError(f"{resource_id}: could not get a token for {self.endpoint}: {text}",
-                            code="AuthenticationFailed", resource_id=resource_id, retryable=False)
+                            code="AuthenticationFailed", resource_id=resource_id, retryable=True)
         return ArmError(f"{resource_id}: no answer from {self.endpoint} after {self.retry_total} retries: {text}",
                         code="ConnectionError", resource_id=resource_id, replayed=replayed)
 
@@ -414,18 +553,6 @@ class ArmClient:
         """The resource's ARM JSON as ARM sent it; None when it does not exist (404)."""
         rid = ids.parse(resource_id)
         tkey = ids.type_key(rid.type)
-        op_name = _NETWORK_OPERATIONS.get(tkey)
-        if op_name is not None:
-            from azure.core.exceptions import AzureError, ResourceNotFoundError
-
-            operations = getattr(self.network, op_name)
-            try:
-                return operations.get(rid.resource_group, *rid.names, api_version=NETWORK_API_VERSION,
-                                      cls=_raw_json)
-            except ResourceNotFoundError:
-                return None
-            except AzureError as exc:
-                raise self._from_sdk_error(exc, resource_id) from exc
         response = self._send(self._pipeline_for(tkey), "GET", self.url(resource_id), resource_id,
                               api_version=self.api_version(tkey))
         if response.status_code == 404:
@@ -532,24 +659,10 @@ class ArmClient:
         data = json.dumps(body, separators=(",", ":")).encode()
         headers = {"If-Match": etag} if etag else {}
         before = self._count("PUT")
-        op_name = _NETWORK_OPERATIONS.get(tkey)
-        if op_name is not None:
-            from azure.core.exceptions import AzureError
-
-            operations = getattr(self.network, op_name)
-            try:
-                poller = operations.begin_create_or_update(
-                    rid.resource_group, *rid.names, io.BytesIO(data), content_type="application/json",
-                    headers=headers, api_version=NETWORK_API_VERSION, polling=False, cls=_pipeline_response)
-                response = poller.result().http_response
-            except AzureError as exc:
-                raise self._from_sdk_error(exc, resource_id, self._count("PUT") - before > 1) from exc
-            pipeline = self.network._client
-        else:
-            pipeline = self._pipeline_for(tkey)
-            response = self._send(pipeline, "PUT", self.url(resource_id), resource_id,
-                                  api_version=self.api_version(tkey), body=data, headers=headers)
-            self._check(response, resource_id, (200, 201, 202), self._count("PUT") - before > 1)
+        pipeline = self._pipeline_for(tkey)
+        response = self._send(pipeline, "PUT", self.url(resource_id), resource_id,
+                              api_version=self.api_version(tkey), body=data, headers=headers)
+        self._check(response, resource_id, (200, 201, 202), self._count("PUT") - before > 1)
         self.last_status = response.status_code
         written = response.json() if response.text() else dict(body)
         state = self._await(pipeline, response, resource_id)
@@ -623,7 +736,14 @@ class ArmClient:
             if time.monotonic() > deadline:
                 raise ArmError(f"{resource_id}: the operation did not finish within {self.lro_timeout:g}s",
                                code="OperationTimeout", resource_id=resource_id)
-            self._sleep(self._poll_delay(current))
+            delay = self._poll_delay(current)
+            left = self.deadline.remaining() if self.deadline is not None else None
+            if left is not None and delay + 1.0 >= left:
+                # The invocation must answer now: ARM accepted the write and is still at it.
+                raise ArmError(f"{resource_id}: ARM accepted the write; its operation was still running when the "
+                               "invocation's time budget ran out", status=202, code="OperationPending",
+                               resource_id=resource_id, retryable=False)
+            self._sleep(delay)
             current = self._send(pipeline, "GET", url, resource_id)
             if monitor:
                 self._check(current, resource_id, (200,))

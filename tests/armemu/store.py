@@ -242,18 +242,24 @@ class Store:
         snapshots carry versions only, and a sweep finds versions by listing containers."""
         prefix = f"{owner.key}/{segment}/"
         names: dict[str, str] = {}
+        latest: dict[str, str] = {}
         for k in sorted(self._nested.get(owner.key.rsplit("/", 2 * (len(owner.names) - 1))[0]
                                          if len(owner.names) > 1 else owner.key, ())):
             if k.startswith(prefix):
                 e = self.entries.get(k)
                 if e is not None and len(e.path.names) == len(owner.names) + 2:
-                    names.setdefault(e.path.names[len(owner.names)].lower(), e.path.names[len(owner.names)])
+                    lower = e.path.names[len(owner.names)].lower()
+                    names.setdefault(lower, e.path.names[len(owner.names)])
+                    version = e.path.names[-1]
+                    if lower not in latest or _version_order(version) > _version_order(latest[lower]):
+                        latest[lower] = version
         out = []
-        for name in names.values():
+        for lower, name in names.items():
             cid = f"{owner.resource_id}/{segment}/{name}"
+            # Like ARM, the container names its latest version (what a sweep checks).
             out.append({"id": cid, "name": name,
                         "type": "Microsoft.MachineLearningServices/workspaces/environments",
-                        "properties": {"isArchived": False}})
+                        "properties": {"isArchived": False, "latestVersion": latest[lower]}})
         return out
 
     # ---- writes --------------------------------------------------------------------------------
@@ -447,3 +453,8 @@ class Store:
             nested = self._nested.get(e.top_key)
             if nested is not None:
                 nested.discard(e.key)
+
+
+def _version_order(version: str) -> tuple[int, int, str]:
+    """Numeric versions by number, others after them by text (how ML orders versions)."""
+    return (0, int(version), "") if version.isdigit() else (1, 0, version)

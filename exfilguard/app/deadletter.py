@@ -1,0 +1,217 @@
+"""Dead-lettered events, replayed: an event Event Grid gave up on is a change never checked.
+
+The event subscription dead-letters into a Blob container (managed identity). The
+``dead_letter_replay`` timer (``EXFILGUARD_DEADLETTER_SCHEDULE``, default every 15 minutes)
+drains it:
+
+1. Each blob holds what Event Grid wrote: a JSON array of events (or one event), in the Event
+   Grid schema or as CloudEvents. Each is deserialised with ``azure-eventgrid``
+   (:class:`azure.eventgrid.EventGridEvent` / :class:`azure.core.messaging.CloudEvent`), so
+   what the replay accepts is what the SDK accepts.
+2. Every event runs through the normal event path (:func:`.event_handler.handle_event`):
+   re-read from ARM, evaluated, fixed or alerted, audited.
+3. The blob is deleted only after its events' outcomes are audited (plus one
+   ``dead-letter-replayed`` row naming the blob).
+4. A blob that fails (the event path raised, say ARM still unreachable) keeps a try count in
+   its metadata and is tried again next time. A poison blob (unparseable, or failing
+   ``EXFILGUARD_DEADLETTER_MAX_ATTEMPTS`` times, default 5) is moved to
+   ``<container>-poison``, audited and alerted, so a person looks at it.
+
+``exfilguard replay FILE`` runs steps 1-2 for a saved event by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import telemetry
+from ..state import AuditEntry
+from .runtime import Services
+
+log = telemetry.get_logger("exfilguard.deadletter")
+
+CONTAINER = "EXFILGUARD_DEADLETTER_CONTAINER"
+MAX_ATTEMPTS = "EXFILGUARD_DEADLETTER_MAX_ATTEMPTS"
+SCHEDULE = "EXFILGUARD_DEADLETTER_SCHEDULE"
+DEFAULT_CONTAINER = "exfilguard-deadletter"
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_SCHEDULE = "0 */15 * * * *"
+_ATTEMPTS_KEY = "exfilguardattempts"
+
+
+class PoisonEvent(ValueError):
+    """The content is not an event the SDK can deserialise; retrying cannot help."""
+
+
+def schedule_binding(env: Mapping[str, str] | None = None) -> str:
+    """The timer's schedule: ``%NAME%`` only when the setting exists (see app/upkeep.py)."""
+    env = os.environ if env is None else env
+    return f"%{SCHEDULE}%" if (env.get(SCHEDULE) or "").strip() else DEFAULT_SCHEDULE
+
+
+def parse_events(raw: bytes | str) -> list[dict[str, Any]]:
+    """The events of one dead-letter blob (or a saved event file), deserialised by the SDK and
+    handed on as plain envelopes the event path reads (time as an aware datetime)."""
+    from azure.core.messaging import CloudEvent
+    from azure.eventgrid import EventGridEvent
+
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise PoisonEvent(f"not JSON: {str(exc)[:200]}") from None
+    items = doc if isinstance(doc, list) else [doc]
+    if not items:
+        raise PoisonEvent("no event in it")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise PoisonEvent(f"item {i} is not an event object")
+        try:
+            if any(k.lower() == "specversion" for k in item):
+                ce = CloudEvent.from_dict({k if k.lower() != "specversion" else "specversion": v
+                                           for k, v in item.items()})
+                out.append({"specversion": ce.specversion, "id": ce.id, "source": ce.source, "type": ce.type,
+                            "time": ce.time, "subject": ce.subject, "data": ce.data})
+            else:
+                eg = EventGridEvent.from_dict(item)
+                if not eg.id or not eg.event_type:
+                    raise ValueError("id and eventType are required")
+                out.append({"id": eg.id, "eventType": eg.event_type, "subject": eg.subject,
+                            "eventTime": eg.event_time, "topic": eg.topic, "dataVersion": eg.data_version,
+                            "data": eg.data})
+        except PoisonEvent:
+            raise
+        except Exception as exc:  # the SDK's own refusal, whatever its type
+            raise PoisonEvent(f"item {i}: the Event Grid SDK cannot read it ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})") from None
+    return out
+
+
+@dataclass
+class Replay:
+    """What one drain did, for the audit, the log and the tests."""
+
+    replayed: list[str] = field(default_factory=list)  # blob names deleted after replay
+    retried: list[str] = field(default_factory=list)  # left for the next run
+    poisoned: list[str] = field(default_factory=list)  # moved aside
+    decisions: list[str] = field(default_factory=list)
+
+
+def _blob_service(services: Services) -> Any:
+    from azure.storage.blob import BlobServiceClient
+
+    storage = services.settings.storage
+    if storage.connection_string:
+        service = BlobServiceClient.from_connection_string(storage.connection_string)
+    else:
+        env = services.environ
+        uri = (env.get("AzureWebJobsStorage__blobServiceUri") or "").strip()
+        account = (env.get("AzureWebJobsStorage__accountName") or "").strip()
+        uri = uri or f"https://{account}.blob.core.windows.net"
+        service = BlobServiceClient(account_url=uri, credential=services.state._storage_credential())
+    return service
+
+
+def settings(env: Mapping[str, str]) -> tuple[str, int]:
+    from ..config import ConfigError
+
+    name = (env.get(CONTAINER) or "").strip() or DEFAULT_CONTAINER
+    raw = (env.get(MAX_ATTEMPTS) or "").strip()
+    try:
+        attempts = int(raw) if raw else DEFAULT_MAX_ATTEMPTS
+    except ValueError:
+        attempts = 0
+    if not 1 <= attempts <= 100:
+        raise ConfigError(f"{MAX_ATTEMPTS}: expected a whole number from 1 to 100, got {raw!r}")
+    return name, attempts
+
+
+def drain(services: Services) -> Replay:
+    """The timer: replay every dead-lettered blob once."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from .event_handler import handle_event
+
+    name, max_attempts = settings(services.environ)
+    service = _blob_service(services)
+    container = service.get_container_client(name)
+    out = Replay()
+    try:
+        blobs = [b.name for b in container.list_blobs()]
+    except ResourceNotFoundError:
+        return out  # nothing was ever dead-lettered
+    for blob_name in blobs:
+        blob = container.get_blob_client(blob_name)
+        props = blob.get_blob_properties()
+        attempts = int((props.metadata or {}).get(_ATTEMPTS_KEY, "0") or 0)
+        raw = blob.download_blob().readall()
+        try:
+            events = parse_events(raw)
+        except PoisonEvent as exc:
+            _poison(services, service, container, blob, blob_name, raw, f"unreadable: {exc}", out)
+            continue
+        try:
+            decisions = [handle_event(e, services).decision for e in events]
+        except Exception as exc:  # transient (Event Grid would have redelivered it): try again later
+            attempts += 1
+            log.warning("dead letter %s failed (%d of %d): %s", blob_name, attempts, max_attempts, exc)
+            if attempts >= max_attempts:
+                _poison(services, service, container, blob, blob_name, raw,
+                        f"failed {attempts} times; last: {type(exc).__name__}: {str(exc)[:300]}", out)
+            else:
+                blob.set_blob_metadata({**(props.metadata or {}), _ATTEMPTS_KEY: str(attempts)})
+                out.retried.append(blob_name)
+            continue
+        services.state.audit(AuditEntry(trigger="timer", decision="dead-letter-replayed",
+                                        event_id=",".join(str(e.get("id", "")) for e in events)[:256],
+                                        outcome=", ".join(decisions)[:2000],
+                                        detail=f"blob {name}/{blob_name} replayed and deleted"))
+        blob.delete_blob()
+        out.replayed.append(blob_name)
+        out.decisions += decisions
+    if out.replayed or out.poisoned:
+        log.info("dead letters: %d replayed, %d retried later, %d poisoned", len(out.replayed), len(out.retried),
+                 len(out.poisoned))
+    return out
+
+
+def _poison(services: Services, service: Any, container: Any, blob: Any, blob_name: str, raw: bytes, reason: str,
+            out: Replay) -> None:
+    """Move a blob that cannot be replayed to ``<container>-poison``, audit it and tell people."""
+    from azure.core.exceptions import ResourceExistsError
+
+    aside = service.get_container_client(f"{container.container_name}-poison")
+    with contextlib.suppress(ResourceExistsError):
+        aside.create_container()
+    aside.upload_blob(blob_name, raw, overwrite=True, metadata={"reason": reason[:1000].encode("ascii", "replace")
+                                                                 .decode("ascii")})
+    services.state.audit(AuditEntry(trigger="timer", decision="dead-letter-poison", outcome=reason[:2000],
+                                    detail=f"blob {container.container_name}/{blob_name} moved to "
+                                           f"{aside.container_name}"))
+    blob.delete_blob()
+    out.poisoned.append(blob_name)
+    telemetry.failure("dead-letter")
+    try:
+        from ..alerts.upkeep import notify_operators
+
+        notify_operators(services.notifier(), title="ExfilGuard could not replay a dead-lettered event",
+                         summary=f"A change event Event Grid gave up on could not be checked either: {reason}",
+                         facts=(("Blob", f"{aside.container_name}/{blob_name}"), ("Reason", reason)),
+                         what_to_do="Look at the blob, fix what stops it (or run `exfilguard replay FILE` on "
+                                    "it once fixed), and check the resource it names by hand.")
+    except Exception:  # alerting must not undo the move; the audit row says what happened
+        log.exception("could not alert about the poison dead letter")
+
+
+def replay_file(path: str, services: Services) -> list[Any]:
+    """``exfilguard replay FILE``: the events of a saved file through the normal event path."""
+    from .event_handler import handle_event
+
+    with open(path, "rb") as f:
+        raw = f.read()
+    return [handle_event(e, services) for e in parse_events(raw)]

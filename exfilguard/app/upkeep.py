@@ -1,0 +1,60 @@
+"""The small timers that keep nothing lost: alert resends and the daily channel check.
+
+Schedules are NCRONTAB with seconds, overridable by app setting (``%NAME%`` is used only
+when the setting exists: the host has no default syntax and an unresolvable name stops it
+from indexing the function).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .. import telemetry
+from ..state import AuditEntry
+from .runtime import Services
+
+log = telemetry.get_logger("exfilguard.upkeep")
+
+ALERT_RETRY_SCHEDULE = "EXFILGUARD_ALERT_RETRY_SCHEDULE"
+CHANNEL_CHECK_SCHEDULE = "EXFILGUARD_CHANNEL_CHECK_SCHEDULE"
+DEFAULT_ALERT_RETRY_SCHEDULE = "0 */5 * * * *"  # every 5 minutes: a failed alert waits at most ~15
+DEFAULT_CHANNEL_CHECK_SCHEDULE = "0 30 7 * * *"  # daily 07:30 UTC, before a working day in Europe
+
+
+def _binding(name: str, default: str, env: Mapping[str, str] | None) -> str:
+    env = os.environ if env is None else env
+    return f"%{name}%" if (env.get(name) or "").strip() else default
+
+
+def alert_retry_binding(env: Mapping[str, str] | None = None) -> str:
+    return _binding(ALERT_RETRY_SCHEDULE, DEFAULT_ALERT_RETRY_SCHEDULE, env)
+
+
+def channel_check_binding(env: Mapping[str, str] | None = None) -> str:
+    return _binding(CHANNEL_CHECK_SCHEDULE, DEFAULT_CHANNEL_CHECK_SCHEDULE, env)
+
+
+def retry_alerts(services: Services) -> list[Any]:
+    """The ``alert_retry`` timer: resend failed deliveries; audit what was resent or still fails."""
+    from ..alerts.upkeep import retry_failed
+
+    outcomes = retry_failed(services.notifier())
+    for o in outcomes:
+        services.state.audit(AuditEntry(
+            trigger="timer", decision="alert-resent" if o.status == "sent" else "alert-failed",
+            outcome=f"{o.kind} through {o.channel}: {o.status} (round {o.rounds})",
+            detail=o.error, findings=tuple({"key": k} for k in o.keys)))
+    return outcomes
+
+
+def check_channels(services: Services) -> Any:
+    """The ``channel_check`` timer: is Teams alive? If not, say so by email. Audited either way."""
+    from ..alerts.upkeep import check_channels as check
+
+    result = check(services.notifier())
+    if result.teams == "failed":
+        telemetry.failure("alerts")
+    services.state.audit(AuditEntry(trigger="timer", decision="channel-check", outcome=result.words()[:2000]))
+    return result
