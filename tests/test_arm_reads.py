@@ -335,3 +335,23 @@ def test_a_hanging_arm_is_cut_off_by_the_read_timeout(emu: ExtendedEmulator) -> 
     with client_for(emu, retry_total=0, read_timeout=0.3) as client, pytest.raises(ArmError) as caught:
         client.get(NSG_WEU)
     assert caught.value.status is None and caught.value.transient
+
+
+def test_network_resources_go_through_the_network_sdks_own_operations(emu: ExtendedEmulator, client: ArmClient,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads and writes of network types are NetworkManagementClient's operations (the raw JSON
+    comes back through a ``cls=`` hook); Machine Learning reads travel the ML SDK's pipeline."""
+    calls: list[tuple[str, str]] = []
+    nsg_id = next(r["id"] for r in sample() if r["type"].lower().endswith("/networksecuritygroups"))
+    ops = client.network.network_security_groups
+    for name in ("get", "begin_create_or_update"):
+        real = getattr(ops, name)
+        monkeypatch.setattr(ops, name, lambda *a, _n=name, _r=real, **k: (calls.append((_n, a[1])), _r(*a, **k))[1])
+    body = client.get(nsg_id)
+    assert body is not None and body["id"].lower() == nsg_id.lower() and isinstance(body, dict)
+    written = client.put(nsg_id, body, body["etag"])
+    assert written["name"] == body["name"]
+    assert calls == [("get", body["name"]), ("begin_create_or_update", body["name"])]
+    ws_id = next(r["id"] for r in sample() if r["type"].lower().endswith("/workspaces"))
+    assert client._ml is None
+    assert client.get(ws_id) is not None and client._ml is not None

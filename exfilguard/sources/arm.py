@@ -3,13 +3,22 @@
 Raw JSON both ways is the point: the engine interprets ARM bodies itself
 (:mod:`exfilguard.model`), and the writer must send back every property it does not mean to
 change, including ones the SDK models do not know. So the SDK models are never the
-in-memory form of a resource, and every request (network resources with API 2024-05-01,
-Machine Learning with 2025-12-01, storage accounts with 2023-05-01) is a raw request through
-one ``ARMPipelineClient`` of azure-mgmt-core (:attr:`ArmClient.pipeline`), with the policies
-the management SDKs use. The SDK packages themselves (``azure-mgmt-network`` alone takes over
-half a second to import) are not needed on any path, which is what a cold Function instance's
-first decision is waiting for. Lists are paged by following ``nextLink`` through the same
-pipeline, keeping each page's JSON byte for byte.
+in-memory form of a resource:
+
+- Network resources (NSGs and rules, VNets and subnets, service endpoint policies and their
+  definitions, route tables, firewalls, firewall policies and their rule collection groups, IP
+  groups) are read and written with ``NetworkManagementClient``'s own operations at API
+  2024-05-01, with a ``cls=`` hook that returns the response JSON and the request body passed
+  as bytes.
+- Machine Learning resources go through ``MachineLearningServicesMgmtClient``'s pipeline with
+  API version 2025-12-01: the stable SDK (1.0.1) models API 2020-08-01, which lacks
+  ``enableNodePublicIp``, ``publicNetworkAccess`` and ``managedNetwork``.
+- Lists, storage accounts (private endpoint connections only) and pages after the first are
+  raw requests through one ``ARMPipelineClient`` of azure-mgmt-core (:attr:`ArmClient.pipeline`)
+  holding the same policies. Each page's JSON is kept byte for byte.
+
+Importing ``azure-mgmt-network`` costs about half a second; it is paid on the first network
+read of a process, never at import (docs/performance.md, ``cold_first_decision_s``).
 
 Every request passes azure-core's ``RetryPolicy`` (429 with Retry-After, 5xx and connection
 errors, bounded exponential backoff, here with jitter) and a counting policy that records each
@@ -22,6 +31,7 @@ Function trigger that only parses an event, a snapshot scan) stays cheap.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import random
 import re
@@ -162,6 +172,11 @@ def _error(status: int | None, code: str | None, text: str, resource_id: str, re
         message = f"{resource_id}: ARM answered {label}: {text}"
     return ArmError(message, status=status, code=code, action=action, resource_id=resource_id, scope=scope,
                     replayed=replayed)
+
+
+def _raw_json(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
+    """``cls=`` hook for SDK operations: the response JSON exactly as ARM sent it."""
+    return pipeline_response.http_response.json()
 
 
 def _raw_json(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
@@ -407,23 +422,25 @@ class ArmClient:
 
     @property
     def network(self) -> Any:
-        """``NetworkManagementClient``, built on first use."""
-        if self._network is None:
-            from azure.mgmt.network import NetworkManagementClient
+        """``NetworkManagementClient``, built on first use (once, whichever thread asks first)."""
+        with self._lock:
+            if self._network is None:
+                from azure.mgmt.network import NetworkManagementClient
 
-            cred = self._credential if self._credential is not None else _NoCredential()
-            self._network = NetworkManagementClient(cred, self.subscription_id, **self._client_kwargs())
-        return self._network
+                cred = self._credential if self._credential is not None else _NoCredential()
+                self._network = NetworkManagementClient(cred, self.subscription_id, **self._client_kwargs())
+            return self._network
 
     @property
     def ml(self) -> Any:
         """``MachineLearningServicesMgmtClient`` (its pipeline only), built on first use."""
-        if self._ml is None:
-            from azure.mgmt.machinelearningservices import MachineLearningServicesMgmtClient
+        with self._lock:
+            if self._ml is None:
+                from azure.mgmt.machinelearningservices import MachineLearningServicesMgmtClient
 
-            cred = self._credential if self._credential is not None else _NoCredential()
-            self._ml = MachineLearningServicesMgmtClient(cred, self.subscription_id, **self._client_kwargs())
-        return self._ml
+                cred = self._credential if self._credential is not None else _NoCredential()
+                self._ml = MachineLearningServicesMgmtClient(cred, self.subscription_id, **self._client_kwargs())
+            return self._ml
 
     def close(self) -> None:
         for client in (self._network, self._ml, self._pipeline):
@@ -458,9 +475,10 @@ class ArmClient:
         raise ArmError(f"type {type_key} is not one ExfilGuard reads", code="UnsupportedType")
 
     def _pipeline_for(self, type_key: str) -> Any:
-        """The pipeline a raw request of this type travels through (one for every type)."""
+        """The pipeline a raw request of this type travels through: Machine Learning's SDK
+        client's for its types, the shared ARM pipeline for the others."""
         self.api_version(type_key)
-        return self.pipeline
+        return self.ml._client if type_key.startswith(ML_NAMESPACE + "/") else self.pipeline
 
     def _send(self, pipeline: Any, method: str, url: str, resource_id: str, *, api_version: str | None = None,
               body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
@@ -553,6 +571,20 @@ class ArmClient:
         """The resource's ARM JSON as ARM sent it; None when it does not exist (404)."""
         rid = ids.parse(resource_id)
         tkey = ids.type_key(rid.type)
+        op_name = _NETWORK_OPERATIONS.get(tkey)
+        if op_name is not None:
+            from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+            operations = getattr(self.network, op_name)
+            try:
+                return operations.get(rid.resource_group, *rid.names, api_version=NETWORK_API_VERSION,
+                                      cls=_raw_json)
+            except ResourceNotFoundError:
+                return None
+            except _guard_errors() as exc:
+                raise self._no_answer(exc, resource_id) from exc
+            except AzureError as exc:
+                raise self._from_sdk_error(exc, resource_id) from exc
         response = self._send(self._pipeline_for(tkey), "GET", self.url(resource_id), resource_id,
                               api_version=self.api_version(tkey))
         if response.status_code == 404:
@@ -659,10 +691,26 @@ class ArmClient:
         data = json.dumps(body, separators=(",", ":")).encode()
         headers = {"If-Match": etag} if etag else {}
         before = self._count("PUT")
-        pipeline = self._pipeline_for(tkey)
-        response = self._send(pipeline, "PUT", self.url(resource_id), resource_id,
-                              api_version=self.api_version(tkey), body=data, headers=headers)
-        self._check(response, resource_id, (200, 201, 202), self._count("PUT") - before > 1)
+        op_name = _NETWORK_OPERATIONS.get(tkey)
+        if op_name is not None:
+            from azure.core.exceptions import AzureError
+
+            operations = getattr(self.network, op_name)
+            try:
+                poller = operations.begin_create_or_update(
+                    rid.resource_group, *rid.names, io.BytesIO(data), content_type="application/json",
+                    headers=headers, api_version=NETWORK_API_VERSION, polling=False, cls=_pipeline_response)
+                response = poller.result().http_response
+            except _guard_errors() as exc:
+                raise self._no_answer(exc, resource_id, self._count("PUT") - before > 1) from exc
+            except AzureError as exc:
+                raise self._from_sdk_error(exc, resource_id, self._count("PUT") - before > 1) from exc
+            pipeline = self.network._client
+        else:
+            pipeline = self._pipeline_for(tkey)
+            response = self._send(pipeline, "PUT", self.url(resource_id), resource_id,
+                                  api_version=self.api_version(tkey), body=data, headers=headers)
+            self._check(response, resource_id, (200, 201, 202), self._count("PUT") - before > 1)
         self.last_status = response.status_code
         written = response.json() if response.text() else dict(body)
         state = self._await(pipeline, response, resource_id)
