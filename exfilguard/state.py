@@ -29,7 +29,7 @@ import uuid
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from . import ids
@@ -127,44 +127,6 @@ class AuditEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class Actor:
-    """Who last changed a guarded resource, kept for the escalation alert."""
-
-    caller: str = ""
-    app_id: str = ""
-    object_id: str = ""
-    operation: str = ""
-    event_id: str = ""
-    correlation_id: str = ""
-    time: datetime | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"caller": self.caller, "appId": self.app_id, "objectId": self.object_id, "operation": self.operation,
-                "eventId": self.event_id, "correlationId": self.correlation_id,
-                "time": _iso(self.time) if self.time else ""}
-
-    @classmethod
-    def from_json(cls, data: Any) -> Actor | None:
-        if not isinstance(data, dict):
-            return None
-        return cls(caller=data.get("caller", ""), app_id=data.get("appId", ""), object_id=data.get("objectId", ""),
-                   operation=data.get("operation", ""), event_id=data.get("eventId", ""),
-                   correlation_id=data.get("correlationId", ""), time=_from_iso(data.get("time")))
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """The loop guard's answer to "may I write this resource now?"."""
-
-    resource_id: str
-    allowed: bool
-    writes_in_window: int  # including this one when allowed
-    escalate: bool  # denied, and no escalation went out for this resource within the window
-    actor: Actor | None  # the last other writer known for the resource
-    slot: str = ""  # the reserved write time, to give it back when the write did not happen
-
-
-@dataclass(frozen=True, slots=True)
 class IndexedCompute:
     compute_id: str
     workspace_id: str
@@ -215,7 +177,6 @@ class State:
         self.prefix = prefix
         self.queue_name = queue_name
         self.audit_table = f"{prefix}audit"
-        self.loop_table = f"{prefix}loopguard"
         self.index_table = f"{prefix}index"
         self.sweep_table = f"{prefix}sweeps"
         self._service: Any = None
@@ -319,61 +280,6 @@ class State:
             raise StateError(f"table {table}: query failed ({_why(exc)})") from exc
 
     # ---- loop guard ------------------------------------------------------------------------------
-    def reserve_write(self, resource_id: str, *, max_writes: int, window: timedelta, actor: Actor | None = None,
-                      now: datetime | None = None) -> Reservation:
-        """Take one write slot for ``resource_id`` if fewer than ``max_writes`` were taken in
-        ``window``; otherwise deny, and say whether this denial is the window's first (the one
-        that escalates). ``actor`` (the other writer whose change prompted this fix) is kept."""
-        now = now or _now()
-        pk = _row(resource_id)
-
-        def change(entity: dict[str, Any] | None) -> tuple[dict[str, Any] | None, Reservation]:
-            writes = [t for t in _times(entity) if t > now - window]
-            known = Actor.from_json(_loads((entity or {}).get("LastActor"))) if entity else None
-            last_actor = actor if actor is not None and (actor.caller or actor.app_id or actor.object_id) else known
-            escalated = _from_iso((entity or {}).get("EscalatedAt"))
-            base = {"PartitionKey": pk, "RowKey": "writes", "ResourceId": _clip(resource_id, 2048),
-                    "LastActor": json.dumps(last_actor.to_json()) if last_actor else "",
-                    "EscalatedAt": _iso(escalated) if escalated else ""}
-            if len(writes) >= max_writes:
-                first_denial = escalated is None or escalated <= now - window
-                if first_denial:
-                    base["EscalatedAt"] = _iso(now)
-                base["Writes"] = json.dumps([_iso(t) for t in writes])
-                return base, Reservation(resource_id, False, len(writes), first_denial, last_actor)
-            writes.append(now)
-            base["Writes"] = json.dumps([_iso(t) for t in writes])
-            return base, Reservation(resource_id, True, len(writes), False, last_actor, slot=_iso(now))
-
-        return self._compare_and_swap(self.loop_table, pk, "writes", change)
-
-    def release_write(self, reservation: Reservation) -> None:
-        """Give back a slot whose write did not happen (nothing to change, conflict, failure)."""
-        if not reservation.allowed or not reservation.slot:
-            return
-        pk = _row(reservation.resource_id)
-        slot = _from_iso(reservation.slot)
-
-        def change(entity: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
-            if entity is None:
-                return None, None
-            writes = _times(entity)
-            if slot in writes:
-                writes.remove(slot)
-            updated = dict(entity)
-            updated["Writes"] = json.dumps([_iso(t) for t in writes])
-            return updated, None
-
-        self._compare_and_swap(self.loop_table, pk, "writes", change)
-
-    def loop_status(self, resource_id: str) -> tuple[list[datetime], datetime | None, Actor | None]:
-        """(recent write times, last escalation, last other writer) of one resource."""
-        entity = self._get(self.loop_table, _row(resource_id), "writes")
-        if entity is None:
-            return [], None, None
-        return (_times(entity), _from_iso(entity.get("EscalatedAt")),
-                Actor.from_json(_loads(entity.get("LastActor"))))
-
     def _get(self, table: str, pk: str, rk: str) -> dict[str, Any] | None:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
@@ -384,7 +290,8 @@ class State:
         except AzureError as exc:
             raise StateError(f"table {table}: read failed ({_why(exc)})") from exc
 
-    def _compare_and_swap(self, table: str, pk: str, rk: str, change: Any) -> Any:
+    # ---- compute index ---------------------------------------------------------------------------
+    def compare_and_swap(self, table: str, pk: str, rk: str, change: Any) -> Any:
         """Read-modify-write one entity with ETag concurrency, retrying when another instance won."""
         from azure.core import MatchConditions
         from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
@@ -409,7 +316,6 @@ class State:
                 raise StateError(f"table {table}: update failed ({_why(exc)})") from exc
         raise StateError(f"table {table}: entity {pk}/{rk} kept changing; gave up after {_CAS_ATTEMPTS} attempts")
 
-    # ---- compute index ---------------------------------------------------------------------------
     def index_populated(self) -> bool:
         """Whether a sweep (or a first event) has filled the index. The app never removes the
         marker, and asking costs a Table round trip on the way to every NSG event's fix, so a
@@ -607,13 +513,6 @@ def _sweep_entity(r: SweepRecord) -> dict[str, Any]:
             "Started": _iso(r.started) if r.started else "", "Finished": _iso(r.finished) if r.finished else "",
             "Progress": _clip(r.progress, 2048), "Resources": r.resources, "Findings": r.findings,
             "Error": _clip(r.error, 4096)}
-
-
-def _times(entity: dict[str, Any] | None) -> list[datetime]:
-    if not entity:
-        return []
-    values = _loads(entity.get("Writes")) or []
-    return [t for t in (_from_iso(v) for v in values) if t is not None]
 
 
 def _loads(text: Any) -> Any:

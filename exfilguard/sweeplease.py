@@ -67,7 +67,7 @@ class SweepLease:
             return {"PartitionKey": "lease", "RowKey": "sweep", "Holder": sweep_id, "Until": now + seconds}, \
                 (True, previous)
 
-        return self.state._compare_and_swap(self.table, "lease", "sweep", change)
+        return self.state.compare_and_swap(self.table, "lease", "sweep", change)
 
     def release(self, sweep_id: str) -> None:
         def change(e: dict | None) -> tuple[dict | None, None]:
@@ -75,7 +75,7 @@ class SweepLease:
                 return None, None
             return {"PartitionKey": "lease", "RowKey": "sweep", "Holder": "", "Until": 0.0}, None
 
-        self.state._compare_and_swap(self.table, "lease", "sweep", change)
+        self.state.compare_and_swap(self.table, "lease", "sweep", change)
 
 
 class CheckedVersions:

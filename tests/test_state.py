@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from exfilguard.app.settings import StorageSettings
-from exfilguard.state import Actor, AuditEntry, IndexedCompute, IndexedSubnet, State
+from exfilguard.state import AuditEntry, IndexedCompute, IndexedSubnet, State
 from tests.function_support import NSG_WEU, VNET_WEU, WS_WEU, azurite_connection
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -44,55 +43,6 @@ def test_audit_rows_round_trip_and_are_found_by_event_and_resource(state):
     assert len(got.detail) < 32_000 and got.detail.endswith("[40000 chars]")
     assert [r.event_id for r in state.audit_entries(resource_id=NSG_WEU.upper())] == ["e-1"]
     assert {r.event_id for r in state.audit_entries()} == {"e-1", "e-2"}
-
-
-def test_loop_guard_allows_n_then_escalates_once_per_window(state):
-    mallory = Actor(caller="Mallory", app_id="app-m", correlation_id="corr-m")
-    got = [state.reserve_write(NSG_WEU, max_writes=3, window=WINDOW, actor=mallory, now=T0 + timedelta(minutes=i))
-           for i in range(6)]
-    assert [r.allowed for r in got] == [True, True, True, False, False, False]
-    assert [r.escalate for r in got] == [False, False, False, True, False, False]
-    assert got[3].writes_in_window == 3 and got[3].actor.caller == "Mallory"
-    # The first write ages out of the window: one slot opens, and the next denial in a new window escalates again.
-    later = T0 + timedelta(minutes=10, seconds=30)
-    assert state.reserve_write(NSG_WEU, max_writes=3, window=WINDOW, now=later).allowed
-    denied = state.reserve_write(NSG_WEU, max_writes=3, window=WINDOW, now=later + timedelta(seconds=1))
-    assert not denied.allowed and not denied.escalate, "still within the window of the last escalation"
-    much_later = T0 + timedelta(minutes=13, seconds=30)
-    again = state.reserve_write(NSG_WEU, max_writes=3, window=WINDOW, now=much_later)
-    assert again.allowed  # writes at minutes 1 and 2 aged out
-
-
-def test_released_slot_is_given_back_and_other_resources_are_independent(state):
-    first = state.reserve_write(NSG_WEU, max_writes=1, window=WINDOW, now=T0)
-    assert first.allowed
-    denied = state.reserve_write(NSG_WEU, max_writes=1, window=WINDOW, now=T0)
-    assert not denied.allowed and denied.escalate
-    state.release_write(first)
-    assert state.reserve_write(NSG_WEU, max_writes=1, window=WINDOW, now=T0 + timedelta(seconds=1)).allowed
-    assert state.reserve_write(VNET_WEU, max_writes=1, window=WINDOW, now=T0).allowed
-    writes, escalated, actor = state.loop_status(NSG_WEU.upper())
-    assert len(writes) == 1 and escalated == T0 and actor is None
-
-
-def test_concurrent_instances_never_take_more_than_n_slots(state):
-    """Two app instances (separate clients) race for the same resource: ETags keep it at N."""
-    other = State(state.storage, prefix=state.prefix, queue_name=state.queue_name)
-    results = []
-    lock = threading.Lock()
-
-    def worker(s: State) -> None:
-        r = s.reserve_write(NSG_WEU, max_writes=3, window=WINDOW, now=T0)
-        with lock:
-            results.append(r)
-
-    threads = [threading.Thread(target=worker, args=(state if i % 2 else other,)) for i in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sum(r.allowed for r in results) == 3
-    assert sum(r.escalate for r in results) == 1
 
 
 def test_compute_index_answers_by_subnet_and_by_attachment(state):
