@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import ids
-from .state import State, StateError, _why
+from .state import State
 
 WINDOW = "EXFILGUARD_COALESCE_SECONDS"
 MAX_WAIT = "EXFILGUARD_COALESCE_MAX_SECONDS"
@@ -52,7 +52,6 @@ DEFAULT_MAX_WAIT_S = 6.0
 DEFAULT_SETTLE_S = 0.0
 CLOCK_MARGIN_S = 1.0  # event times are ARM's clock, ours may differ a little: count as covered only past this
 LEASE_MARGIN_S = 120.0  # how long past its waiting an owner may take to evaluate before others take over
-_CAS_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -249,28 +248,8 @@ class Coalescer:
         return self._cas(pk, change)
 
     def _cas(self, pk: str, change: Callable[[dict | None], tuple[dict | None, Any]]) -> Any:
-        from azure.core import MatchConditions
-        from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
-        from azure.data.tables import UpdateMode
-
-        client = self.state._table(self.table)
-        for _ in range(_CAS_ATTEMPTS):
-            current = self.state._get(self.table, pk, "closure")
-            new, result = change(current)
-            if new is None:
-                return result
-            try:
-                if current is None:
-                    client.create_entity(new)
-                else:
-                    client.update_entity(new, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
-                                         match_condition=MatchConditions.IfNotModified)
-                return result
-            except (ResourceModifiedError, ResourceExistsError):
-                continue
-            except AzureError as exc:
-                raise StateError(f"table {self.table}: update failed ({_why(exc)})") from exc
-        raise StateError(f"table {self.table}: closure {pk} kept changing; gave up after {_CAS_ATTEMPTS} attempts")
+        """One read-modify-write of the closure's entity, ETag-guarded (the state's own)."""
+        return self.state.compare_and_swap(self.table, pk, "closure", change)
 
 
 _last_join: list[float] = []
