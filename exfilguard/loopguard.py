@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import ids
+from .state import from_iso
 
 _CAS_ATTEMPTS = 12
 ROW = "guard"
@@ -45,15 +46,6 @@ HELD = "held"
 
 def _iso(value: datetime | None) -> str:
     return value.astimezone(UTC).isoformat() if value else ""
-
-
-def _time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str) and value:
-        parsed = datetime.fromisoformat(value)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
 
 
 def partition(resource_id: str) -> str:
@@ -88,7 +80,7 @@ class Writer:
             return None
         return cls(caller=data.get("caller", ""), app_id=data.get("appId", ""), object_id=data.get("objectId", ""),
                    operation=data.get("operation", ""), event_id=data.get("eventId", ""),
-                   correlation_id=data.get("correlationId", ""), time=_time(data.get("time")))
+                   correlation_id=data.get("correlationId", ""), time=from_iso(data.get("time")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +127,9 @@ class Record:
     def from_entity(cls, e: dict[str, Any]) -> Record:
         writer_text = e.get("Writer") or ""
         return cls(resource_id=e.get("ResourceId", ""),
-                   writes=tuple(t for t in (_time(v) for v in json.loads(e.get("Writes") or "[]")) if t),
-                   backoffs=int(e.get("Backoffs") or 0), resume_at=_time(e.get("ResumeAt")),
-                   held_at=_time(e.get("HeldAt")), last_write=_time(e.get("LastWrite")),
+                   writes=tuple(t for t in (from_iso(v) for v in json.loads(e.get("Writes") or "[]")) if t),
+                   backoffs=int(e.get("Backoffs") or 0), resume_at=from_iso(e.get("ResumeAt")),
+                   held_at=from_iso(e.get("HeldAt")), last_write=from_iso(e.get("LastWrite")),
                    writer=Writer.from_json(json.loads(writer_text)) if writer_text else None,
                    total_writes=int(e.get("TotalWrites") or 0))
 

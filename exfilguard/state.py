@@ -66,7 +66,8 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
-def _from_iso(value: Any) -> datetime | None:
+def from_iso(value: Any) -> datetime | None:
+    """A stored time (an ISO string, or a datetime the table SDK decoded) in UTC; None when absent."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str) and value:
@@ -123,7 +124,7 @@ class AuditEntry:
                    event_id=e.get("EventId", ""), correlation_id=e.get("CorrelationId", ""),
                    event_type=e.get("EventType", ""), operation=e.get("Operation", ""), actor=e.get("Actor", ""),
                    outcome=e.get("Outcome", ""), detail=e.get("Detail", ""), findings=findings,
-                   time=_from_iso(e.get("Time")) or _now())
+                   time=from_iso(e.get("Time")) or _now())
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,8 +435,8 @@ class State:
         if e is None:
             return None
         return SweepRecord(sweep_id=sweep_id, state=e.get("State", ""), trigger=e.get("Trigger", ""),
-                           remediate=bool(e.get("Remediate")), requested=_from_iso(e.get("Requested")) or _now(),
-                           started=_from_iso(e.get("Started")), finished=_from_iso(e.get("Finished")),
+                           remediate=bool(e.get("Remediate")), requested=from_iso(e.get("Requested")) or _now(),
+                           started=from_iso(e.get("Started")), finished=from_iso(e.get("Finished")),
                            progress=e.get("Progress", ""), resources=int(e.get("Resources") or 0),
                            findings=int(e.get("Findings") or 0), error=e.get("Error", ""))
 
