@@ -109,6 +109,15 @@ def claims(who: dict[str, str]) -> dict[str, str]:
 OWN = {"appid": OWN_CLIENT_ID, "oid": OWN_OBJECT_ID}
 
 
+def drift(app, nsg_id: str = NSG_WEU) -> None:
+    """Someone deletes the deny-internet rule from the NSG (in the emulator, as ARM would hold it)."""
+    body = app.emulator.get_body(nsg_id)
+    body["properties"]["securityRules"] = [r for r in body["properties"]["securityRules"]
+                                           if r["name"] != "deny-internet-out"]
+    body["properties"].pop("defaultSecurityRules", None)
+    app.emulator.set_body(nsg_id, body)
+
+
 def resource_event(operation: str, resource_uri: str, *, who: dict[str, str] | None = None,
                    event_type: str = "Microsoft.Resources.ResourceWriteSuccess",
                    event_id: str | None = None) -> dict:

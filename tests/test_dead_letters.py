@@ -18,18 +18,10 @@ import pytest
 from azure.functions.timer import TimerRequest
 from azure.storage.blob import BlobServiceClient
 
-from tests.function_support import NSG_WEU, REPO, azurite_connection, resource_event, running_app, sample
+from tests.function_support import NSG_WEU, REPO, azurite_connection, drift, resource_event, running_app, sample
 
 RULE_OP = "Microsoft.Network/networkSecurityGroups/securityRules/delete"
 DENY_RULE = "exfilguard-deny-internet-outbound"
-
-
-def _drift(app) -> None:
-    body = app.emulator.get_body(NSG_WEU)
-    body["properties"]["securityRules"] = [r for r in body["properties"]["securityRules"]
-                                           if r["name"] != "deny-internet-out"]
-    body["properties"].pop("defaultSecurityRules", None)
-    app.emulator.set_body(NSG_WEU, body)
 
 
 def _dead_lettered(event: dict) -> list[dict]:
@@ -68,7 +60,7 @@ def _replay(app) -> None:
 def test_a_dead_lettered_event_is_replayed_audited_and_deleted(monkeypatch, box):
     with running_app(monkeypatch, sample("compliant-subscription.json"), EXFILGUARD_DEADLETTER_CONTAINER=box) as app:
         app.timer()
-        _drift(app)
+        drift(app)
         event = resource_event(RULE_OP, f"{NSG_WEU}/securityRules/deny-internet-out",
                                event_type="Microsoft.Resources.ResourceDeleteSuccess")
         eg = resource_event(RULE_OP, f"{NSG_WEU}/securityRules/x")
@@ -137,7 +129,7 @@ def _cli(app, *args: str) -> subprocess.CompletedProcess:
 def test_replay_cli_runs_a_saved_event_through_the_event_path(monkeypatch, tmp_path, box):
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:
         app.timer()
-        _drift(app)
+        drift(app)
         event = resource_event(RULE_OP, f"{NSG_WEU}/securityRules/deny-internet-out",
                                event_type="Microsoft.Resources.ResourceDeleteSuccess")
         saved = tmp_path / "event.json"

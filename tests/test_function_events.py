@@ -26,6 +26,7 @@ from tests.function_support import (
     VNET_WEU,
     WS_WEU,
     as_delivered,
+    drift,
     resource_event,
     running_app,
     sample,
@@ -96,15 +97,6 @@ def test_every_published_sample_is_mapped_or_dropped_on_purpose(monkeypatch):
             f"{name}: expected {decision} ({reason}), audited {[(r.decision, r.outcome, r.detail) for r in got]}"
 
 
-def _drift(app) -> None:
-    """Someone deletes the deny-internet rule from the West Europe NSG."""
-    body = app.emulator.get_body(NSG_WEU)
-    body["properties"]["securityRules"] = [r for r in body["properties"]["securityRules"]
-                                           if r["name"] != "deny-internet-out"]
-    body["properties"].pop("defaultSecurityRules", None)
-    app.emulator.set_body(NSG_WEU, body)
-
-
 def _prime_index(app) -> None:
     """A sweep fills the compute index (as the nightly timer does); nothing to fix yet."""
     app.timer()
@@ -115,7 +107,7 @@ def _prime_index(app) -> None:
 def test_drift_is_fixed_within_the_read_budget_audited_and_own_event_ignored(monkeypatch):
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:
         _prime_index(app)
-        _drift(app)
+        drift(app)
         event = resource_event("Microsoft.Network/networkSecurityGroups/securityRules/delete",
                                f"{NSG_WEU}/securityRules/deny-internet-out",
                                event_type="Microsoft.Resources.ResourceDeleteSuccess")
@@ -154,7 +146,7 @@ def test_a_second_drift_is_fixed_again_while_the_unchanged_neighbours_views_are_
         _prime_index(app)
         views = app.services.views
         for n in (1, 2):
-            _drift(app)
+            drift(app)
             hits = views.hits
             app.deliver(resource_event(RULE_OP, f"{NSG_WEU}/securityRules/deny-internet-out"))
             fixed = app.emulator.get_body(NSG_WEU)
@@ -175,7 +167,7 @@ def _restore_without_the_fix(app) -> None:
 def test_event_delivered_as_cloudevent_is_handled_the_same(monkeypatch):
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:
         _prime_index(app)
-        _drift(app)
+        drift(app)
         eg = resource_event(RULE_OP, f"{NSG_WEU}/securityRules/allow-storage-any-region")
         cloud = {"specversion": "1.0", "id": eg["id"], "source": eg["topic"], "subject": eg["subject"],
                  "type": eg["eventType"], "time": eg["eventTime"], "data": eg["data"]}
@@ -189,7 +181,7 @@ def test_event_delivered_as_cloudevent_is_handled_the_same(monkeypatch):
 def test_loop_guard_allows_n_writes_then_backs_off_once_naming_the_other_writer(monkeypatch):
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:
         _prime_index(app)
-        _drift(app)
+        drift(app)
         drifted = app.emulator.get_body(NSG_WEU)
 
         def revert(resource_id, body):
@@ -219,7 +211,7 @@ def test_loop_guard_allows_n_writes_then_backs_off_once_naming_the_other_writer(
 def test_loop_guard_limit_comes_from_the_settings(monkeypatch):
     with running_app(monkeypatch, sample("compliant-subscription.json"), EXFILGUARD_LOOP_MAX_WRITES="1") as app:
         _prime_index(app)
-        _drift(app)
+        drift(app)
         drifted = app.emulator.get_body(NSG_WEU)
         app.emulator.on_write(lambda rid, body: app.emulator.set_body(NSG_WEU, copy.deepcopy(drifted))
                               if body is not None else None)
@@ -250,14 +242,14 @@ def test_irrelevant_events_make_no_arm_request(monkeypatch):
 
 def test_first_event_with_an_empty_index_lists_computes_once_and_remembers_them(monkeypatch):
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:
-        _drift(app)
+        drift(app)
         app.deliver(resource_event(RULE_OP, f"{NSG_WEU}/securityRules/x"))
         lists = [r for r in app.emulator.records(kind="read") if r.path.lower().endswith(("/workspaces", "/computes"))]
         assert lists, "an empty index must be filled by listing the computes"
         assert len(app.emulator.writes()) == 1
         assert app.state.index_populated()
         app.emulator.reset_log()
-        _drift(app)
+        drift(app)
         app.deliver(resource_event(RULE_OP, f"{NSG_WEU}/securityRules/x"))
         assert len(app.emulator.records(kind="read")) == 3
 
@@ -320,7 +312,7 @@ def test_transient_arm_failure_is_raised_so_event_grid_redelivers(monkeypatch):
 def test_arn_event_for_a_guarded_nsg_is_evaluated_like_a_resources_event(monkeypatch):
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:
         _prime_index(app)
-        _drift(app)
+        drift(app)
         arn = json.loads((EVENTGRID_FIXTURES / "spec_ResourceNotifications_CreatedOrUpdated.cloudevents-schema.json")
                          .read_text())
         arn["id"] = "arn-nsg-1"

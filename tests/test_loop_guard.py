@@ -23,6 +23,7 @@ from tests.function_support import (
     NSG_WEU,
     OWN,
     SUB,
+    drift,
     resource_event,
     running_app,
     sample,
@@ -123,14 +124,6 @@ def test_any_schedule_of_needed_fixes_is_bounded(gaps, max_writes, window, max_b
 
 # --- a day of fighting, through the Function app ------------------------------------------------
 
-def _drift(app) -> None:
-    body = app.emulator.get_body(NSG_WEU)
-    body["properties"]["securityRules"] = [r for r in body["properties"]["securityRules"]
-                                           if r["name"] != "deny-internet-out"]
-    body["properties"].pop("defaultSecurityRules", None)
-    app.emulator.set_body(NSG_WEU, body)
-
-
 def _release(app, resource_id: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
     req = func.HttpRequest("POST", "http://localhost:7071/api/loopguard/release",
                            headers={"Content-Type": "application/json", **(headers or {})},
@@ -146,7 +139,7 @@ def test_a_persistent_second_writer_for_24_hours_costs_at_most_6_writes_and_2_es
         app.services.clock = clock
         app.timer()  # fills the compute index; nothing to fix yet
         assert app.emulator.writes() == []
-        _drift(app)
+        drift(app)
         drifted = app.emulator.get_body(NSG_WEU)
 
         def revert(resource_id, body):

@@ -19,18 +19,10 @@ from exfilguard import ids
 from exfilguard.state import StateError
 from tests.alerts_support.receivers import Reply
 from tests.alerts_support.smtp_server import LoopbackSmtp
-from tests.function_support import NSG_WEU, resource_event, running_app, sample
+from tests.function_support import NSG_WEU, drift, resource_event, running_app, sample
 
 RULE_OP = "Microsoft.Network/networkSecurityGroups/securityRules/write"
 DENY_RULE = "exfilguard-deny-internet-outbound"
-
-
-def _drift(app) -> None:
-    body = app.emulator.get_body(NSG_WEU)
-    body["properties"]["securityRules"] = [r for r in body["properties"]["securityRules"]
-                                           if r["name"] != "deny-internet-out"]
-    body["properties"].pop("defaultSecurityRules", None)
-    app.emulator.set_body(NSG_WEU, body)
 
 
 def _prime(app) -> None:
@@ -80,7 +72,7 @@ def test_a_transient_token_failure_is_raised_so_event_grid_redelivers(monkeypatc
 
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:
         _prime(app)
-        _drift(app)
+        drift(app)
         _tokens_requested_on_loopback(monkeypatch)
         app.services._credential = _NoToken()
         event = resource_event(RULE_OP, f"{NSG_WEU}/securityRules/x")
@@ -98,7 +90,7 @@ def test_a_transient_token_failure_is_raised_so_event_grid_redelivers(monkeypatc
 def test_a_clear_401_from_arm_is_permanent_audited_not_raised(monkeypatch):
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:
         _prime(app)
-        _drift(app)
+        drift(app)
         app.emulator.add_fault(401, method="GET", path="nsg-ml-westeurope")
         event = resource_event(RULE_OP, f"{NSG_WEU}/securityRules/x")
         app.deliver(event)  # returns: redelivering cannot change ARM's verdict on the identity
@@ -112,7 +104,7 @@ def test_a_fix_whose_audit_failed_is_audited_and_alerted_on_redelivery(monkeypat
 
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:
         _prime(app)
-        _drift(app)
+        drift(app)
         real_audit = State.audit
         failed = []
 
@@ -153,7 +145,7 @@ def test_an_intent_whose_write_never_landed_is_not_claimed_as_a_fix(monkeypatch)
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:
         _prime(app)
         compliant = app.emulator.get_body(NSG_WEU)
-        _drift(app)
+        drift(app)
         app.emulator.add_fault(503, method="PUT", path="nsg-ml-westeurope", retry_after=0.01)
         event = resource_event(RULE_OP, f"{NSG_WEU}/securityRules/x")
         from exfilguard.state import State
@@ -187,7 +179,7 @@ def test_a_teams_outage_is_retried_within_minutes_and_the_channel_check_falls_ba
             EXFILGUARD_EMAIL_TO="secops@contoso.example") as app:
         _prime(app)
         app.teams.default = Reply(503, {"Retry-After": "0"})
-        _drift(app)
+        drift(app)
         event = resource_event(RULE_OP, f"{NSG_WEU}/securityRules/x")
         app.deliver(event)
         assert "fixed" in [r.decision for r in app.audit(event["id"])]
