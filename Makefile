@@ -40,7 +40,7 @@ lock: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/exfilguard rules --format markdown > docs/rules.md
-	$(BIN)/python -m exfilguard.roles --update docs/deploy.md
+	$(BIN)/python -m exfilguard.cli.roles --update docs/deploy.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

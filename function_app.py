@@ -31,7 +31,7 @@ import logging
 
 import azure.functions as func
 
-from exfilguard import telemetry
+from exfilguard.adapters import telemetry
 from exfilguard.app import deadletter, event_handler, http_api, loopguard_api, report_page, sweep, upkeep
 from exfilguard.app import settings as app_settings
 from exfilguard.app.runtime import Services, services

@@ -2,7 +2,7 @@
 
 One decision is what the Event Grid handler does before it writes anything: parse the event
 (as the Python worker delivers it, ``func.EventGridEvent``), route it, check it is not
-ExfilGuard's own write, read the closure through :class:`exfilguard.app.closure.ClosureReader`,
+ExfilGuard's own write, read the closure through :class:`exfilguard.flows.closure.ClosureReader`,
 build the picture, evaluate around the changed resource and plan the fixes. The ARM client
 and the Table-storage compute index are replaced by in-memory stand-ins with the same
 methods, so what is measured is ExfilGuard's own work: no HTTP, no writes, no audit rows.
@@ -26,20 +26,21 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from exfilguard import engine, events, ids
-from exfilguard.app.closure import ClosureReader
+from exfilguard.adapters import eventgrid as events
+from exfilguard.adapters.state import IndexedCompute, IndexedSubnet
 from exfilguard.app.sweep import index_rows
-from exfilguard.config import Config
-from exfilguard.picture import build
-from exfilguard.state import IndexedCompute, IndexedSubnet
-from exfilguard.viewcache import ViewCache
+from exfilguard.core import engine, ids
+from exfilguard.core.config import Config
+from exfilguard.core.picture import build
+from exfilguard.core.viewcache import ViewCache
+from exfilguard.flows.closure import ClosureReader
 
 from . import generate
 from .common import OWN_CLIENT_ID, OWN_OBJECT_ID, RULE_WRITE, SUB, delivered, resource_event
 
 
 class MemoryArm:
-    """The read side of :class:`exfilguard.sources.arm.ArmClient` over ARM bodies in memory.
+    """The read side of :class:`exfilguard.adapters.arm.ArmClient` over ARM bodies in memory.
 
     Two things keep it honest about what a real read returns. A real client hands out freshly
     decoded JSON on every GET, so nothing the product keeps can be the very object it reads
@@ -107,7 +108,7 @@ def _after_rule_write(nsg: dict[str, Any], rule_name: str, n: int) -> None:
 
 
 class MemoryIndex:
-    """The compute-index methods of :class:`exfilguard.state.State` over dicts, filled the way a
+    """The compute-index methods of :class:`exfilguard.adapters.state.State` over dicts, filled the way a
     sweep fills the Table (``exfilguard.app.sweep.index_rows``)."""
 
     def __init__(self, computes: Iterable[IndexedCompute], subnets: Iterable[IndexedSubnet]) -> None:

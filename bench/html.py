@@ -19,9 +19,10 @@ import statistics
 import time
 from typing import Any
 
-from exfilguard import engine, report
-from exfilguard.config import Config
-from exfilguard.htmlreport import evaluate_with_paths, render
+from exfilguard.core import engine
+from exfilguard.core.config import Config
+from exfilguard.render import report
+from exfilguard.render.html import evaluate_with_paths, render
 
 from . import generate
 

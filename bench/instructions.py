@@ -25,9 +25,9 @@ from .common import REPO
 def _work(rounds: int) -> None:
     """The setup of :func:`bench.engine.measure`, then ``rounds`` rounds of its events."""
     from exfilguard.app.sweep import index_rows
-    from exfilguard.config import Config
-    from exfilguard.picture import build
-    from exfilguard.viewcache import ViewCache
+    from exfilguard.core.config import Config
+    from exfilguard.core.picture import build
+    from exfilguard.core.viewcache import ViewCache
 
     from . import engine, generate
 

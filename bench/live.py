@@ -1,5 +1,5 @@
 """Measurements through the real Function app: ``function_app.app.get_functions()``, the ARM
-emulator on loopback and Azurite for state, exactly as ``tests/test_function_events.py``
+emulator on loopback and Azurite for state, exactly as ``tests/app/test_function_events.py``
 drives them.
 
 - ``arm_requests_per_event``: for each event kind, a drift that needs a fix, one event, and
@@ -252,7 +252,7 @@ class Remediation:
 def _write_confirmations() -> Iterator[list[float]]:
     """When each ``ArmClient.put`` returns (the write landed and its operation was seen to
     succeed): a timestamp taken around the product's method, which is otherwise untouched."""
-    from exfilguard.sources.arm import ArmClient
+    from exfilguard.adapters.arm import ArmClient
 
     seen: list[float] = []
     put = ArmClient.put

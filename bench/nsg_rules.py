@@ -73,7 +73,7 @@ def _command(path: Path) -> list[str]:
     script = Path(sys.executable).with_name("exfilguard")
     if script.exists():
         return [str(script), "scan", "--snapshot", str(path)]
-    return [sys.executable, "-c", "import sys; from exfilguard.cli import main; sys.exit(main())", "scan",
+    return [sys.executable, "-c", "import sys; from exfilguard.cli.main import main; sys.exit(main())", "scan",
             "--snapshot", str(path)]
 
 

@@ -45,7 +45,7 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "html_report_ratio": ("<=", 2.0, ""),
     "cold_first_decision_s": ("<=", 0.6, "s"),
 }
-READ_BUDGET = 20.0  # the default reads per second of one instance (exfilguard.budget)
+READ_BUDGET = 20.0  # the default reads per second of one instance (exfilguard.adapters.budget)
 RULE_BUDGET = {"reads": 3, "writes": 1}
 
 

@@ -2,7 +2,7 @@
 
 Run in a process of its own per size (``bench.run`` does), so one size's heap does not tax
 the next. The snapshot is generated (``bench.generate``), written to a temporary file and
-read back with the product's own reader (``exfilguard.sources.snapshot.read``): that read
+read back with the product's own reader (``exfilguard.adapters.snapshot.read``): that read
 is timed separately. The whole evaluation is what every entrance does after reading:
 ``picture.build`` from the parsed ARM bodies, ``engine.evaluate`` (every rule) and
 ``engine.plan`` (the fixes remediate mode would write), as the CLI's scan runs them:
@@ -22,9 +22,9 @@ import tempfile
 import time
 from typing import Any
 
-from exfilguard import engine
-from exfilguard.config import Config
-from exfilguard.sources import snapshot
+from exfilguard.adapters import snapshot
+from exfilguard.core import engine
+from exfilguard.core.config import Config
 
 from . import generate
 

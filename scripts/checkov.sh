@@ -2,7 +2,7 @@
 # Scan infra/ with checkov (Bicep) and print passed/failed/skipped/parse-error counts.
 # Fails on a failed check, a suppression without a reason, or a Bicep parse error (which checkov
 # itself reports only in parsing_errors, exiting 0). `make test` runs the same checks through
-# tests/test_infra.py; this script is for a quick look. Needs `make checkov` first.
+# tests/project/test_infra.py; this script is for a quick look. Needs `make checkov` first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec .venv/bin/python - <<'PY'

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from exfilguard.sources.arm import ArmClient
+from exfilguard.adapters.arm import ArmClient
 from tests.armemu import ArmEmulator
 from tests.armemu.app import ArmApp
 from tests.armemu.ids import parse as parse_path

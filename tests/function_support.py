@@ -65,9 +65,9 @@ def sample(name: str) -> list[dict]:
 
 def snapshot_scan(bodies: list[dict], tmp_path: Path, config: Any = None) -> list[dict]:
     """``exfilguard scan --snapshot`` on these bodies: its findings as report JSON, sorted."""
-    from exfilguard.config import Config
-    from exfilguard.engine import evaluate
-    from exfilguard.sources import snapshot as snapshot_mod
+    from exfilguard.adapters import snapshot as snapshot_mod
+    from exfilguard.core.config import Config
+    from exfilguard.core.engine import evaluate
 
     path = tmp_path / "snapshot.json"
     path.write_text(json.dumps(bodies))

@@ -7,12 +7,12 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from exfilguard import ids
-from exfilguard.config import Config
-from exfilguard.engine import Evaluation, evaluate
-from exfilguard.findings import Finding
-from exfilguard.fixes import apply_edits
-from exfilguard.picture import build
+from exfilguard.core import ids
+from exfilguard.core.config import Config
+from exfilguard.core.engine import Evaluation, evaluate
+from exfilguard.core.findings import Finding
+from exfilguard.core.fixes import apply_edits
+from exfilguard.core.picture import build
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"  # fixtures copied in, with their sources (tests/data/SOURCES.md)

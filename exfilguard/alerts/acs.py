@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from .delivery import DeliveryError
+from exfilguard.alerts.delivery import DeliveryError
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from .content import Content, Fact, Group, Line, Section, clip
+from exfilguard.alerts.content import Content, Fact, Group, Line, Section, clip
 
 CARD_SCHEMA_URL = "http://adaptivecards.io/schemas/adaptive-card.json"
 CARD_VERSION = "1.5"

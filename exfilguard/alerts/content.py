@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
-from ..findings import Severity
-from . import guidance
-from .model import (
+from exfilguard.alerts import guidance
+from exfilguard.alerts.message import (
     ActionKind,
     ActiveExemption,
     Alert,
@@ -25,6 +24,7 @@ from .model import (
     TestAlert,
     format_time,
 )
+from exfilguard.core.findings import Severity
 
 # A tone is a colour family every renderer knows: Adaptive Card colours / container styles,
 # and the HTML palette in mail.py.

@@ -23,10 +23,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ..findings import Finding, Severity
-from . import content as c
-from .cards import teams_payload
-from .delivery import (
+from exfilguard.alerts import content as c
+from exfilguard.alerts.cards import teams_payload
+from exfilguard.alerts.delivery import (
     EXEMPT,
     FAILED,
     NO_CHANNEL,
@@ -37,9 +36,9 @@ from .delivery import (
     DeliveryOutcome,
     new_delivery_id,
 )
-from .ledger import AlertLedger, OpenAlert, normalise_scope, refreshed
-from .mail import email_payload
-from .model import (
+from exfilguard.alerts.ledger import AlertLedger, OpenAlert, normalise_scope, refreshed
+from exfilguard.alerts.mail import email_payload
+from exfilguard.alerts.message import (
     ActionKind,
     ActiveExemption,
     Alert,
@@ -49,7 +48,8 @@ from .model import (
     ResourceFacts,
     TestAlert,
 )
-from .settings import AlertSettings
+from exfilguard.alerts.settings import AlertSettings
+from exfilguard.core.findings import Finding, Severity
 
 log = logging.getLogger("exfilguard.alerts")
 
@@ -188,17 +188,17 @@ class Dispatcher:
         only = set(channels) if channels is not None else {"teams", "email"}
         teams = email = None
         if settings.teams_webhook_url and "teams" in only:
-            from .teams import TeamsSender
+            from exfilguard.alerts.teams import TeamsSender
 
             teams = TeamsSender(str(settings.teams_webhook_url))
         if settings.email_channel == "smtp" and "email" in only:
-            from .smtp import SmtpSender
+            from exfilguard.alerts.smtp import SmtpSender
 
             email = SmtpSender(settings.smtp_host, settings.smtp_port, sender=settings.email_sender,
                                username=settings.smtp_username, password=str(settings.smtp_password or ""),
                                starttls=settings.smtp_starttls)
         elif settings.email_channel == "acs" and "email" in only:
-            from .acs import AcsEmailSender
+            from exfilguard.alerts.acs import AcsEmailSender
 
             email = AcsEmailSender(settings.acs_endpoint, sender=settings.email_sender, credential=credential)
         return cls(

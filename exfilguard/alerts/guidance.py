@@ -1,13 +1,13 @@
 """Words a person needs next to a rule ID: where Microsoft explains it, and what to do.
 
-A rule's article and manual step come from the rule catalog (``exfilguard.catalog``), so the
+A rule's article and manual step come from the rule catalog (``exfilguard.core.catalog``), so the
 card, the email, the preview, SARIF and docs/rules.md never disagree; a rule without a written
 step gets a sensible default instead of an empty "next step".
 """
 
 from __future__ import annotations
 
-from ..catalog import GUIDE_EXFIL, guidance_url, manual_step
+from exfilguard.core.catalog import GUIDE_EXFIL, guidance_url, manual_step
 
 __all__ = ["GUIDE_EXFIL", "friendly_type", "guidance_url", "next_step"]
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from ..findings import Severity
-from ..ids import key as id_key
-from .delivery import Delivery
+from exfilguard.alerts.delivery import Delivery
+from exfilguard.core.findings import Severity
+from exfilguard.core.ids import key as id_key
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from .content import Content, Fact, Group, Line, Section
+from exfilguard.alerts.content import Content, Fact, Group, Line, Section
 
 BADGE_COLOURS = {
     "CRITICAL": "#a4262c",

@@ -12,10 +12,10 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cards import encode, teams_payload
-from .content import Content, alert_content, digest_content
-from .mail import badge_colour, render_html_card, render_text
-from .model import Alert
+from exfilguard.alerts.cards import encode, teams_payload
+from exfilguard.alerts.content import Content, alert_content, digest_content
+from exfilguard.alerts.mail import badge_colour, render_html_card, render_text
+from exfilguard.alerts.message import Alert
 
 _PAGE_CSS = """
 body{margin:0;background:#f3f2f1;font-family:'Segoe UI',-apple-system,Roboto,'Helvetica Neue',Arial,sans-serif;

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ..findings import Severity
+from exfilguard.core.findings import Severity
 
 PREFIX = "EXFILGUARD_"
 TEAMS_WEBHOOK_URL = "EXFILGUARD_TEAMS_WEBHOOK_URL"

@@ -11,8 +11,8 @@ import smtplib
 import ssl
 from typing import Any
 
-from .delivery import DeliveryError
-from .mail import build_mime
+from exfilguard.alerts.delivery import DeliveryError
+from exfilguard.alerts.mail import build_mime
 
 log = logging.getLogger("exfilguard.alerts.smtp")
 

@@ -23,9 +23,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..findings import Severity
-from .delivery import Delivery
-from .ledger import EPOCH, OpenAlert, in_scope, normalise_scope, subscription_of
+from exfilguard.alerts.delivery import Delivery
+from exfilguard.alerts.ledger import EPOCH, OpenAlert, in_scope, normalise_scope, subscription_of
+from exfilguard.core.findings import Severity
 
 DEFAULT_TABLE = "exfilguardalerts"
 PENDING = "pending"

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from .cards import encode
-from .delivery import DeliveryError
-from .pacing import MinimumSpacing, Sleep, backoff_delay, retry_after_seconds
+from exfilguard.alerts.cards import encode
+from exfilguard.alerts.delivery import DeliveryError
+from exfilguard.alerts.pacing import MinimumSpacing, Sleep, backoff_delay, retry_after_seconds
 
 log = logging.getLogger("exfilguard.alerts.teams")
 

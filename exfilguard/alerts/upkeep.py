@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .content import Content, Fact, Line, Section
-from .delivery import FAILED, SENT, DeliveryOutcome
-from .mail import email_payload
+from exfilguard.alerts.content import Content, Fact, Line, Section
+from exfilguard.alerts.delivery import FAILED, SENT, DeliveryOutcome
+from exfilguard.alerts.mail import email_payload
 
 log = logging.getLogger("exfilguard.alerts")
 
@@ -83,9 +83,9 @@ def _fallback_content(error: str, waiting: list[Any], now: datetime) -> Content:
 
 def check_channels(dispatcher: Any, *, clock: Any = None) -> ChannelCheck:
     """Post a check message to Teams; on failure, say so by email (when email is configured)."""
-    from .cards import teams_payload
-    from .content import test_content
-    from .model import TestAlert
+    from exfilguard.alerts.cards import teams_payload
+    from exfilguard.alerts.content import test_content
+    from exfilguard.alerts.message import TestAlert
 
     now = (clock or (lambda: datetime.now(UTC)))()
     out = ChannelCheck()
@@ -129,7 +129,7 @@ def notify_operators(dispatcher: Any, *, title: str, summary: str, facts: tuple[
                      what_to_do: str) -> list[DeliveryOutcome]:
     """A one-off operational message (a poison dead letter) through every configured channel;
     not queued for retry: the audit row is the lasting record."""
-    from .cards import teams_payload
+    from exfilguard.alerts.cards import teams_payload
 
     now = datetime.now(UTC)
     content = Content(kind="operations", badge="ESCALATION", tone="attention", title=title,

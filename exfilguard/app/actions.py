@@ -1,11 +1,11 @@
 """What ExfilGuard does about an evaluation, the same for an event, an HTTP call and a sweep.
 
 1. Plan the fixes the mode allows (``engine.plan``), one write per resource.
-2. Ask the loop guard (:mod:`exfilguard.loopguard`) for each write. Past N writes to one
+2. Ask the loop guard (:mod:`exfilguard.adapters.loopguard`) for each write. Past N writes to one
    resource in the window it backs off (doubling pauses), then holds the resource until a
    person releases it, with at most two escalations naming the other writer: two automations
    reverting each other forever would burn ARM quota and hide the real problem.
-3. Write through :func:`exfilguard.writer.apply_change` (If-Match, re-plan on 412).
+3. Write through :func:`exfilguard.adapters.writer.apply_change` (If-Match, re-plan on 412).
 4. Alert about what is still wrong (alert-only rules, audit mode, failed or blocked fixes)
    and about what was fixed, so the person whose change was reverted learns why.
 5. Audit every write, block and escalation.
@@ -20,15 +20,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import engine, ids, telemetry
-from ..engine import Evaluation
-from ..events import ChangeEvent
-from ..findings import Finding
-from ..fixes import PlannedChange
-from ..loopguard import Decision, Writer
-from ..picture import Picture
-from ..state import AuditEntry
-from .runtime import Services
+from exfilguard.adapters import telemetry
+from exfilguard.adapters.eventgrid import ChangeEvent
+from exfilguard.adapters.loopguard import Decision, Writer
+from exfilguard.adapters.state import AuditEntry
+from exfilguard.app.runtime import Services
+from exfilguard.core import engine, ids
+from exfilguard.core.engine import Evaluation
+from exfilguard.core.findings import Finding
+from exfilguard.core.fixes import PlannedChange
+from exfilguard.core.picture import Picture
 
 log = telemetry.get_logger("exfilguard.actions")
 
@@ -101,8 +102,8 @@ def findings_json(findings: tuple[Finding, ...] | list[Finding]) -> tuple[dict, 
 
 def act(inv: Invocation, bodies: list[dict], evaluation: Evaluation, picture: Picture) -> Actions:
     """Steps 1-5 of the module docstring for one evaluation."""
-    from ..live import body_index, replanner, write_order
-    from ..writer import apply_change, planned
+    from exfilguard.adapters.writer import apply_change, planned
+    from exfilguard.flows.live import body_index, replanner, write_order
 
     cfg = inv.services.settings.config
     out = Actions()
@@ -155,7 +156,7 @@ def act(inv: Invocation, bodies: list[dict], evaluation: Evaluation, picture: Pi
 def _watch_exemptions(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actions) -> list[Any]:
     """Alert on exemption tags that appeared or changed (every mode); the ones in force, for
     the sweep digest. A failure here is audited and the run goes on: it must not undo fixes."""
-    from . import exemption_watch
+    from exfilguard.flows import exemption_watch
 
     sweep = inv.trigger in ("sweep", "timer")
     complete = sweep and not any(n.kind == "read-error" for n in evaluation.notices)
@@ -174,15 +175,15 @@ def _intents(inv: Invocation) -> Any:
     """The intent store for event runs (only an event is redelivered); None otherwise."""
     if inv.event is None or not inv.event.event_id:
         return None
-    from ..intents import IntentStore
+    from exfilguard.adapters.intents import IntentStore
 
     return IntentStore(inv.services.state)
 
 
 def _record_intent(intents: Any, inv: Invocation, change: PlannedChange, body: dict | None,
                    evaluation: Evaluation) -> None:
-    from ..intents import Intent, edits_json, finding_record
-    from ..writer import planned
+    from exfilguard.adapters.intents import Intent, edits_json, finding_record
+    from exfilguard.adapters.writer import planned
 
     assert inv.event is not None
     k = ids.key(change.target_id)
@@ -226,7 +227,7 @@ RELEASE_HOW = ("POST /api/loopguard/release with {\"resourceId\": \"<ID>\"} (fun
 
 
 def _escalate(inv: Invocation, change: PlannedChange, decision: Decision, out: Actions) -> None:
-    from ..alerts.model import ChangeContext, Escalation, ResourceFacts
+    from exfilguard.alerts.message import ChangeContext, Escalation, ResourceFacts
 
     s = inv.services.settings
     actor = decision.writer
@@ -280,7 +281,7 @@ def _short(value: Any, limit: int = 300) -> str:
 
 def _action_for(finding: Finding, by_target: dict[str, Any], blocked: set[str]) -> Any:
     """The ActionTaken of one finding; None when nothing needs saying (someone else fixed it)."""
-    from ..alerts.model import ActionTaken
+    from exfilguard.alerts.message import ActionTaken
 
     k = ids.key(finding.fix_target)
     if finding.exempt:
@@ -303,7 +304,7 @@ def _action_for(finding: Finding, by_target: dict[str, Any], blocked: set[str]) 
 
 def _alert(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actions,
            exemptions: list[Any] | None = None, recovered: list[Any] | None = None) -> None:
-    from ..alerts.model import ActionTaken, Alert, ChangeContext
+    from exfilguard.alerts.message import ActionTaken, Alert, ChangeContext
 
     ev = inv.event
     change = None

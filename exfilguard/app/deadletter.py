@@ -29,9 +29,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import telemetry
-from ..state import AuditEntry
-from .runtime import Services
+from exfilguard.adapters import telemetry
+from exfilguard.adapters.state import AuditEntry
+from exfilguard.app.runtime import Services
 
 log = telemetry.get_logger("exfilguard.deadletter")
 
@@ -118,7 +118,7 @@ def _blob_service(services: Services) -> Any:
 
 
 def settings(env: Mapping[str, str]) -> tuple[str, int]:
-    from ..config import ConfigError
+    from exfilguard.core.config import ConfigError
 
     name = (env.get(CONTAINER) or "").strip() or DEFAULT_CONTAINER
     raw = (env.get(MAX_ATTEMPTS) or "").strip()
@@ -135,7 +135,7 @@ def drain(services: Services) -> Replay:
     """The timer: replay every dead-lettered blob once."""
     from azure.core.exceptions import ResourceNotFoundError
 
-    from .event_handler import handle_event
+    from exfilguard.app.event_handler import handle_event
 
     name, max_attempts = settings(services.environ)
     service = _blob_service(services)
@@ -197,7 +197,7 @@ def _poison(services: Services, service: Any, container: Any, blob: Any, blob_na
     out.poisoned.append(blob_name)
     telemetry.failure("dead-letter")
     try:
-        from ..alerts.upkeep import notify_operators
+        from exfilguard.alerts.upkeep import notify_operators
 
         notify_operators(services.notifier(), title="ExfilGuard could not replay a dead-lettered event",
                          summary=f"A change event Event Grid gave up on could not be checked either: {reason}",
@@ -210,7 +210,7 @@ def _poison(services: Services, service: Any, container: Any, blob: Any, blob_na
 
 def replay_file(path: str, services: Services) -> list[Any]:
     """``exfilguard replay FILE``: the events of a saved file through the normal event path."""
-    from .event_handler import handle_event
+    from exfilguard.app.event_handler import handle_event
 
     with open(path, "rb") as f:
         raw = f.read()

@@ -19,14 +19,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import engine, events, telemetry
-from ..picture import build
-from ..state import StateError
-from . import actions
-from .closure import ClosureReader
-from .runtime import Services
+from exfilguard.adapters import eventgrid as events
+from exfilguard.adapters import telemetry
+from exfilguard.adapters.state import StateError
+from exfilguard.app import actions
+from exfilguard.app.runtime import Services
+from exfilguard.core import engine
+from exfilguard.core.picture import build
+from exfilguard.flows.closure import ClosureReader
 
-log = telemetry.get_logger("exfilguard.events")
+log = telemetry.get_logger("exfilguard.adapters.eventgrid")
 
 
 @dataclass
@@ -46,7 +48,7 @@ class RetryableEventError(RuntimeError):
 
 
 def _transient(exc: BaseException) -> bool:
-    from ..sources.arm import ArmError
+    from exfilguard.adapters.arm import ArmError
 
     if isinstance(exc, ArmError):
         return exc.transient
@@ -91,9 +93,9 @@ def _handle(raw: Any, services: Services) -> EventOutcome:
 
 
 def _coalesced(event: events.ChangeEvent, routed: events.Route, services: Services) -> EventOutcome:
-    """Join the event to its closure's storm (:mod:`exfilguard.coalesce`): evaluate when this
+    """Join the event to its closure's storm (:mod:`exfilguard.adapters.coalesce`): evaluate when this
     invocation owns the closure (as often as changes keep coming), else count it and return."""
-    from .. import coalesce
+    from exfilguard.adapters import coalesce
 
     cfg = coalesce.settings(services.environ)
     if not cfg.enabled:
@@ -115,7 +117,7 @@ def _coalesced(event: events.ChangeEvent, routed: events.Route, services: Servic
 
 
 def _evaluate(event: events.ChangeEvent, routed: events.Route, services: Services) -> EventOutcome:
-    from ..sources.arm import ArmError
+    from exfilguard.adapters.arm import ArmError
 
     cfg = services.settings.config
     client = services.arm_client()
@@ -181,7 +183,7 @@ def _requests(client: Any) -> str:
 
 
 def _entry(event: events.ChangeEvent, decision: str, **fields: Any) -> Any:
-    from ..state import AuditEntry
+    from exfilguard.adapters.state import AuditEntry
 
     return AuditEntry(trigger="event", decision=decision, event_id=event.event_id,
                       correlation_id=event.correlation_id, event_type=event.event_type,
@@ -189,7 +191,7 @@ def _entry(event: events.ChangeEvent, decision: str, **fields: Any) -> Any:
 
 
 def _malformed_entry(event_id: str, reason: str) -> Any:
-    from ..state import AuditEntry
+    from exfilguard.adapters.state import AuditEntry
 
     return AuditEntry(trigger="event", decision="malformed", event_id=event_id, detail=reason)
 

@@ -14,16 +14,16 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import telemetry
-from ..state import AuditEntry, SweepRecord
-from .runtime import Services
+from exfilguard.adapters import telemetry
+from exfilguard.adapters.state import AuditEntry, SweepRecord
+from exfilguard.app.runtime import Services
 
 log = telemetry.get_logger("exfilguard.followup")
 
 
 def accepted(svc: Services, resource_id: str, body: dict[str, Any], url: str, requested_by: str = "") -> Any:
     """The 202 answer for an accepted fix, with the follow-up queued."""
-    from .http_api import Answer, _status_url
+    from exfilguard.app.http_api import Answer, _status_url
 
     record = svc.state.create_sweep(trigger="http-write", remediate=True)
     record = replace(record, state="running", started=datetime.now(UTC),
@@ -41,8 +41,8 @@ def accepted(svc: Services, resource_id: str, body: dict[str, Any], url: str, re
 def run(svc: Services, record: SweepRecord, resource_id: str) -> dict[str, Any]:
     """The queued follow-up: evaluate the resource again (no time pressure now) and store the
     answer as the report the status URL shows."""
-    from .. import ids
-    from .http_api import EvaluateRequest, _evaluate_resource
+    from exfilguard.app.http_api import EvaluateRequest, _evaluate_resource
+    from exfilguard.core import ids
 
     answer = _evaluate_resource(svc, EvaluateRequest(ids.parse(resource_id), True),
                                 f"follow-up {record.sweep_id} of an HTTP fix ARM had accepted")

@@ -29,14 +29,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import engine, events, ids, model, report, telemetry
-from ..picture import build
-from ..state import AuditEntry, StateError
-from . import actions
-from . import caller as caller_mod
-from .closure import ClosureReader
-from .runtime import Services
-from .settings import SettingsError
+from exfilguard.adapters import eventgrid as events
+from exfilguard.adapters import telemetry
+from exfilguard.adapters.state import AuditEntry, StateError
+from exfilguard.app import actions
+from exfilguard.app import caller as caller_mod
+from exfilguard.app.runtime import Services
+from exfilguard.app.settings import SettingsError
+from exfilguard.core import engine, ids, model
+from exfilguard.core.picture import build
+from exfilguard.flows.closure import ClosureReader
+from exfilguard.render import report
 
 log = telemetry.get_logger("exfilguard.http")
 
@@ -184,7 +187,7 @@ def _evaluate(body: bytes, headers: Mapping[str, str], url: str, services: Calla
 
 
 def _evaluate_resource(svc: Services, request: EvaluateRequest, requested_by: str, url: str = "") -> Answer:
-    from ..sources.arm import ArmError
+    from exfilguard.adapters.arm import ArmError
 
     rid = request.resource_id
     assert rid is not None
@@ -218,7 +221,7 @@ def _evaluate_resource(svc: Services, request: EvaluateRequest, requested_by: st
                 extra["note"] = ("; ".join(read.notes) or
                                  "the resource is not guarded (no ML compute uses it); nothing to evaluate")
             if any(w.status == "accepted" for w in done.writes):  # ARM still finishing: answer 202 now
-                from .followup import accepted
+                from exfilguard.app.followup import accepted
 
                 return accepted(svc, str(rid), report.to_json(evaluation, extra), url, requested_by)
             return Answer(200, report.to_json(evaluation, extra))
@@ -237,7 +240,7 @@ def _status_url(url: str, sweep_id: str) -> str:
 
 
 def _start_sweep(svc: Services, request: EvaluateRequest, url: str, who: caller_mod.Caller) -> Answer:
-    from .sweep import claim_for_http
+    from exfilguard.app.sweep import claim_for_http
 
     record, running = claim_for_http(svc, request.remediate)
     if record is None:  # one sweep at a time: point at the one that runs
@@ -267,7 +270,7 @@ def status(sweep_id: str, services: Callable[[], Services]) -> Answer:
         if record is None:
             answer = _error(404, f"no sweep {sweep_id}")
             return answer
-        from .sweep import check_dead
+        from exfilguard.app.sweep import check_dead
 
         record = check_dead(svc, record)
         body = record.to_json()

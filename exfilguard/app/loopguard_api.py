@@ -13,14 +13,15 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .. import events, telemetry
-from ..state import AuditEntry, StateError
-from . import caller as caller_mod
-from .http_api import Answer
-from .runtime import Services
-from .settings import SettingsError
+from exfilguard.adapters import eventgrid as events
+from exfilguard.adapters import telemetry
+from exfilguard.adapters.state import AuditEntry, StateError
+from exfilguard.app import caller as caller_mod
+from exfilguard.app.http_api import Answer
+from exfilguard.app.runtime import Services
+from exfilguard.app.settings import SettingsError
 
-log = telemetry.get_logger("exfilguard.loopguard")
+log = telemetry.get_logger("exfilguard.adapters.loopguard")
 
 
 def _error(status: int, message: str) -> Answer:

@@ -1,6 +1,6 @@
 """``GET /api/report``: the latest sweep's HTML report (or ``?sweep=<id>``'s), as stored by it.
 
-The page is the one ``exfilguard scan --format html`` writes (exfilguard.htmlreport), stored
+The page is the one ``exfilguard scan --format html`` writes (exfilguard.render.html), stored
 compressed next to the sweep's JSON report. It is served with a Content-Security-Policy that
 allows its own inline style and script (by hash) and nothing else, and may not be framed:
 whatever a resource name in it says, the browser loads nothing from anywhere. Errors are small
@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
 
-from .. import telemetry
-from ..state import StateError
-from .runtime import Services
-from .settings import SettingsError
+from exfilguard.adapters import telemetry
+from exfilguard.adapters.state import StateError
+from exfilguard.app.runtime import Services
+from exfilguard.app.settings import SettingsError
 
-log = telemetry.get_logger("exfilguard.report")
+log = telemetry.get_logger("exfilguard.render.report")
 
 _SWEEP_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -28,7 +28,7 @@ _SWEEP_ID = re.compile(r"[0-9a-f]{32}")
 def page_headers() -> dict[str, str]:
     """The answer's headers. The page's policy is imported here, not at module level: the
     renderer is not needed to start the Function app (cold start)."""
-    from ..htmlreport.render import CSP
+    from exfilguard.render.html.page import CSP
 
     return {
         "Content-Security-Policy": f"{CSP}; frame-ancestors 'none'",

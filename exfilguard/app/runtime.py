@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ..state import State
-from ..viewcache import ViewCache
-from . import settings as settings_mod
-from .settings import AppSettings
+from exfilguard.adapters.state import State
+from exfilguard.app import settings as settings_mod
+from exfilguard.app.settings import AppSettings
+from exfilguard.core.viewcache import ViewCache
 
 _PREFIXES = ("EXFILGUARD_", "AzureWebJobsStorage", "APPLICATIONINSIGHTS_", "AZURE_CLIENT_ID")
 
@@ -57,7 +57,7 @@ class Services:
         """The loop guard over its own table (``<prefix>fixloop``), reading :attr:`clock`."""
         with self._lock:
             if self._loop_guard is None:
-                from ..loopguard import LoopGuard, Policy
+                from exfilguard.adapters.loopguard import LoopGuard, Policy
 
                 s = self.settings
                 self._loop_guard = LoopGuard(
@@ -70,15 +70,15 @@ class Services:
     def arm_client(self, *, interactive: bool = False) -> Any:
         """A fresh ARM client for one invocation. ``interactive`` (HTTP) retries less, so an
         answer comes well inside the 230 s HTTP limit even when ARM is throttling."""
-        from .. import endpoint as endpoint_mod
-        from ..sources.arm import ArmClient
+        from exfilguard.adapters import endpoint as endpoint_mod
+        from exfilguard.adapters.arm import ArmClient
 
         endpoint = endpoint_mod.resolve_endpoint(None, environ=self.environ)
         with self._lock:
             if self._credential is ...:
                 self._credential = endpoint_mod.make_credential(endpoint, environ=self.environ)
             credential = self._credential
-        from ..budget import http_budget_seconds, instance_budget
+        from exfilguard.adapters.budget import http_budget_seconds, instance_budget
 
         # Interactive (HTTP): fewer, shorter tries, every wait capped and all of ARM's share of
         # the answer inside a deadline (the HTTP budget less room for storage and alerts).
@@ -94,9 +94,9 @@ class Services:
     def notifier(self) -> Notifier:
         with self._lock:
             if self._notifier is None:
-                from ..alerts.dispatch import Dispatcher
-                from ..alerts.settings import AlertSettings
-                from ..alerts.table_ledger import TableLedger
+                from exfilguard.alerts.dispatch import Dispatcher
+                from exfilguard.alerts.settings import AlertSettings
+                from exfilguard.alerts.table_ledger import TableLedger
 
                 ledger = TableLedger(self.state.table(f"{self.settings.state_prefix}alerts"))
                 self._notifier = Dispatcher.from_settings(AlertSettings.from_env(self.environ), ledger)

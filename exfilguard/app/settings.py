@@ -1,6 +1,6 @@
 """The Function app's own settings (who it is, where its state lives, its safety limits).
 
-Rule evaluation settings are :func:`exfilguard.config.load`'s business; this module holds
+Rule evaluation settings are :func:`exfilguard.core.config.load`'s business; this module holds
 only what the triggers need on top. Every value is checked when first read and a bad one
 raises :class:`SettingsError` naming the setting, because a typo in an app setting (say, a
 loop-guard limit of ``3O``) must stop the function loudly rather than turn a guard off.
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from .. import config as config_mod
+from exfilguard.core import config as config_mod
 
 SUBSCRIPTION_ID = "EXFILGUARD_SUBSCRIPTION_ID"
 IDENTITY_CLIENT_ID = "EXFILGUARD_IDENTITY_CLIENT_ID"

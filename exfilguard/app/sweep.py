@@ -20,12 +20,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import engine, report, telemetry
-from ..findings import Notice
-from ..picture import Picture, build
-from ..state import AuditEntry, IndexedCompute, IndexedSubnet, SweepRecord
-from . import actions
-from .runtime import Services
+from exfilguard.adapters import telemetry
+from exfilguard.adapters.state import AuditEntry, IndexedCompute, IndexedSubnet, SweepRecord
+from exfilguard.app import actions
+from exfilguard.app.runtime import Services
+from exfilguard.core import engine
+from exfilguard.core.findings import Notice
+from exfilguard.core.picture import Picture, build
+from exfilguard.render import report
 
 log = telemetry.get_logger("exfilguard.sweep")
 
@@ -81,7 +83,7 @@ class SweepSettings:
 
 
 def sweep_settings(env: Any) -> SweepSettings:
-    from ..config import ConfigError
+    from exfilguard.core.config import ConfigError
 
     def number(name: str, default: float, lo: float, hi: float) -> float:
         raw = (env.get(name) or "").strip()
@@ -108,7 +110,7 @@ def claim_for_http(services: Services, remediate: bool) -> tuple[SweepRecord | N
     """For ``POST /api/evaluate`` with a scope: (the new queued sweep, "") when none runs, else
     (None, the running sweep's ID). The lease is taken for the new sweep at once, so a burst
     of requests queues one sweep and the rest get 409."""
-    from ..sweeplease import SweepLease
+    from exfilguard.adapters.sweeplease import SweepLease
 
     sweep_id = uuid.uuid4().hex
     lease = SweepLease(services.state)
@@ -137,7 +139,7 @@ def _mark_dead(services: Services, sweep_id: str) -> None:
 
 def check_dead(services: Services, record: SweepRecord) -> SweepRecord:
     """For the status endpoint: a queued or running sweep whose lease is gone or expired is dead."""
-    from ..sweeplease import SweepLease
+    from exfilguard.adapters.sweeplease import SweepLease
 
     if record.state not in ("queued", "running") or record.trigger == "http-write":
         return record
@@ -159,8 +161,8 @@ def run_sweep(services: Services, *, trigger: str, what_if: bool = False,
     so the queue retries the message (and finally parks it in the poison queue) and the
     timer's failure shows in the function's log. One sweep at a time (the lease); a sweep
     that reaches its deadline before everything is read is paused and queued to resume."""
-    from ..sources.arm import ArmError
-    from ..sweeplease import CheckedVersions, SweepLease
+    from exfilguard.adapters.arm import ArmError
+    from exfilguard.adapters.sweeplease import CheckedVersions, SweepLease
 
     started = time.perf_counter()
     state = services.state
@@ -201,8 +203,8 @@ def run_sweep(services: Services, *, trigger: str, what_if: bool = False,
                 log.warning("sweep read error: %s", exc.message)
                 read_errors.append(exc)
 
-            from ..budget import Deadline
-            from .sweepread import read as sweep_read
+            from exfilguard.adapters.budget import Deadline
+            from exfilguard.flows.sweepread import read as sweep_read
 
             got = sweep_read(client, CheckedVersions(state) if knobs.environments else None,
                              deadline=Deadline(knobs.deadline_s), environments=knobs.environments,
@@ -288,7 +290,8 @@ def _store_html(services: Services, sweep_id: str, doc: dict[str, Any], picture:
                 evaluation: engine.Evaluation) -> None:
     """The HTML report beside the JSON one. It is a view of that report: failing to write it
     is logged and counted, and the sweep (whose fixes and alerts are done) still succeeds."""
-    from .. import htmlreport, ids
+    from exfilguard.core import ids
+    from exfilguard.render import html as htmlreport
 
     try:
         paths = htmlreport.network_paths(picture, bodies, relevant={ids.key(f.resource_id)
@@ -315,7 +318,7 @@ def sweep_from_queue(body: bytes | str, services: Services) -> dict[str, Any] | 
         return None
     resource_id = _followup_resource(body)
     if resource_id is not None and record is not None:  # an HTTP fix's follow-up, not a sweep
-        from .followup import run
+        from exfilguard.app.followup import run
 
         return run(services, record, resource_id)
     if record is not None and record.state == "failed":

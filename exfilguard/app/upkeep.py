@@ -11,9 +11,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .. import telemetry
-from ..state import AuditEntry
-from .runtime import Services
+from exfilguard.adapters import telemetry
+from exfilguard.adapters.state import AuditEntry
+from exfilguard.app.runtime import Services
 
 log = telemetry.get_logger("exfilguard.upkeep")
 
@@ -38,7 +38,7 @@ def channel_check_binding(env: Mapping[str, str] | None = None) -> str:
 
 def retry_alerts(services: Services) -> list[Any]:
     """The ``alert_retry`` timer: resend failed deliveries; audit what was resent or still fails."""
-    from ..alerts.upkeep import retry_failed
+    from exfilguard.alerts.upkeep import retry_failed
 
     outcomes = retry_failed(services.notifier())
     for o in outcomes:
@@ -51,7 +51,7 @@ def retry_alerts(services: Services) -> list[Any]:
 
 def check_channels(services: Services) -> Any:
     """The ``channel_check`` timer: is Teams alive? If not, say so by email. Audited either way."""
-    from ..alerts.upkeep import check_channels as check
+    from exfilguard.alerts.upkeep import check_channels as check
 
     result = check(services.notifier())
     if result.teams == "failed":

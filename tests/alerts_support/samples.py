@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
-from exfilguard.alerts.model import (
+from exfilguard.alerts.message import (
     ActionTaken,
     ActiveExemption,
     Alert,
@@ -16,7 +16,7 @@ from exfilguard.alerts.model import (
     ExemptionChange,
     ResourceFacts,
 )
-from exfilguard.findings import Exemption, Finding, Severity
+from exfilguard.core.findings import Exemption, Finding, Severity
 
 SUB = "00000000-1111-2222-3333-444444444444"
 RG = f"/subscriptions/{SUB}/resourceGroups/rg-ml-prod"

@@ -1,8 +1,8 @@
 """A local Azure Resource Manager emulator that the real management SDKs can talk to over HTTP."""
 
-from .emulator import ArmEmulator
-from .faults import RESET, Fault
-from .log import LogRecord
-from .snapshot import SnapshotError
+from tests.armemu.emulator import ArmEmulator
+from tests.armemu.faults import RESET, Fault
+from tests.armemu.log import LogRecord
+from tests.armemu.snapshot import SnapshotError
 
 __all__ = ["RESET", "ArmEmulator", "Fault", "LogRecord", "SnapshotError"]

@@ -10,8 +10,8 @@ import signal
 import sys
 import threading
 
-from .emulator import ArmEmulator
-from .snapshot import SnapshotError
+from tests.armemu.emulator import ArmEmulator
+from tests.armemu.snapshot import SnapshotError
 
 
 def main(argv: list[str] | None = None) -> int:

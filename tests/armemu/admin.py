@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .faults import ConcurrentChange, FailureRate, Fault
-from .ids import key
-from .messages import Request, Response, error_response, json_response
+from tests.armemu.faults import ConcurrentChange, FailureRate, Fault
+from tests.armemu.ids import key
+from tests.armemu.messages import Request, Response, error_response, json_response
 
 if TYPE_CHECKING:
-    from .app import ArmApp
+    from tests.armemu.app import ArmApp
 
 
 def handle_admin(app: ArmApp, req: Request) -> Response:

@@ -20,14 +20,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from . import arm
-from .admin import handle_admin
-from .faults import Change, Fault, FaultPlan, fault_body, format_seconds
-from .ids import ArmPath, key, parse
-from .log import Kind, LogRecord, RequestLog
-from .lro import Operations
-from .messages import Request, Response, dumps, error_response, json_response
-from .store import Entry, Store, StoreError
+from tests.armemu import arm
+from tests.armemu.admin import handle_admin
+from tests.armemu.faults import Change, Fault, FaultPlan, fault_body, format_seconds
+from tests.armemu.ids import ArmPath, key, parse
+from tests.armemu.log import Kind, LogRecord, RequestLog
+from tests.armemu.lro import Operations
+from tests.armemu.messages import Request, Response, dumps, error_response, json_response
+from tests.armemu.store import Entry, Store, StoreError
 
 WriteHook = Callable[[str, "dict[str, Any] | None"], None]
 """Called after a client's PUT/PATCH/DELETE with the resource ID and new body (None when deleted)."""

@@ -7,12 +7,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Self
 
-from .admin import configure
-from .app import ArmApp, WriteHook
-from .faults import RESET, Change, FailureRate, Fault
-from .log import LogRecord
-from .server import ArmHTTPServer
-from .snapshot import SnapshotError, Source, read_resources
+from tests.armemu.admin import configure
+from tests.armemu.app import ArmApp, WriteHook
+from tests.armemu.faults import RESET, Change, FailureRate, Fault
+from tests.armemu.log import LogRecord
+from tests.armemu.server import ArmHTTPServer
+from tests.armemu.snapshot import SnapshotError, Source, read_resources
 
 
 class ArmEmulator:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from . import arm
-from .ids import ArmPath, key
+from tests.armemu import arm
+from tests.armemu.ids import ArmPath, key
 
 RESET = "reset"
 DEFAULT_CLIENT_ID = "4f5b9d3e-1c2a-4e8b-9f70-0e1f2a3b4c5d"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from .ids import ArmPath
+from tests.armemu.ids import ArmPath
 
 _CAP = 200_000  # forget the oldest operations past this many; pollers never look back that far
 

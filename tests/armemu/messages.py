@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import arm
+from tests.armemu import arm
 
 
 @dataclass(slots=True)

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .app import ArmApp
-from .messages import Request, error_response
+from tests.armemu.app import ArmApp
+from tests.armemu.messages import Request, error_response
 
 _MAX_BODY = 64 * 1024 * 1024
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import arm
-from .ids import ArmPath, key, parse
+from tests.armemu import arm
+from tests.armemu.ids import ArmPath, key, parse
 
 Mode = Literal["load", "put", "set"]
 """``load``: snapshot merge; ``put``: a client's PUT (read-only fields ARM's); ``set``: a test's override."""

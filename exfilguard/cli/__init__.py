@@ -1,0 +1,1 @@
+"""The ``exfilguard`` command line: argument parsing and printing over the flows."""

@@ -1,0 +1,1158 @@
+"""Typed, immutable views of the ARM resources the baseline reads.
+
+Every source (snapshot files, SDK reads, event payloads) hands raw ARM JSON to
+:func:`parse_resource`, so there is exactly one interpretation of each property. Each view
+keeps ``raw``, the JSON it came from, so a fix can be applied to the full body and no
+property the model does not know is ever lost. ``raw`` is never mutated by the product.
+(A security rule nested in an NSG may keep the view, ``raw`` and etag of an earlier read
+whose JSON differed only in the etag ARM stamps on every rule: see :func:`_rules_since`.
+Writes always start from the NSG body just read.)
+
+A resource whose fields have the wrong JSON types raises :class:`BadResource` naming the
+field: callers skip that one resource with a notice instead of crashing the whole run. A
+security rule that does not read is the exception: it is kept on its NSG as an
+:class:`UnreadableRule` (the NSG fails closed rather than vanishing).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from operator import attrgetter, itemgetter
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+from exfilguard.core import ids
+from exfilguard.core.frozen import quick_init
+
+NSG = "microsoft.network/networksecuritygroups"
+RULE = "microsoft.network/networksecuritygroups/securityrules"
+DEFAULT_RULE = "microsoft.network/networksecuritygroups/defaultsecurityrules"
+VNET = "microsoft.network/virtualnetworks"
+SUBNET = "microsoft.network/virtualnetworks/subnets"
+SEP = "microsoft.network/serviceendpointpolicies"
+SEP_DEF = "microsoft.network/serviceendpointpolicies/serviceendpointpolicydefinitions"
+WORKSPACE = "microsoft.machinelearningservices/workspaces"
+COMPUTE = "microsoft.machinelearningservices/workspaces/computes"
+ENV_VERSION = "microsoft.machinelearningservices/workspaces/environments/versions"
+STORAGE = "microsoft.storage/storageaccounts"
+# Egress through a firewall: views and parsers in egress_model.py, registered below.
+ROUTE_TABLE = "microsoft.network/routetables"
+ROUTE = "microsoft.network/routetables/routes"
+FIREWALL = "microsoft.network/azurefirewalls"
+FW_POLICY = "microsoft.network/firewallpolicies"
+RCG = "microsoft.network/firewallpolicies/rulecollectiongroups"
+IP_GROUP = "microsoft.network/ipgroups"
+
+UNDERSTOOD_TYPES = frozenset({NSG, RULE, VNET, SUBNET, SEP, SEP_DEF, WORKSPACE, COMPUTE, ENV_VERSION, STORAGE,
+                              ROUTE_TABLE, ROUTE, FIREWALL, FW_POLICY, RCG, IP_GROUP})
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+_JUST_DICT = {dict}
+
+
+class BadResource(ValueError):
+    """A resource whose JSON does not fit the ARM shape; the message names the field."""
+
+    def __init__(self, resource_id: str, message: str) -> None:
+        super().__init__(f"{resource_id or '<no id>'}: {message}")
+        self.resource_id = resource_id
+        self.reason = message
+
+
+def region_key(location: str | None) -> str | None:
+    """``West Europe`` and ``westeurope`` are the same region."""
+    if not location:
+        return None
+    return location.replace(" ", "").lower()
+
+
+# --------------------------------------------------------------------------- field access
+class _Reader:
+    """Typed access to one resource's JSON that reports the first misfit precisely."""
+
+    __slots__ = ("rid",)
+
+    def __init__(self, rid: str) -> None:
+        self.rid = rid
+
+    def get(self, obj: Mapping[str, Any] | None, name: str, kind: type | tuple[type, ...], where: str,
+            default: Any = None) -> Any:
+        if obj is None:
+            return default
+        value = obj.get(name)
+        if value is None:
+            return default
+        if kind is int and isinstance(value, bool):
+            raise BadResource(self.rid, f"{where}.{name} must be a number, got a boolean")
+        if not isinstance(value, kind):
+            want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise BadResource(self.rid, f"{where}.{name} must be {_json_name(want)}, got {_json_type(value)}")
+        return value
+
+    # obj/text are the hot path (hundreds of thousands of calls per sweep): checked inline.
+    def obj(self, obj: Mapping[str, Any] | None, name: str, where: str) -> dict | None:
+        value = obj.get(name) if obj is not None else None
+        if value is None or type(value) is dict:
+            return value
+        return self.get(obj, name, dict, where)
+
+    def text(self, obj: Mapping[str, Any] | None, name: str, where: str) -> str | None:
+        value = obj.get(name) if obj is not None else None
+        if value is None or type(value) is str:
+            return value
+        return self.get(obj, name, str, where)
+
+    def texts(self, obj: Mapping[str, Any] | None, name: str, where: str) -> tuple[str, ...]:
+        values = obj.get(name) if obj is not None else None
+        if not values and (values is None or type(values) is list):
+            return ()
+        values = self.get(obj, name, list, where, [])
+        for i, v in enumerate(values):
+            if not isinstance(v, str):
+                raise BadResource(self.rid, f"{where}.{name}[{i}] must be a string, got {_json_type(v)}")
+        return tuple(values)
+
+    def objs(self, obj: Mapping[str, Any] | None, name: str, where: str) -> list[dict]:
+        values = obj.get(name) if obj is not None else None
+        if not values and (values is None or type(values) is list):
+            return []
+        if type(values) is list and {*map(type, values)} == _JUST_DICT:  # the usual case, checked in C
+            return values
+        values = self.get(obj, name, list, where, [])
+        for i, v in enumerate(values):
+            if not isinstance(v, dict):
+                raise BadResource(self.rid, f"{where}.{name}[{i}] must be an object, got {_json_type(v)}")
+        return values
+
+    def ref(self, obj: Mapping[str, Any] | None, name: str, where: str) -> str | None:
+        """A ``{"id": ...}`` reference; None when absent, null or without an id."""
+        sub = self.obj(obj, name, where)
+        if sub is None:
+            return None
+        ref = self.text(sub, "id", f"{where}.{name}")
+        return ref or None
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "null"
+
+
+def _json_name(py: str) -> str:
+    return {"dict": "an object", "list": "an array", "str": "a string", "int": "a number",
+            "bool": "a boolean"}.get(py, py)
+
+
+def _tags(r: _Reader, body: Mapping[str, Any]) -> Mapping[str, str]:
+    tags = r.obj(body, "tags", "")
+    if not tags:
+        return _EMPTY
+    out = {}
+    for k, v in tags.items():
+        if not isinstance(v, str):
+            raise BadResource(r.rid, f"tags.{k} must be a string, got {_json_type(v)}")
+        out[k] = v
+    return MappingProxyType(out)
+
+
+# --------------------------------------------------------------------------- views
+@quick_init
+@dataclass(frozen=True, slots=True)
+class Resource:
+    id: str
+    type: str  # lowercase type key
+    name: str
+    location: str | None
+    tags: Mapping[str, str]
+    etag: str | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        return ids.key(self.id)
+
+    @property
+    def region(self) -> str | None:
+        return region_key(self.location)
+
+
+class PortRange(NamedTuple):
+    """A destination port range. A named tuple, not a dataclass: it is part of the key of every
+    :func:`rule_facts` lookup, and a tuple hashes and compares in C."""
+
+    lo: int
+    hi: int
+
+    def covers_all(self) -> bool:
+        return self.lo <= 0 and self.hi >= 65535
+
+    def __str__(self) -> str:
+        if self.covers_all():
+            return "*"
+        return str(self.lo) if self.lo == self.hi else f"{self.lo}-{self.hi}"
+
+
+ALL_PORTS = (PortRange(0, 65535),)
+
+
+# Destinations that mean "anywhere on the internet" in an NSG rule (lowercase).
+GENERIC_INTERNET = frozenset({"*", "internet", "0.0.0.0/0"})
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class RuleFacts:
+    """What the NSG engine asks of a rule's protocol, addresses and ports on every flow, worked
+    out once per distinct (sources, destinations, ports, source ASGs, protocol) by
+    :func:`rule_facts`. Rules of that content in every NSG and every read share one, so the
+    answers the engine works out from these fields alone are kept here too (``memo``)."""
+
+    dest_lows: tuple[str, ...]  # the destination prefixes, lowercase, in order
+    dest_pairs: tuple[tuple[str, str], ...]  # (prefix, lowercase prefix), in order
+    dest_keys: frozenset[str]  # the same, as a set
+    to_internet: bool  # a destination is a generic internet one (*, Internet, 0.0.0.0/0)
+    all_ports: bool  # a port range covers 0-65535
+    from_vnet: bool  # no source ASG and a source is * or VirtualNetwork: it applies to every subnet
+    protocol: str  # lowercase, as SecurityRule.protocol
+    dest_ports: tuple[PortRange, ...]
+    # Answers that are pure functions of the fields above and of one argument (a tuple of
+    # flows, a table of permitted tags): keyed by id(argument) and valued (argument, answer),
+    # which keeps the argument alive, so its id is never taken for another object's. The
+    # product asks with a few such arguments per configuration; see memo_put() for the bound.
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+MEMO_ENTRIES = 64
+
+
+def memo_put(facts: RuleFacts, arg: object, answer: Any) -> None:
+    """Keep ``answer`` for ``arg`` in ``facts.memo``; a memo grown past ``MEMO_ENTRIES`` (callers
+    passing new arguments every time) starts over rather than growing without bound."""
+    memo = facts.memo
+    if len(memo) >= MEMO_ENTRIES:
+        memo.clear()
+    memo[id(arg)] = (arg, answer)
+
+
+@lru_cache(maxsize=4096)
+def rule_facts(source_prefixes: tuple[str, ...], dest_prefixes: tuple[str, ...], dest_ports: tuple[PortRange, ...],
+               source_asg: bool, protocol: str) -> RuleFacts:
+    lows = tuple(d.strip().lower() for d in dest_prefixes)
+    return RuleFacts(lows, tuple(zip(dest_prefixes, lows, strict=True)), frozenset(lows),
+                     any(d in GENERIC_INTERNET for d in lows), any(p.covers_all() for p in dest_ports),
+                     not source_asg and any(s.strip().lower() in ("*", "virtualnetwork") for s in source_prefixes),
+                     protocol, dest_ports)
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class SecurityRule(Resource):
+    # ARM stamps the NSG's etag on every rule in it at each write of the NSG, so a rule's etag
+    # says nothing about the rule: it is kept for reports but not compared (see _rules_since).
+    etag: str | None = field(compare=False)
+    nsg_id: str = ""
+    direction: str = "outbound"  # lowercase
+    access: str = "allow"  # lowercase
+    priority: int = 0
+    protocol: str = "*"  # lowercase: tcp, udp, icmp, esp, ah, *
+    source_prefixes: tuple[str, ...] = ()
+    dest_prefixes: tuple[str, ...] = ()
+    dest_ports: tuple[PortRange, ...] = ALL_PORTS
+    source_asg: bool = False
+    dest_asg: bool = False
+    description: str = ""
+    is_default: bool = False
+    # Derived from the fields above (see __post_init__): leave it out.
+    facts: RuleFacts = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        # Always worked out from the fields, whatever was passed: dataclasses.replace() passes
+        # the old view's facts along with the fields it changes.
+        object.__setattr__(self, "facts", rule_facts(self.source_prefixes, self.dest_prefixes,
+                                                     self.dest_ports, self.source_asg, self.protocol))
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class UnreadableRule:
+    """A security rule the model cannot read whole (a port range ``80,443``, a priority that is
+    not a number, a prefix that is no address). It is kept on its NSG rather than dropped, so
+    the NSG fails closed: the NSG rules read it the way that could produce each finding, and
+    ExfilGuard never writes an NSG that holds one. The fields it could read are kept (None:
+    unreadable too)."""
+
+    id: str
+    name: str
+    reason: str
+    direction: str | None  # "inbound" / "outbound"
+    access: str | None  # "allow" / "deny"
+    priority: int | None
+    is_default: bool = False
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class Nsg(Resource):
+    rules: tuple[SecurityRule, ...] = ()
+    default_rules: tuple[SecurityRule, ...] = ()
+    unreadable: tuple[UnreadableRule, ...] = ()  # rules kept unread: see UnreadableRule
+
+    def ordered(self, direction: str) -> tuple[SecurityRule, ...]:
+        """Rules of one direction in evaluation order (by priority; custom before default)."""
+        return ordered_rules(self.rules, self.default_rules, direction)
+
+
+def ordered_rules(rules: Iterable[SecurityRule], default_rules: Iterable[SecurityRule],
+                  direction: str) -> tuple[SecurityRule, ...]:
+    """:meth:`Nsg.ordered` of an NSG with these custom and default rules."""
+    # Stable sorts by priority alone: custom rules before defaults at equal priority, as
+    # the (priority, is_default) order wants. Custom rules (100-4096 in ARM) all come
+    # before Azure's defaults (65000 and up) nearly always: then no merge is needed.
+    custom = [r for r in rules if r.direction == direction]
+    custom.sort(key=_PRIORITY)
+    defaults = [r for r in default_rules if r.direction == direction]
+    defaults.sort(key=_PRIORITY)
+    if custom and defaults and custom[-1].priority > defaults[0].priority:
+        custom.extend(defaults)
+        custom.sort(key=_PRIORITY)  # stable: custom rules stay first among equals
+        return tuple(custom)
+    return (*custom, *defaults)
+
+
+_PRIORITY = attrgetter("priority")
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class ServiceEndpoint:
+    service: str
+    locations: tuple[str, ...]
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class Subnet(Resource):
+    vnet_id: str = ""
+    address_prefixes: tuple[str, ...] = ()
+    nsg_id: str | None = None
+    sep_ids: tuple[str, ...] = ()
+    service_endpoints: tuple[ServiceEndpoint, ...] = ()
+    route_table_id: str | None = None
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class VirtualNetwork(Resource):
+    subnets: tuple[Subnet, ...] = ()
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class SepDefinition(Resource):
+    sep_id: str = ""
+    service: str = ""
+    service_resources: tuple[str, ...] = ()
+    description: str = ""
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class ServiceEndpointPolicy(Resource):
+    definitions: tuple[SepDefinition, ...] = ()
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class OutboundRule:
+    name: str
+    type: str
+    category: str
+    destination: Any
+    status: str
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class Workspace(Resource):
+    storage_account_id: str | None = None
+    public_network_access: str | None = None
+    isolation_mode: str | None = None
+    outbound_rules: tuple[OutboundRule, ...] = ()
+    private_endpoint_statuses: tuple[str, ...] = ()
+    hbi_workspace: bool = False  # properties.hbiWorkspace: its computes need AzureKeyVault.<region>
+    kind: str | None = None  # top-level ``kind``: Default, Hub, Project, FeatureStore...
+    hub_id: str | None = None  # ``properties.hubResourceId`` of an AI Foundry hub-based project
+
+    @property
+    def is_hub_project(self) -> bool:
+        """An AI Foundry / AI Studio hub-based project (``kind: Project`` with a hub): it inherits
+        the hub's network isolation, so the workspace network rules judge the hub, not it."""
+        return bool(self.hub_id) and (self.kind or "").lower() == "project"
+
+
+# Only these compute types are Azure ML's own computes (baseline "Scope"); attached computes
+# (Kubernetes, VirtualMachine, Databricks, HDInsight, ...) run on networks ML does not create.
+ML_COMPUTE_TYPES = frozenset({"computeinstance", "amlcompute"})
+
+
+def is_ml_compute_type(compute_type: object) -> bool:
+    """``computeType`` names an ML compute (case-insensitive): only those get CMP findings and
+    make their subnet guarded."""
+    return isinstance(compute_type, str) and compute_type.lower() in ML_COMPUTE_TYPES
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class Compute(Resource):
+    workspace_id: str = ""
+    compute_type: str = ""
+    subnet_id: str | None = None
+    enable_node_public_ip: bool | None = None
+    public_ip_address: str | None = None
+    created_on: str | None = None
+    ssh_public_access: str | None = None
+    remote_login_public_access: str | None = None
+    state: str | None = None
+    min_node_count: int | None = None
+
+    @property
+    def is_ml(self) -> bool:
+        """A ComputeInstance or AmlCompute, not an attached compute."""
+        return is_ml_compute_type(self.compute_type)
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class EnvironmentVersion(Resource):
+    image: str | None = None
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class StorageAccount(Resource):
+    private_endpoint_statuses: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- parsing
+def _identity(body: Any, parent_id: str | None = None, child_type: str | None = None) -> tuple[str, str]:
+    """The resource's ID and lowercase type; a nested child without an ``id`` gets one
+    from its parent and name."""
+    if not isinstance(body, dict):
+        raise BadResource("", f"a resource must be a JSON object, got {_json_type(body)}")
+    rid = body.get("id")
+    if rid is None and parent_id and child_type and isinstance(body.get("name"), str):
+        rid = f"{parent_id}/{child_type}/{body['name']}"
+    if not isinstance(rid, str) or not rid.strip():
+        name = body.get("name")
+        hint = f" (name {name!r})" if isinstance(name, str) else ""
+        raise BadResource("", f"resource{hint} has no 'id'")
+    rtype = body.get("type")
+    if rtype is not None and not isinstance(rtype, str):
+        raise BadResource(rid, f"type must be a string, got {_json_type(rtype)}")
+    if rtype:
+        tkey = ids.type_key(rtype)
+    else:
+        parsed = ids.try_parse(rid)
+        if parsed is None:
+            raise BadResource(rid, "no 'type' and the id is not an ARM resource ID")
+        tkey = ids.type_key(parsed.type)
+    return rid.strip(), tkey
+
+
+def _common(r: _Reader, body: Mapping[str, Any], rid: str, tkey: str) -> dict[str, Any]:
+    name = r.text(body, "name", "")
+    if name is None:
+        name = rid.rstrip("/").rsplit("/", 1)[-1]
+    props = r.obj(body, "properties", "")
+    etag = r.text(body, "etag", "")
+    if etag is None and props is not None:
+        etag = r.text(props, "etag", "properties")
+    return {
+        "id": rid, "type": tkey, "name": name, "location": r.text(body, "location", ""),
+        "tags": _tags(r, body), "etag": etag, "raw": body,
+    }
+
+
+def _parse_ports(r: _Reader, props: Mapping[str, Any]) -> tuple[PortRange, ...]:
+    single = r.text(props, "destinationPortRange", "properties")
+    many = r.texts(props, "destinationPortRanges", "properties")
+    values = [v for v in (single, *many) if v not in (None, "")]
+    if not values:
+        return ALL_PORTS
+    out = []
+    for v in values:
+        text = v.strip()
+        if text == "*":
+            out.append(PortRange(0, 65535))
+            continue
+        lo, _, hi = text.partition("-")
+        try:
+            a, b = int(lo), int(hi or lo)
+        except ValueError:
+            raise BadResource(r.rid, f"properties.destinationPortRange {v!r} is not a port, range or '*'") from None
+        if not (0 <= a <= b <= 65535):
+            raise BadResource(r.rid, f"properties.destinationPortRange {v!r} is outside 0-65535")
+        out.append(PortRange(a, b))
+    return tuple(out)
+
+
+def _prefixes(r: _Reader, props: Mapping[str, Any], single: str, plural: str) -> tuple[str, ...]:
+    one = r.text(props, single, "properties")
+    many = r.texts(props, plural, "properties")
+    values = [v.strip() for v in (one, *many) if v not in (None, "")]
+    return tuple(dict.fromkeys(values))
+
+
+def parse_rule(body: Mapping[str, Any], nsg_id: str | None = None, default: bool = False) -> SecurityRule:
+    """A security rule (custom or default) of the NSG ``nsg_id`` (derived from the ID when None).
+
+    Rules are most of what a sweep parses, so a well-typed body takes :func:`_fast_rule`; any
+    body it is unsure of takes the field-by-field reading, which names the misfit."""
+    rule = _fast_rule(body, nsg_id, default)
+    return rule if rule is not None else _parse_rule_checked(body, nsg_id, default)
+
+
+def _fast_tags(tags: Any) -> Mapping[str, str] | None:
+    """``_tags`` for a well-typed value; None when :func:`_tags` must look at it."""
+    if tags is None:
+        return _EMPTY
+    if type(tags) is not dict:
+        return None
+    if not tags:
+        return _EMPTY
+    for v in tags.values():
+        if type(v) is not str:
+            return None
+    return MappingProxyType(dict(tags))
+
+
+@lru_cache(maxsize=4096)
+def _port_range(text: str) -> PortRange | None:
+    """One destinationPortRange value; None when it is not a port, a range or ``*``."""
+    t = text.strip()
+    if t == "*":
+        return PortRange(0, 65535)
+    lo, _, hi = t.partition("-")
+    try:
+        a, b = int(lo), int(hi or lo)
+    except ValueError:
+        return None
+    return PortRange(a, b) if 0 <= a <= b <= 65535 else None
+
+
+def _fast_texts(value: Any) -> list[str] | None:
+    """A list of strings (None/absent -> []); None when it is anything else."""
+    if value is None:
+        return []
+    if type(value) is not list:
+        return None
+    for v in value:
+        if type(v) is not str:
+            return None
+    return value
+
+
+def _fast_objs(value: Any) -> list | None:
+    """A list of objects (None/absent -> []); None when it is anything else."""
+    if value is None:
+        return []
+    if type(value) is not list or any(type(x) is not dict for x in value):
+        return None
+    return value
+
+
+def _fast_prefixes(one: Any, many: Any) -> tuple[str, ...] | None:
+    """``_prefixes`` of a well-typed single value and plural list; None on a misfit."""
+    if not many and (many is None or type(many) is list):
+        if one is None or one == "":
+            return ()
+        return (one.strip(),) if type(one) is str else None
+    texts = _fast_texts(many)
+    if texts is None or (one is not None and type(one) is not str):
+        return None
+    return tuple(dict.fromkeys([v.strip() for v in (one, *texts) if v not in (None, "")]))
+
+
+def _fast_rule(body: Any, nsg_id: str | None, default: bool) -> SecurityRule | None:
+    """:func:`parse_rule` for a body of the usual shape, reading each field once with inline
+    type checks. Returns None at the first doubt (a missing ID or type, a misfit, a bad port
+    or direction), so the checked reading decides and words the error; when it returns a rule
+    it is equal to the one the checked reading returns (tests/core/test_model_fixtures.py).
+
+    Nearly every rule ARM returns has one shape: an ID, type, name and etag, no tags or
+    location, and one value each for source, destination and port (the plural lists absent
+    or empty). That shape is recognised first with as few checks as it takes; any other
+    body takes :func:`_fast_rule_any`."""
+    if type(body) is not dict:
+        return None
+    get = body.get
+    rid, rtype, name, props, etag = get("id"), get("type"), get("name"), get("properties"), get("etag")
+    if (type(rid) is not str or type(rtype) is not str or type(name) is not str or type(props) is not dict
+            or type(etag) is not str or not rtype or get("location") is not None or get("tags") is not None):
+        return _fast_rule_any(body, nsg_id, default)
+    pg = props.get
+    direction, access, protocol, priority = pg("direction"), pg("access"), pg("protocol"), pg("priority")
+    src, dst, port, description = (pg("sourceAddressPrefix"), pg("destinationAddressPrefix"),
+                                   pg("destinationPortRange"), pg("description"))
+    if (type(direction) is not str or type(access) is not str or type(protocol) is not str
+            or type(priority) is not int or type(src) is not str or type(dst) is not str
+            or type(port) is not str or not port or (description is not None and type(description) is not str)):
+        return _fast_rule_any(body, nsg_id, default)
+    for plural in (pg("sourceAddressPrefixes"), pg("destinationAddressPrefixes"), pg("destinationPortRanges"),
+                   pg("sourceApplicationSecurityGroups"), pg("destinationApplicationSecurityGroups")):
+        if plural is not None and plural != []:
+            return _fast_rule_any(body, nsg_id, default)
+    direction, access = direction.lower(), access.lower()
+    ports = _port_ranges(port)
+    rid = rid.strip()
+    if (direction not in _DIRECTIONS or access not in _ACCESSES or ports is None or not rid
+            or (protocol or "*").lower() not in _PROTOCOLS or _bad_prefix(src) or _bad_prefix(dst)):
+        return None
+    return SecurityRule(
+        rid, RULE, name, None, _EMPTY, etag, body, nsg_id if nsg_id is not None else ids.parent_id(rid), direction,
+        access, priority, (protocol or "*").lower(), (src.strip(),) if src else (), (dst.strip(),) if dst else (),
+        ports, False, False, description or "", default)
+
+
+_DIRECTIONS = frozenset({"inbound", "outbound"})
+_ACCESSES = frozenset({"allow", "deny"})
+_PROTOCOLS = frozenset({"tcp", "udp", "icmp", "esp", "ah", "*"})
+
+
+def _plain_v4(t: str) -> bool:
+    """``a.b.c.d`` or ``a.b.c.d/n`` written plainly (no leading zeros): valid without the cost
+    of ``ipaddress``, which decides every other spelling."""
+    addr, slash, mask = t.partition("/")
+    if slash and not (mask.isdigit() and len(mask) <= 2 and int(mask) <= 32 and (mask == "0" or mask[0] != "0")):
+        return False
+    parts = addr.split(".")
+    return len(parts) == 4 and all(
+        p.isdigit() and len(p) <= 3 and int(p) <= 255 and (p == "0" or p[0] != "0") for p in parts)
+
+
+@lru_cache(maxsize=8192)
+def _bad_prefix(text: str) -> bool:
+    """An address prefix that looks like an address (a digit first, or a ``:``) but is none:
+    ``10.0.0.0/33``, ``300.1.1.1``. Service tags and ``*`` are never bad here."""
+    t = text.strip()
+    if not t or not (t[0].isdigit() or ":" in t):
+        return False
+    if _plain_v4(t):
+        return False
+    try:
+        ipaddress.ip_network(t, strict=False)
+    except ValueError:
+        return True
+    return False
+
+
+@lru_cache(maxsize=4096)
+def _port_ranges(text: str) -> tuple[PortRange] | None:
+    """``(PortRange,)`` of one destinationPortRange value; None when it is not a port, range or ``*``."""
+    port = _port_range(text)
+    return None if port is None else (port,)
+
+
+def _fast_rule_any(body: dict, nsg_id: str | None, default: bool) -> SecurityRule | None:
+    """:func:`_fast_rule` for the less usual shapes (nested without an ID, plural lists, ASGs)."""
+    rid = body.get("id")
+    rtype = body.get("type")
+    name = body.get("name")
+    if rid is None and nsg_id and type(name) is str:  # a rule nested in its NSG without its own ID
+        rid = f"{nsg_id}/{'defaultSecurityRules' if default else 'securityRules'}/{name}"
+        if not rtype and ids.try_parse(rid) is None:
+            return None
+    elif type(rtype) is not str or not rtype:
+        return None
+    if type(rid) is not str or (rtype is not None and type(rtype) is not str):
+        return None
+    rid = rid.strip()
+    props = body.get("properties")
+    etag = body.get("etag")
+    location = body.get("location")
+    if (not rid or (name is not None and type(name) is not str) or (props is not None and type(props) is not dict)
+            or (etag is not None and type(etag) is not str) or (location is not None and type(location) is not str)):
+        return None
+    if props is None:
+        props = {}
+    elif etag is None:
+        etag = props.get("etag")
+        if etag is not None and type(etag) is not str:
+            return None
+    tags = _fast_tags(body.get("tags"))
+    if tags is None:
+        return None
+    get = props.get
+    priority = get("priority")
+    if priority is None:
+        priority = 65000 if default else 0
+    elif type(priority) is not int:
+        return None
+    direction, access, protocol, description = get("direction"), get("access"), get("protocol"), get("description")
+    if (type(direction) is not str or type(access) is not str or (protocol is not None and type(protocol) is not str)
+            or (description is not None and type(description) is not str)):
+        return None
+    direction, access = direction.lower(), access.lower()
+    if direction not in ("inbound", "outbound") or access not in ("allow", "deny"):
+        return None
+    sources = _fast_prefixes(get("sourceAddressPrefix"), get("sourceAddressPrefixes"))
+    dests = _fast_prefixes(get("destinationAddressPrefix"), get("destinationAddressPrefixes"))
+    if (sources is None or dests is None or (protocol or "*").lower() not in _PROTOCOLS
+            or any(map(_bad_prefix, sources)) or any(map(_bad_prefix, dests))):
+        return None
+    one, many = get("destinationPortRange"), get("destinationPortRanges")
+    if not many and (many is None or type(many) is list) and type(one) is str and one:
+        port = _port_range(one)  # the usual shape: one value
+        if port is None:
+            return None
+        ports: tuple[PortRange | None, ...] = (port,)
+    else:
+        texts = _fast_texts(many)
+        if texts is None or (one is not None and type(one) is not str):
+            return None
+        values = [v for v in (one, *texts) if v not in (None, "")]
+        ports = tuple(_port_range(v) for v in values) if values else ALL_PORTS
+        if any(p is None for p in ports):
+            return None
+    src_asg, dst_asg = get("sourceApplicationSecurityGroups"), get("destinationApplicationSecurityGroups")
+    if (src_asg or dst_asg) and (_fast_objs(src_asg) is None or _fast_objs(dst_asg) is None):
+        return None
+    if (src_asg is not None and type(src_asg) is not list) or (dst_asg is not None and type(dst_asg) is not list):
+        return None
+    # Positional, in field order (a sweep builds a rule per microsecond or two; keywords cost one).
+    return SecurityRule(
+        rid, RULE, name if name is not None else rid.rstrip("/").rsplit("/", 1)[-1], location, tags, etag, body,
+        nsg_id if nsg_id is not None else ids.parent_id(rid), direction, access, priority, (protocol or "*").lower(),
+        sources, dests, ports, bool(src_asg), bool(dst_asg), description or "", default)  # type: ignore[arg-type]
+
+
+def _parse_rule_checked(body: Mapping[str, Any], nsg_id: str | None, default: bool) -> SecurityRule:
+    """Every field checked as it is read: the first misfit raises :class:`BadResource` naming it."""
+    rid, _ = _identity(body, nsg_id, "defaultSecurityRules" if default else "securityRules")
+    r = _Reader(rid)
+    common = _common(r, body, rid, RULE)
+    props = r.obj(body, "properties", "") or {}
+    parent = nsg_id if nsg_id is not None else ids.parent_id(rid)
+    priority = r.get(props, "priority", int, "properties", 0 if not default else 65000)
+    direction = (r.text(props, "direction", "properties") or "").lower()
+    access = (r.text(props, "access", "properties") or "").lower()
+    if direction not in ("inbound", "outbound"):
+        raise BadResource(rid, f"properties.direction must be Inbound or Outbound, got {direction or 'nothing'!r}")
+    if access not in ("allow", "deny"):
+        raise BadResource(rid, f"properties.access must be Allow or Deny, got {access or 'nothing'!r}")
+    protocol = (r.text(props, "protocol", "properties") or "*").lower()
+    if protocol not in _PROTOCOLS:
+        raise BadResource(rid, f"properties.protocol must be Tcp, Udp, Icmp, Esp, Ah or *, got {protocol!r}")
+    sources = _prefixes(r, props, "sourceAddressPrefix", "sourceAddressPrefixes")
+    dests = _prefixes(r, props, "destinationAddressPrefix", "destinationAddressPrefixes")
+    for p in (*sources, *dests):
+        if _bad_prefix(p):
+            raise BadResource(rid, f"properties: address prefix {p!r} is not an address or prefix")
+    return SecurityRule(
+        **common,
+        nsg_id=parent,
+        direction=direction,
+        access=access,
+        priority=priority,
+        protocol=protocol,
+        source_prefixes=sources,
+        dest_prefixes=dests,
+        dest_ports=_parse_ports(r, props),
+        source_asg=bool(r.objs(props, "sourceApplicationSecurityGroups", "properties")),
+        dest_asg=bool(r.objs(props, "destinationApplicationSecurityGroups", "properties")),
+        description=r.text(props, "description", "properties") or "",
+        is_default=default,
+    )
+
+
+def parse_nsg(body: Mapping[str, Any], rid: str, tkey: str, previous: Resource | None = None) -> Nsg:
+    """``previous``, a view of the same NSG parsed before, lends its parse of every rule whose
+    JSON is unchanged but for the etag (see :func:`_rules_since`)."""
+    r = _Reader(rid)
+    common = _common(r, body, rid, tkey)
+    props = r.obj(body, "properties", "") or {}
+    unreadable: list[UnreadableRule] = []
+    try:
+        raws = r.objs(props, "securityRules", "properties")
+        if type(previous) is Nsg and previous.id == rid and previous.rules:
+            rules = _rules_since(raws, rid, previous.rules)
+        else:
+            rules = tuple([parse_rule(x, rid) for x in raws])
+    except BadResource:  # one rule (or the list) cannot be read: keep the others, fail closed on it
+        rules = _rules_failing_closed(props.get("securityRules"), rid, False, unreadable)
+    try:
+        defaults_raw = r.objs(props, "defaultSecurityRules", "properties")
+        if defaults_raw:
+            defaults = _azure_defaults(defaults_raw, rid) or tuple(
+                [_azure_default_rule(x, rid) or parse_rule(x, rid, default=True) for x in defaults_raw])
+        else:
+            defaults = azure_default_rules(rid)
+    except BadResource:
+        defaults = _rules_failing_closed(props.get("defaultSecurityRules"), rid, True, unreadable)
+    # Positional, in field order: id, type, name, location, tags, etag, raw, rules, default rules.
+    return Nsg(rid, tkey, common["name"], common["location"], common["tags"], common["etag"], body, rules, defaults,
+               tuple(unreadable))
+
+
+def _rules_failing_closed(raws: Any, nsg_id: str, default: bool,
+                          unreadable: list[UnreadableRule]) -> tuple[SecurityRule, ...]:
+    """Each rule of ``raws`` that reads, and an :class:`UnreadableRule` in ``unreadable`` for each
+    that does not (or one for the whole list when it is not a list): the slow path of
+    :func:`parse_nsg`, taken only when something in the list is malformed."""
+    field_name = "defaultSecurityRules" if default else "securityRules"
+    if type(raws) is not list:
+        unreadable.append(UnreadableRule(f"{nsg_id}/{field_name}", field_name,
+                                         f"properties.{field_name} must be an array, got {_json_type(raws)}",
+                                         None, None, None, default))
+        return ()
+    out = []
+    for i, raw in enumerate(raws):
+        try:
+            rule = _azure_default_rule(raw, nsg_id) if default else None
+            out.append(rule or parse_rule(raw, nsg_id, default=default))
+        except BadResource as exc:
+            unreadable.append(unreadable_rule(raw, nsg_id, default, exc.reason, f"{field_name}[{i}]"))
+    return tuple(out)
+
+
+def unreadable_rule(raw: Any, nsg_id: str, default: bool, reason: str, where: str) -> UnreadableRule:
+    """What can be read of a malformed rule body: its name and ID, and its direction, access
+    and priority when they are well formed (None when not)."""
+    body = raw if isinstance(raw, dict) else {}
+    name = body.get("name") if isinstance(body.get("name"), str) and body.get("name") else where
+    rid = body.get("id") if isinstance(body.get("id"), str) and body.get("id", "").strip() else (
+        f"{nsg_id}/{'defaultSecurityRules' if default else 'securityRules'}/{name}")
+    props = body.get("properties") if isinstance(body.get("properties"), dict) else {}
+    direction, access, priority = props.get("direction"), props.get("access"), props.get("priority")
+    direction = direction.lower() if isinstance(direction, str) and direction.lower() in _DIRECTIONS else None
+    access = access.lower() if isinstance(access, str) and access.lower() in _ACCESSES else None
+    priority = priority if type(priority) is int else None
+    return UnreadableRule(rid.strip(), name, reason, direction, access, priority, default)
+
+
+def _rules_since(raws: list[dict], nsg_id: str, before: tuple[SecurityRule, ...]) -> tuple[SecurityRule, ...]:
+    """``parse_rule`` of each of ``raws``, reusing the rules parsed before from equal JSON.
+
+    A write to one rule of an NSG leaves the others as they were, except that ARM stamps the
+    NSG's new etag on every rule in it. A rule whose JSON equals (a deep comparison, in C) the
+    JSON an earlier view of it was read from, once the etags are set aside, is that view: only
+    its ``etag`` and ``raw`` are of the earlier read, and neither takes part in a rule's
+    equality or in any decision (writes go to the NSG, with the NSG's etag and the body just
+    read). Anything else (the written rule, a new one, a misfit) is parsed as usual."""
+    by_name = None  # made only when a rule is not where it was before (one was added or removed)
+    out = []
+    n = len(before)
+    for i, raw in enumerate(raws):
+        name = raw.get("name")
+        old = before[i] if i < n else None
+        if old is None or old.name != name:
+            if by_name is None:
+                by_name = {x.name: x for x in before}
+            old = by_name.get(name)
+        was = old.raw if old is not None and old.nsg_id == nsg_id else None
+        if was:
+            etag = raw.get("etag")  # _equal_but_etag() inline for the usual string etag
+            if raw == {**was, "etag": etag} if type(etag) is str else _equal_but_etag(raw, was):
+                out.append(old)
+                continue
+        out.append(parse_rule(raw, nsg_id))
+    return tuple(out)
+
+
+def _equal_but_etag(raw: Mapping[str, Any], was: Mapping[str, Any]) -> bool:
+    """Equal JSON objects once the ``etag`` member is set aside; a new etag must still be a
+    string (or absent), as parsing would demand."""
+    if "etag" not in raw:
+        return raw == was
+    etag = raw["etag"]
+    return (etag is None or type(etag) is str) and raw == {**was, "etag": etag}
+
+
+# Azure's six default rules as ARM returns them in every NSG's defaultSecurityRules:
+# (name, description, direction, access, priority, source prefix, destination prefix).
+_AZURE_DEFAULTS = (
+    ("AllowVnetInBound", "Allow inbound traffic from all VMs in VNET", "Inbound", "Allow", 65000,
+     "VirtualNetwork", "VirtualNetwork"),
+    ("AllowAzureLoadBalancerInBound", "Allow inbound traffic from azure load balancer", "Inbound", "Allow", 65001,
+     "AzureLoadBalancer", "*"),
+    ("DenyAllInBound", "Deny all inbound traffic", "Inbound", "Deny", 65500, "*", "*"),
+    ("AllowVnetOutBound", "Allow outbound traffic from all VMs to all VMs in VNET", "Outbound", "Allow", 65000,
+     "VirtualNetwork", "VirtualNetwork"),
+    ("AllowInternetOutBound", "Allow outbound traffic from all VMs to Internet", "Outbound", "Allow", 65001,
+     "*", "Internet"),
+    ("DenyAllOutBound", "Deny all outbound traffic", "Outbound", "Deny", 65500, "*", "*"),
+)
+_DEFAULT_RULE_TYPE = "Microsoft.Network/networkSecurityGroups/defaultSecurityRules"
+
+
+@lru_cache(maxsize=1)
+def _default_templates() -> Mapping[str, tuple[dict[str, Any], SecurityRule]]:
+    """Name -> (the ``properties`` ARM returns for that default rule, the rule :func:`parse_rule`
+    makes of them), built once by parsing Azure's own bodies."""
+    out = {}
+    for name, description, direction, access, priority, source, destination in _AZURE_DEFAULTS:
+        props = {"provisioningState": "Succeeded", "description": description, "protocol": "*",
+                 "sourcePortRange": "*", "destinationPortRange": "*", "sourceAddressPrefix": source,
+                 "destinationAddressPrefix": destination, "access": access, "priority": priority,
+                 "direction": direction, "sourcePortRanges": [], "destinationPortRanges": [],
+                 "sourceAddressPrefixes": [], "destinationAddressPrefixes": []}
+        body = {"name": name, "id": f"/n/defaultSecurityRules/{name}", "etag": "e", "type": _DEFAULT_RULE_TYPE,
+                "properties": props}
+        out[name] = (props, parse_rule(body, "/n", default=True))
+    return MappingProxyType(out)
+
+
+def _azure_default_rule(body: Any, nsg_id: str) -> SecurityRule | None:
+    """:func:`parse_rule` of a default rule exactly as Azure defines it, from a template.
+
+    Azure fixes its default rules and makes them read-only, so nearly every NSG body carries
+    the same six: one comparison of the whole ``properties`` object with Azure's is much
+    cheaper than parsing it. None (parse it the usual way) for anything else, even one
+    property off, so the rule is always the one parse_rule reads.
+
+    The view is :func:`_azure_default_view`: one per NSG and rule, kept between reads. It
+    carries no etag and no raw JSON (like the rules :func:`azure_default_rules` assumes):
+    Azure stamps the NSG's etag on them at every write of the NSG, and nothing ever writes
+    them or reads that back."""
+    if type(body) is not dict:
+        return None
+    name, props, rid, etag = body.get("name"), body.get("properties"), body.get("id"), body.get("etag")
+    known = _default_templates().get(name) if type(name) is str else None
+    if (known is None or type(etag) is not str or props != known[0] or type(props["priority"]) is not int
+            or body.get("type") != _DEFAULT_RULE_TYPE or body.get("location") is not None
+            or body.get("tags") is not None or rid != f"{nsg_id}/defaultSecurityRules/{name}"):
+        return None
+    return _azure_default_view(nsg_id, name)
+
+
+def _azure_defaults(raw: list[dict], nsg_id: str) -> tuple[SecurityRule, ...] | None:
+    """All six default rules at once when they are exactly Azure's in Azure's order, as ARM
+    returns them: :func:`_azure_default_rule`'s checks, made by a few comparisons (in C, by
+    ``map`` and ``itemgetter``) of what matters in each body with what Azure writes there.
+    None when anything differs (then each rule is looked at on its own)."""
+    if len(raw) != len(_AZURE_DEFAULTS):
+        return None
+    try:
+        # Per body: name, id, type and properties equal to Azure's; five members in all, the
+        # fifth a string etag; and an integer priority (equal properties could still hide a
+        # priority of 65000.0, equal to 65000 in Python but not an integer in JSON terms, which
+        # the checked reading refuses, so must this).
+        if (list(map(_DEFAULT_MEMBERS, raw)) != _azure_default_shapes(nsg_id)
+                or list(map(len, raw)) != _FIVES or {*map(type, map(_ETAG, raw))} != _JUST_STR
+                or {*map(type, map(_PRIORITY_MEMBER, map(_PROPERTIES, raw)))} != _JUST_INT):
+            return None
+    except (KeyError, TypeError):  # a member missing (KeyError), properties not an object (TypeError)
+        return None
+    return _azure_default_views(nsg_id)
+
+
+_DEFAULT_MEMBERS = itemgetter("name", "id", "type", "properties")
+_ETAG, _PRIORITY_MEMBER, _PROPERTIES = itemgetter("etag"), itemgetter("priority"), itemgetter("properties")
+_FIVES = [5] * len(_AZURE_DEFAULTS)
+_JUST_STR, _JUST_INT = {str}, {int}
+
+
+@lru_cache(maxsize=4096)
+def _azure_default_shapes(nsg_id: str) -> list[tuple]:
+    """What :func:`_azure_defaults` expects of each of the NSG's default rule bodies: (name, id,
+    type, properties). A list, as ``list(map(...))`` makes one; never changed once made."""
+    templates = _default_templates()
+    return [(name, f"{nsg_id}/defaultSecurityRules/{name}", _DEFAULT_RULE_TYPE, templates[name][0])
+            for name, *_ in _AZURE_DEFAULTS]
+
+
+@lru_cache(maxsize=4096)
+def _azure_default_views(nsg_id: str) -> tuple[SecurityRule, ...]:
+    return tuple(_azure_default_view(nsg_id, name) for name, *_ in _AZURE_DEFAULTS)
+
+
+@lru_cache(maxsize=8192)
+def _azure_default_view(nsg_id: str, name: str) -> SecurityRule:
+    t = _default_templates()[name][1]
+    return SecurityRule(f"{nsg_id}/defaultSecurityRules/{name}", RULE, name, None, _EMPTY, None, _EMPTY, nsg_id,
+                        t.direction, t.access, t.priority, t.protocol, t.source_prefixes, t.dest_prefixes,
+                        t.dest_ports, t.source_asg, t.dest_asg, t.description, True)
+
+
+def azure_default_rules(nsg_id: str) -> tuple[SecurityRule, ...]:
+    """Azure's six default rules, assumed when a body omits ``defaultSecurityRules``."""
+    out = []
+    for name, _, direction, access, prio, src, dst in _AZURE_DEFAULTS:
+        rid = f"{nsg_id}/defaultSecurityRules/{name}"
+        out.append(SecurityRule(id=rid, type=DEFAULT_RULE, name=name, location=None, tags=_EMPTY, etag=None,
+                                raw=MappingProxyType({}), nsg_id=nsg_id, direction=direction.lower(),
+                                access=access.lower(), priority=prio, protocol="*", source_prefixes=(src,),
+                                dest_prefixes=(dst,), is_default=True))
+    return tuple(out)
+
+
+def parse_subnet(body: Mapping[str, Any], vnet_id: str | None = None) -> Subnet:
+    rid, _ = _identity(body, vnet_id, "subnets")
+    r = _Reader(rid)
+    common = _common(r, body, rid, SUBNET)
+    props = r.obj(body, "properties", "") or {}
+    parent = vnet_id if vnet_id is not None else ids.parent_id(rid)
+    prefixes = _prefixes(r, props, "addressPrefix", "addressPrefixes")
+    endpoints = []
+    for i, se in enumerate(r.objs(props, "serviceEndpoints", "properties")):
+        service = r.text(se, "service", f"properties.serviceEndpoints[{i}]") or ""
+        endpoints.append(ServiceEndpoint(service, r.texts(se, "locations", f"properties.serviceEndpoints[{i}]")))
+    seps = []
+    for i, ref in enumerate(r.objs(props, "serviceEndpointPolicies", "properties")):
+        sid = r.text(ref, "id", f"properties.serviceEndpointPolicies[{i}]")
+        if sid:
+            seps.append(sid)
+    return Subnet(**common, vnet_id=parent, address_prefixes=prefixes,
+                  nsg_id=r.ref(props, "networkSecurityGroup", "properties"), sep_ids=tuple(seps),
+                  service_endpoints=tuple(endpoints), route_table_id=r.ref(props, "routeTable", "properties"))
+
+
+def parse_vnet(body: Mapping[str, Any], rid: str, tkey: str) -> VirtualNetwork:
+    r = _Reader(rid)
+    common = _common(r, body, rid, tkey)
+    props = r.obj(body, "properties", "") or {}
+    subnets = tuple(parse_subnet(s, rid) for s in r.objs(props, "subnets", "properties"))
+    return VirtualNetwork(**common, subnets=subnets)
+
+
+def parse_sep_definition(body: Mapping[str, Any], sep_id: str | None = None) -> SepDefinition:
+    rid, _ = _identity(body, sep_id, "serviceEndpointPolicyDefinitions")
+    r = _Reader(rid)
+    common = _common(r, body, rid, SEP_DEF)
+    props = r.obj(body, "properties", "") or {}
+    parent = sep_id if sep_id is not None else ids.parent_id(rid)
+    return SepDefinition(**common, sep_id=parent, service=r.text(props, "service", "properties") or "",
+                         service_resources=r.texts(props, "serviceResources", "properties"),
+                         description=r.text(props, "description", "properties") or "")
+
+
+def parse_sep(body: Mapping[str, Any], rid: str, tkey: str) -> ServiceEndpointPolicy:
+    r = _Reader(rid)
+    common = _common(r, body, rid, tkey)
+    props = r.obj(body, "properties", "") or {}
+    raw_defs = r.objs(props, "serviceEndpointPolicyDefinitions", "properties")
+    defs = tuple(parse_sep_definition(d, rid) for d in raw_defs)
+    return ServiceEndpointPolicy(**common, definitions=defs)
+
+
+def _pe_statuses(r: _Reader, props: Mapping[str, Any]) -> tuple[str, ...]:
+    out = []
+    for i, pec in enumerate(r.objs(props, "privateEndpointConnections", "properties")):
+        where = f"properties.privateEndpointConnections[{i}]"
+        p = r.obj(pec, "properties", where) or {}
+        state = r.obj(p, "privateLinkServiceConnectionState", f"{where}.properties") or {}
+        out.append(r.text(state, "status", f"{where}.properties.privateLinkServiceConnectionState") or "")
+    return tuple(out)
+
+
+def parse_workspace(body: Mapping[str, Any], rid: str, tkey: str) -> Workspace:
+    r = _Reader(rid)
+    common = _common(r, body, rid, tkey)
+    props = r.obj(body, "properties", "") or {}
+    mn = r.obj(props, "managedNetwork", "properties") or {}
+    rules_map = r.obj(mn, "outboundRules", "properties.managedNetwork") or {}
+    rules = []
+    for name, rule in rules_map.items():
+        where = f"properties.managedNetwork.outboundRules.{name}"
+        if not isinstance(rule, dict):
+            raise BadResource(rid, f"{where} must be an object, got {_json_type(rule)}")
+        rules.append(OutboundRule(name=name, type=r.text(rule, "type", where) or "",
+                                  category=r.text(rule, "category", where) or "",
+                                  destination=rule.get("destination"), status=r.text(rule, "status", where) or ""))
+    storage = r.get(props, "storageAccount", str, "properties")
+    return Workspace(**common, storage_account_id=storage or None,
+                     public_network_access=r.text(props, "publicNetworkAccess", "properties"),
+                     isolation_mode=r.text(mn, "isolationMode", "properties.managedNetwork"),
+                     outbound_rules=tuple(rules), private_endpoint_statuses=_pe_statuses(r, props),
+                     kind=r.text(body, "kind", ""), hub_id=(r.text(props, "hubResourceId", "properties") or "").strip()
+                     or None, hbi_workspace=bool(r.get(props, "hbiWorkspace", bool, "properties", False)))
+
+
+def parse_compute(body: Mapping[str, Any], rid: str, tkey: str) -> Compute:
+    r = _Reader(rid)
+    common = _common(r, body, rid, tkey)
+    props = r.obj(body, "properties", "") or {}
+    inner = r.obj(props, "properties", "properties") or {}
+    where = "properties.properties"
+    subnet = r.obj(inner, "subnet", where)
+    subnet_id = r.text(subnet, "id", f"{where}.subnet") if subnet is not None else None
+    endpoints = r.obj(inner, "connectivityEndpoints", where) or {}
+    ssh = r.obj(inner, "sshSettings", where) or {}
+    workspace_id = ids.parent_id(rid)
+    return Compute(**common, workspace_id=workspace_id,
+                   compute_type=r.text(props, "computeType", "properties") or "",
+                   subnet_id=subnet_id or None,
+                   enable_node_public_ip=r.get(inner, "enableNodePublicIp", bool, where),
+                   public_ip_address=r.text(endpoints, "publicIpAddress", f"{where}.connectivityEndpoints"),
+                   created_on=r.text(props, "createdOn", "properties"),
+                   ssh_public_access=r.text(ssh, "sshPublicAccess", f"{where}.sshSettings"),
+                   remote_login_public_access=r.text(inner, "remoteLoginPortPublicAccess", where),
+                   state=r.text(inner, "state", where),
+                   min_node_count=r.get(r.obj(inner, "scaleSettings", where), "minNodeCount", int,
+                                        f"{where}.scaleSettings"))
+
+
+def parse_env_version(body: Mapping[str, Any], rid: str, tkey: str) -> EnvironmentVersion:
+    r = _Reader(rid)
+    common = _common(r, body, rid, tkey)
+    props = r.obj(body, "properties", "") or {}
+    return EnvironmentVersion(**common, image=r.text(props, "image", "properties"))
+
+
+def parse_storage(body: Mapping[str, Any], rid: str, tkey: str) -> StorageAccount:
+    r = _Reader(rid)
+    common = _common(r, body, rid, tkey)
+    props = r.obj(body, "properties", "") or {}
+    return StorageAccount(**common, private_endpoint_statuses=_pe_statuses(r, props))
+
+
+_PARSERS = {
+    NSG: parse_nsg,
+    VNET: parse_vnet,
+    SEP: parse_sep,
+    WORKSPACE: parse_workspace,
+    COMPUTE: parse_compute,
+    ENV_VERSION: parse_env_version,
+    STORAGE: parse_storage,
+}
+
+
+def parse_resource(body: Any, previous: Resource | None = None) -> Resource | None:
+    """One ARM object to its view; None for types the baseline does not read. ``previous`` is
+    a view of the same resource parsed before, whose unchanged parts may be reused (an NSG's
+    rules); the view returned is the same either way."""
+    rid, tkey = _identity(body)
+    if tkey == NSG:
+        return parse_nsg(body, rid, tkey, previous)
+    if tkey == RULE:
+        return parse_rule(body)
+    if tkey == SUBNET:
+        return parse_subnet(body)
+    if tkey == SEP_DEF:
+        return parse_sep_definition(body)
+    parser = _PARSERS.get(tkey)
+    if parser is None:
+        return None
+    return parser(body, rid, tkey)
+
+
+def resource_type_of(body: Any) -> str:
+    """Best-effort type key of an object, for counting ignored resources."""
+    try:
+        return _identity(body)[1]
+    except BadResource:
+        return "<unknown>"
+
+

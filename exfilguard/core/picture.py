@@ -1,0 +1,369 @@
+"""The indexed picture of a subscription that every rule reads.
+
+Nested and standalone forms are merged here once (a subnet inline in its VNet and the same
+subnet read on its own are one subnet; a standalone child wins), and the relations the rules
+follow (compute -> subnet -> NSG / SEPs, workspace -> storage account) are indexed so that
+no rule scans the whole picture per resource. Building it is linear in the input.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from exfilguard.core import ids
+from exfilguard.core.findings import Notice
+from exfilguard.core.frozen import quick_init
+from exfilguard.core.model import (
+    COMPUTE,
+    ENV_VERSION,
+    FIREWALL,
+    FW_POLICY,
+    IP_GROUP,
+    NSG,
+    RCG,
+    ROUTE,
+    ROUTE_TABLE,
+    RULE,
+    SEP,
+    SEP_DEF,
+    STORAGE,
+    SUBNET,
+    VNET,
+    WORKSPACE,
+    BadResource,
+    Compute,
+    EnvironmentVersion,
+    Nsg,
+    Resource,
+    ServiceEndpointPolicy,
+    StorageAccount,
+    Subnet,
+    UnreadableRule,
+    VirtualNetwork,
+    Workspace,
+    parse_resource,
+    region_key,
+    resource_type_of,
+    unreadable_rule,
+)
+
+if TYPE_CHECKING:
+    from exfilguard.core.egress_model import AzureFirewall, FirewallPolicy, IpGroup, RouteTable
+    from exfilguard.core.viewcache import ViewCache
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class GuardedSubnet:
+    """A subnet some ML compute (ComputeInstance, AmlCompute) uses, or configuration names, with
+    what rules need of it."""
+
+    key: str
+    id: str  # as first referenced, or the subnet's own ID when it is in the picture
+    subnet: Subnet | None
+    regions: tuple[str, ...]
+    computes: tuple[Compute, ...]
+
+
+@dataclass(slots=True)
+class Picture:
+    """Resources by lowercase ID, plus the indexes rules use. Treat as read-only once built.
+
+    Slotted, and built with every field passed in order (:func:`_build`): an event builds one
+    per invocation for three resources, where filling a dict-backed instance field by field
+    and calling a dozen default factories cost as much as indexing them."""
+
+    nsgs: dict[str, Nsg] = field(default_factory=dict)
+    vnets: dict[str, VirtualNetwork] = field(default_factory=dict)
+    subnets: dict[str, Subnet] = field(default_factory=dict)
+    seps: dict[str, ServiceEndpointPolicy] = field(default_factory=dict)
+    workspaces: dict[str, Workspace] = field(default_factory=dict)
+    computes: dict[str, Compute] = field(default_factory=dict)
+    environments: dict[str, EnvironmentVersion] = field(default_factory=dict)
+    storage_accounts: dict[str, StorageAccount] = field(default_factory=dict)
+    notices: list[Notice] = field(default_factory=list)
+    ignored: dict[str, int] = field(default_factory=dict)
+    read_counts: dict[str, int] = field(default_factory=dict)
+    extra_guarded: tuple[str, ...] = ()
+    # indexes
+    _computes_by_subnet: dict[str, list[Compute]] = field(default_factory=dict)
+    _subnets_by_nsg: dict[str, list[str]] = field(default_factory=dict)
+    _subnets_by_sep: dict[str, list[str]] = field(default_factory=dict)
+    _guarded: dict[str, GuardedSubnet] = field(default_factory=dict)
+    # egress through a firewall (egress.py decides; its answers are kept in ``egress_memo``)
+    route_tables: dict[str, RouteTable] = field(default_factory=dict)
+    firewalls: dict[str, AzureFirewall] = field(default_factory=dict)
+    fw_policies: dict[str, FirewallPolicy] = field(default_factory=dict)
+    ip_groups: dict[str, IpGroup] = field(default_factory=dict)
+    egress_memo: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ lookups
+    def resource_count(self) -> int:
+        return (len(self.nsgs) + len(self.vnets) + len(self.subnets) + len(self.seps) + len(self.workspaces)
+                + len(self.computes) + len(self.environments) + len(self.storage_accounts)
+                + len(self.route_tables) + len(self.firewalls) + len(self.fw_policies) + len(self.ip_groups))
+
+    def get(self, resource_id: str) -> Resource | None:
+        k = ids.key(resource_id)
+        for table in (self.nsgs, self.subnets, self.vnets, self.seps, self.workspaces, self.computes,
+                      self.environments, self.storage_accounts, self.route_tables, self.firewalls,
+                      self.fw_policies, self.ip_groups):
+            if k in table:
+                return table[k]
+        return None
+
+    def all_resources(self) -> Iterable[Resource]:
+        for table in (self.nsgs, self.vnets, self.subnets, self.seps, self.workspaces, self.computes,
+                      self.environments, self.storage_accounts, self.route_tables, self.firewalls,
+                      self.fw_policies, self.ip_groups):
+            yield from table.values()
+
+    @property
+    def guarded_subnets(self) -> Mapping[str, GuardedSubnet]:
+        return self._guarded
+
+    def subnets_of_nsg(self, nsg_key: str) -> list[GuardedSubnet]:
+        """Guarded subnets the NSG is attached to."""
+        return [self._guarded[s] for s in self._subnets_by_nsg.get(nsg_key, ()) if s in self._guarded]
+
+    def subnets_of_sep(self, sep_key: str) -> list[GuardedSubnet]:
+        return [self._guarded[s] for s in self._subnets_by_sep.get(sep_key, ()) if s in self._guarded]
+
+    def computes_on(self, subnet_key: str) -> list[Compute]:
+        return self._computes_by_subnet.get(subnet_key, [])
+
+    def workspace_of(self, compute: Compute) -> Workspace | None:
+        return self.workspaces.get(ids.key(compute.workspace_id)) if compute.workspace_id else None
+
+    def hub_of(self, ws: Workspace) -> Workspace | None:
+        """The AI Foundry hub of a hub-based project, when it is in the picture."""
+        return self.workspaces.get(ids.key(ws.hub_id)) if ws.is_hub_project and ws.hub_id else None
+
+    def default_storage(self, ws: Workspace) -> str | None:
+        """The workspace's default storage account ID: its own, or for a hub-based project that
+        names none, its hub's (baseline "Scope")."""
+        if ws.storage_account_id:
+            return ws.storage_account_id
+        hub = self.hub_of(ws)
+        return hub.storage_account_id if hub is not None else None
+
+    def exemption_source(self, resource: Resource) -> Resource:
+        """Subnets cannot carry tags in ARM: their exemptions live on the VNet."""
+        if isinstance(resource, Subnet):
+            return self.vnets.get(ids.key(resource.vnet_id), resource)
+        return resource
+
+    def guarded_nsg_keys(self) -> list[str]:
+        return [k for k in self.nsgs if not self._guarded.keys().isdisjoint(self._subnets_by_nsg.get(k, ()))]
+
+    def guarded_sep_keys(self) -> list[str]:
+        return [k for k in self.seps if not self._guarded.keys().isdisjoint(self._subnets_by_sep.get(k, ()))]
+
+
+# ---------------------------------------------------------------------- building
+def _fold(parents: dict, children: dict[str, dict], field_name: str) -> None:
+    """Fold standalone children into their parents' ``field_name`` (a standalone child wins)."""
+    for parent_key, kids in children.items():
+        parent = parents.get(parent_key)
+        if parent is None:
+            continue
+        merged = {ids.key(c.id): c for c in getattr(parent, field_name)}
+        merged.update(kids)
+        parents[parent_key] = replace(parent, **{field_name: tuple(merged.values())})
+
+
+def _store_children(nsgs: dict, vnets: dict, seps: dict, standalone_rules: dict, standalone_subnets: dict,
+                    standalone_defs: dict) -> None:
+    _fold(nsgs, standalone_rules, "rules")
+    _fold(vnets, standalone_subnets, "subnets")
+    _fold(seps, standalone_defs, "definitions")
+
+
+def _keep_unreadable(nsgs: dict[str, Nsg], bad_rules: dict[str, dict[str, UnreadableRule]],
+                     notices: list[Notice], source: str) -> None:
+    """Put standalone rules that do not read on their NSGs, in place of any inline rule of the
+    same ID (a standalone child wins, as in :func:`_fold`)."""
+    for nsg_key, bad in bad_rules.items():
+        nsg = nsgs.get(nsg_key)
+        if nsg is None:
+            for u in bad.values():
+                notices.append(Notice("skipped", u.id, f"skipped security rule {u.name} ({u.reason}); its NSG is "
+                                      f"not in the {source}"))
+            continue
+        nsgs[nsg_key] = replace(nsg, rules=tuple(r for r in nsg.rules if ids.key(r.id) not in bad),
+                                unreadable=(*nsg.unreadable, *bad.values()))
+
+
+def _parent_key(child_id: str) -> str:
+    return ids.key(ids.parent_id(child_id))
+
+
+def build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str] = (), source: str = "input",
+          views: ViewCache | None = None) -> Picture:
+    """Parse ARM bodies into an indexed picture; ``views`` reuses the views of bodies equal to
+    ones parsed before (the event paths, whose neighbours rarely change between events).
+
+    A body that does not fit its type is skipped with a notice naming the resource and the
+    field, so one malformed resource never hides the findings of the others.
+
+    The cyclic garbage collector is paused while building: every view made here stays alive
+    and none is part of a reference cycle, so its passes over the growing heap only cost time
+    (half of a 100,000-resource sweep, and more the bigger the input). Reference counting
+    still frees every temporary; the collector resumes afterwards.
+    """
+    with cyclic_gc_paused():
+        return _build(bodies, extra_guarded_subnets, source, parse_resource if views is None else views.parse)
+
+
+class cyclic_gc_paused:  # lower case: used like the function it replaces
+    """Pause the cyclic garbage collector (if it runs) for a burst of long-lived, acyclic
+    allocations; reference counting frees everything else as usual.
+
+    A class rather than ``@contextlib.contextmanager``: it is entered twice per event
+    (building, evaluating), where the generator machinery costs more than the pause."""
+
+    __slots__ = ("_collecting",)
+
+    def __enter__(self) -> None:
+        self._collecting = gc.isenabled()
+        if self._collecting:
+            gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._collecting:
+            gc.enable()
+
+
+def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], source: str,
+           parse: Callable[[Any], Resource | None]) -> Picture:
+    # Plain dicts made as literals and handed to Picture at once: an event's picture holds
+    # three resources, where a dozen dict() calls and defaultdicts would cost more than they do.
+    nsgs: dict[str, Nsg] = {}
+    vnets: dict[str, VirtualNetwork] = {}
+    seps: dict[str, ServiceEndpointPolicy] = {}
+    workspaces: dict[str, Workspace] = {}
+    computes: dict[str, Compute] = {}
+    environments: dict[str, EnvironmentVersion] = {}
+    storage_accounts: dict[str, StorageAccount] = {}
+    tables: dict[str, dict] = {NSG: nsgs, VNET: vnets, SEP: seps, WORKSPACE: workspaces, COMPUTE: computes,
+                               ENV_VERSION: environments, STORAGE: storage_accounts}
+    # Standalone children by parent key, then by their own key (a standalone child wins).
+    standalone: dict[str, dict[str, dict[str, Any]]] = {RULE: {}, SUBNET: {}, SEP_DEF: {}, ROUTE: {}, RCG: {}}
+    egress: dict[str, dict] = {ROUTE_TABLE: {}, FIREWALL: {}, FW_POLICY: {}, IP_GROUP: {}}
+    notices: list[Notice] = []
+    ignored: dict[str, int] = {}
+    read: dict[str, int] = {}
+    bad_rules: dict[str, dict[str, UnreadableRule]] = {}  # standalone rules that do not read, by NSG key
+    for i, body in enumerate(bodies):
+        try:
+            res = parse(body)
+        except BadResource as exc:
+            rid = exc.resource_id or f"{source}[{i}]"
+            if rid != f"{source}[{i}]" and resource_type_of(body) == RULE:
+                # A standalone rule of an NSG: kept unread on its NSG (fail closed), not dropped.
+                bad = unreadable_rule(body, ids.parent_id(rid), False, exc.reason, f"{source}[{i}]")
+                bad_rules.setdefault(_parent_key(bad.id), {})[ids.key(bad.id)] = bad
+                continue
+            notices.append(Notice("skipped", rid, f"skipped {source}[{i}]: {exc.reason}"))
+            continue
+        if res is None:
+            t = resource_type_of(body)
+            ignored[t] = ignored.get(t, 0) + 1
+            continue
+        t = res.type
+        read[t] = read.get(t, 0) + 1
+        table = tables.get(t)
+        if table is not None:
+            table[ids.key(res.id)] = res
+        elif t in egress:
+            egress[t][ids.key(res.id)] = res
+        elif t in standalone:  # a standalone rule, subnet or policy definition
+            standalone[t].setdefault(_parent_key(res.id), {})[ids.key(res.id)] = res
+    standalone_rules, standalone_subnets, standalone_defs = standalone[RULE], standalone[SUBNET], standalone[SEP_DEF]
+    if standalone_rules or standalone_subnets or standalone_defs:
+        _store_children(nsgs, vnets, seps, standalone_rules, standalone_subnets, standalone_defs)
+        for nsg_key, kids in standalone_rules.items():  # a standalone rule that reads wins over an inline misfit
+            nsg = nsgs.get(nsg_key)
+            if nsg is not None and nsg.unreadable:
+                nsgs[nsg_key] = replace(nsg, unreadable=tuple(u for u in nsg.unreadable if ids.key(u.id) not in kids))
+    if bad_rules:
+        _keep_unreadable(nsgs, bad_rules, notices, source)
+    for nsg in nsgs.values():
+        for u in nsg.unreadable:
+            notices.append(Notice("unreadable", u.id, f"security rule {u.name} of NSG {nsg.name} cannot be read "
+                                  f"({u.reason}): it is kept as an unknown rule read the way that could produce "
+                                  "each finding, and ExfilGuard will not write this NSG until it is corrected"))
+    subnets: dict[str, Subnet] = {}
+    # Standalone subnets whose VNet is absent still count.
+    for vnet_key, kids in standalone_subnets.items():
+        if vnet_key not in vnets:
+            subnets.update(kids)
+    for vnet in vnets.values():
+        for s in vnet.subnets:
+            subnets[ids.key(s.id)] = s
+    for nsg_key, rules in standalone_rules.items():
+        if nsg_key not in nsgs:
+            for r in rules.values():
+                notices.append(Notice("absent", r.id, f"security rule's NSG {r.nsg_id} is not in the {source}"))
+    for sep_key, defs in standalone_defs.items():
+        if sep_key not in seps:
+            for d in defs.values():
+                notices.append(Notice("absent", d.id, f"definition's policy {d.sep_id} is not in the {source}"))
+    if egress[ROUTE_TABLE] or egress[FW_POLICY] or standalone[ROUTE] or standalone[RCG]:
+        _fold(egress[ROUTE_TABLE], standalone[ROUTE], "routes")
+        _fold(egress[FW_POLICY], standalone[RCG], "groups")
+        for parent_key, kids in (*standalone[ROUTE].items(), *standalone[RCG].items()):
+            if parent_key not in egress[ROUTE_TABLE] and parent_key not in egress[FW_POLICY]:
+                for child in kids.values():
+                    notices.append(Notice("absent", child.id, f"{child.name}'s parent {ids.parent_id(child.id)} "
+                                          f"is not in the {source}"))
+    extra = tuple(extra_guarded_subnets)
+    # Every field in order: nsgs, vnets, subnets, seps, workspaces, computes, environments,
+    # storage accounts, notices, ignored, read counts, extra guarded, then the four indexes.
+    return Picture(nsgs, vnets, subnets, seps, workspaces, computes, environments, storage_accounts, notices, ignored,
+                   read, extra, *_index(vnets, subnets, computes, extra), egress[ROUTE_TABLE], egress[FIREWALL],
+                   egress[FW_POLICY], egress[IP_GROUP], {})
+
+
+def _index(vnets: dict[str, VirtualNetwork], subnets: dict[str, Subnet], computes: dict[str, Compute],
+           extra_guarded: tuple[str, ...]) -> tuple[dict, dict, dict, dict]:
+    """(computes by subnet, subnets by NSG, subnets by policy, guarded subnets), all by key."""
+    by_subnet: dict[str, list[Compute]] = {}
+    for c in computes.values():
+        # Only ML computes make a subnet guarded: an attached compute (Kubernetes, a VM...)
+        # sits on a network ExfilGuard does not guard, and must not pull its NSG into scope.
+        if c.subnet_id and c.is_ml:
+            by_subnet.setdefault(ids.key(c.subnet_id), []).append(c)
+    by_nsg: dict[str, list[str]] = {}
+    by_sep: dict[str, list[str]] = {}
+    for k, s in subnets.items():
+        if s.nsg_id:
+            by_nsg.setdefault(ids.key(s.nsg_id), []).append(k)
+        for sep in s.sep_ids:
+            by_sep.setdefault(ids.key(sep), []).append(k)
+    guarded: dict[str, GuardedSubnet] = {}
+    refs: dict[str, str] = {}
+    for k, on_subnet in by_subnet.items():
+        refs[k] = on_subnet[0].subnet_id or k
+    for extra in extra_guarded:
+        refs.setdefault(ids.key(extra), extra)
+    for k, first_ref in refs.items():
+        subnet = subnets.get(k)
+        on_subnet = tuple(by_subnet.get(k, ()))
+        regions: list[str] = []
+        if subnet is not None:
+            vnet = vnets.get(ids.key(subnet.vnet_id))
+            if vnet is not None and vnet.location:
+                region = region_key(vnet.location)
+                if region:
+                    regions.append(region)
+        if not regions:
+            for c in on_subnet:
+                rk = region_key(c.location)
+                if rk and rk not in regions:
+                    regions.append(rk)
+        guarded[k] = GuardedSubnet(k, subnet.id if subnet else first_ref, subnet, tuple(regions), on_subnet)
+    return by_subnet, by_nsg, by_sep, guarded

@@ -1,0 +1,20 @@
+"""What every rule module shares: the evaluation context (rule metadata lives in ``exfilguard.core.catalog``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exfilguard.core.catalog import Rule
+from exfilguard.core.config import Config
+from exfilguard.core.frozen import quick_init
+from exfilguard.core.picture import Picture
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class Context:
+    picture: Picture
+    config: Config
+
+
+__all__ = ["Context", "Rule"]

@@ -1,1 +1,0 @@
-"""Where pictures come from: snapshot files, ARM reads, Event Grid events."""
