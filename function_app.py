@@ -33,8 +33,7 @@ import azure.functions as func
 
 from exfilguard.adapters import telemetry
 from exfilguard.app import deadletter, event_handler, http_api, loopguard_api, report_page, sweep, upkeep
-from exfilguard.app import settings as app_settings
-from exfilguard.app.runtime import Services, services
+from exfilguard.app.runtime import Services, services, sweep_queue_binding, sweep_schedule_binding
 
 app = func.FunctionApp()
 
@@ -84,13 +83,13 @@ def report(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @app.function_name("sweep_queue")
-@app.queue_trigger(arg_name="msg", queue_name=app_settings.sweep_queue_binding(), connection="AzureWebJobsStorage")
+@app.queue_trigger(arg_name="msg", queue_name=sweep_queue_binding(), connection="AzureWebJobsStorage")
 def sweep_queue(msg: func.QueueMessage) -> None:
     sweep.sweep_from_queue(msg.get_body(), _services())
 
 
 @app.function_name("scheduled_sweep")
-@app.schedule(schedule=app_settings.sweep_schedule_binding(), arg_name="timer", run_on_startup=False,
+@app.schedule(schedule=sweep_schedule_binding(), arg_name="timer", run_on_startup=False,
               use_monitor=True)
 def scheduled_sweep(timer: func.TimerRequest) -> None:
     if timer.past_due:

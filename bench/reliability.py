@@ -73,10 +73,10 @@ def _play(schedule: list[tuple[float, dict]], handlers: list[Callable[[Any], Any
 
 
 def _instances(settings: dict[str, str]) -> list[Callable[[Any], Any]]:
+    from exfilguard.adapters.configfile import load
     from exfilguard.adapters.state import State
     from exfilguard.app import event_handler
     from exfilguard.app.runtime import Services, services
-    from exfilguard.app.settings import load
 
     first = services()
     app = load(settings)

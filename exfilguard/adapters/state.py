@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from exfilguard.app.settings import StorageSettings
 from exfilguard.core import ids
+from exfilguard.core.settings import StorageSettings
 
 log = logging.getLogger("exfilguard.adapters.state")
 

@@ -48,8 +48,8 @@ from exfilguard.alerts.message import (
     ResourceFacts,
     TestAlert,
 )
-from exfilguard.alerts.settings import AlertSettings
 from exfilguard.core.findings import Finding, Severity
+from exfilguard.core.settings import AlertSettings
 
 log = logging.getLogger("exfilguard.alerts")
 

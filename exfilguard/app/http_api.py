@@ -35,9 +35,9 @@ from exfilguard.adapters.state import AuditEntry, StateError
 from exfilguard.app import actions
 from exfilguard.app import caller as caller_mod
 from exfilguard.app.runtime import Services
-from exfilguard.app.settings import SettingsError
 from exfilguard.core import engine, ids, model
 from exfilguard.core.picture import build
+from exfilguard.core.settings import SettingsError
 from exfilguard.flows.closure import ClosureReader
 from exfilguard.render import report
 

@@ -18,7 +18,7 @@ from html import escape
 from exfilguard.adapters import telemetry
 from exfilguard.adapters.state import StateError
 from exfilguard.app.runtime import Services
-from exfilguard.app.settings import SettingsError
+from exfilguard.core.settings import SettingsError
 
 log = telemetry.get_logger("exfilguard.render.report")
 

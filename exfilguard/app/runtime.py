@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from exfilguard.adapters import configfile
 from exfilguard.adapters.state import State
-from exfilguard.app import settings as settings_mod
-from exfilguard.app.settings import AppSettings
+from exfilguard.core.settings import DEFAULT_SWEEP_QUEUE, DEFAULT_SWEEP_SCHEDULE, SWEEP_QUEUE, SWEEP_SCHEDULE, Settings
 from exfilguard.core.viewcache import ViewCache
 
 _PREFIXES = ("EXFILGUARD_", "AzureWebJobsStorage", "APPLICATIONINSIGHTS_", "AZURE_CLIENT_ID")
@@ -41,7 +41,7 @@ class Notifier(Protocol):
 
 @dataclass
 class Services:
-    settings: AppSettings
+    settings: Settings
     state: State
     environ: Mapping[str, str]
     _notifier: Notifier | None = None
@@ -95,11 +95,10 @@ class Services:
         with self._lock:
             if self._notifier is None:
                 from exfilguard.alerts.dispatch import Dispatcher
-                from exfilguard.alerts.settings import AlertSettings
                 from exfilguard.alerts.table_ledger import TableLedger
 
                 ledger = TableLedger(self.state.table(f"{self.settings.state_prefix}alerts"))
-                self._notifier = Dispatcher.from_settings(AlertSettings.from_env(self.environ), ledger)
+                self._notifier = Dispatcher.from_settings(self.settings.alerts, ledger)
             return self._notifier
 
 
@@ -108,17 +107,32 @@ _cache_lock = threading.Lock()
 
 
 def services(environ: Mapping[str, str] | None = None) -> Services:
-    """The services for the current settings; raises ``SettingsError`` on a bad setting."""
+    """The services for the current settings, read and validated here once per set of values;
+    raises ``SettingsError`` on a bad setting."""
     env = os.environ if environ is None else environ
     fingerprint = tuple(sorted((k, v) for k, v in env.items() if k.startswith(_PREFIXES)))
     with _cache_lock:
         found = _cache.get(fingerprint)
         if found is not None:
             return found
-        app = settings_mod.load(env)
+        app = configfile.load(env)
         state = State(app.storage, prefix=app.state_prefix, queue_name=app.sweep_queue)
         found = Services(settings=app, state=state, environ=dict(env))
         if len(_cache) > 16:  # settings changed many times (tests): keep memory bounded
             _cache.clear()
         _cache[fingerprint] = found
         return found
+
+
+def sweep_schedule_binding(env: Mapping[str, str] | None = None) -> str:
+    """What the timer decorator gets. The host resolves ``%NAME%`` from app settings but has
+    no default syntax, and an unresolvable ``%NAME%`` stops the host from indexing the
+    function; so the placeholder is used only when the setting exists, else the default."""
+    env = os.environ if env is None else env
+    return f"%{SWEEP_SCHEDULE}%" if (env.get(SWEEP_SCHEDULE) or "").strip() else DEFAULT_SWEEP_SCHEDULE
+
+
+def sweep_queue_binding(env: Mapping[str, str] | None = None) -> str:
+    """The queue trigger's queue name, with the same default rule as the schedule."""
+    env = os.environ if env is None else env
+    return f"%{SWEEP_QUEUE}%" if (env.get(SWEEP_QUEUE) or "").strip() else DEFAULT_SWEEP_QUEUE

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +21,8 @@ from exfilguard.alerts.ledger import MemoryLedger
 from exfilguard.alerts.mail import build_mime
 from exfilguard.alerts.message import ActionKind, Alert, TestAlert
 from exfilguard.alerts.preview import write_previews
-from exfilguard.alerts.settings import EMAIL_CHANNEL, TEAMS_WEBHOOK_URL, AlertSettings, SettingsError
 from exfilguard.core.findings import Finding
+from exfilguard.core.settings import EMAIL_CHANNEL, TEAMS_WEBHOOK_URL, AlertSettings, SettingsError, alert_settings
 
 PLACEHOLDER_SENDER = "exfilguard@example.invalid"
 PLACEHOLDER_TO = ("security-team@example.invalid",)
@@ -60,49 +61,39 @@ def _print_deliveries(planner: Planner, deliveries: list, settings: AlertSetting
     out.flush()
 
 
-def run_notify(args: argparse.Namespace, findings: list[Finding], *, stdout: TextIO | None = None,
-               stderr: TextIO | None = None) -> int:
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
-    try:
-        settings = AlertSettings.from_env()
-    except SettingsError as exc:
-        print(f"exfilguard notify: {exc}", file=err)
-        return 2
-    wanted = tuple(dict.fromkeys(args.channel or ()))
-    dry_run = bool(getattr(args, "dry_run", False))
-    alerts = _alerts(findings, settings)
+def _dry_run(args: argparse.Namespace, alerts: list[Alert], settings: AlertSettings, wanted: tuple[str, ...],
+             out: TextIO, err: TextIO) -> int:
+    channels = wanted or settings.channels or ("teams", "email")
+    routing = EmailRouting(settings.email_to, dict(settings.email_to_by_severity))
+    if not routing.everyone():
+        routing = EmailRouting(PLACEHOLDER_TO)
+    planner = Planner(teams="teams" in channels, email=routing if "email" in channels else None)
+    if args.test:
+        deliveries = planner.test(TestAlert())
+    else:
+        deliveries = planner.digest([a for a in alerts if a.action.kind is not ActionKind.EXEMPT])
+    if not deliveries:
+        print("nothing to send: no unexempted findings", file=err)
+    _print_deliveries(planner, deliveries, settings, out, err)
+    return 0
 
-    if getattr(args, "out", None):
-        pages = write_previews(alerts, Path(args.out))
-        print(f"wrote {len(pages)} preview pages; open {pages[0]}", file=err)
 
-    if dry_run:
-        channels = wanted or settings.channels or ("teams", "email")
-        routing = EmailRouting(settings.email_to, dict(settings.email_to_by_severity))
-        if not routing.everyone():
-            routing = EmailRouting(PLACEHOLDER_TO)
-        planner = Planner(teams="teams" in channels, email=routing if "email" in channels else None)
-        if args.test:
-            deliveries = planner.test(TestAlert())
-        else:
-            deliveries = planner.digest([a for a in alerts if a.action.kind is not ActionKind.EXEMPT])
-        if not deliveries:
-            print("nothing to send: no unexempted findings", file=err)
-        _print_deliveries(planner, deliveries, settings, out, err)
-        return 0
-
-    if getattr(args, "out", None) and not args.test:
-        return 0
-
+def _unconfigured(wanted: tuple[str, ...], settings: AlertSettings) -> str | None:
+    """Why the wanted channels cannot be used, or None when they can."""
     for channel in wanted:
         if channel not in settings.channels:
             setting = TEAMS_WEBHOOK_URL if channel == "teams" else EMAIL_CHANNEL
-            print(f"exfilguard notify: --channel {channel} is not configured (set {setting})", file=err)
-            return 2
+            return f"--channel {channel} is not configured (set {setting})"
     if not settings.channels:
-        print(f"exfilguard notify: no alert channel is configured (set {TEAMS_WEBHOOK_URL} and/or "
-              f"{EMAIL_CHANNEL})", file=err)
+        return f"no alert channel is configured (set {TEAMS_WEBHOOK_URL} and/or {EMAIL_CHANNEL})"
+    return None
+
+
+def _send(args: argparse.Namespace, alerts: list[Alert], settings: AlertSettings, wanted: tuple[str, ...],
+          out: TextIO, err: TextIO) -> int:
+    problem = _unconfigured(wanted, settings)
+    if problem:
+        print(f"exfilguard notify: {problem}", file=err)
         return 2
     dispatcher = Dispatcher.from_settings(settings, MemoryLedger(), channels=wanted or None)
     if args.test:
@@ -115,3 +106,25 @@ def run_notify(args: argparse.Namespace, findings: list[Finding], *, stdout: Tex
     for o in outcomes:
         out.write(json.dumps(o.to_json()) + "\n")
     return 0 if all(o.ok for o in outcomes) else 1
+
+
+def run_notify(args: argparse.Namespace, findings: list[Finding], *, stdout: TextIO | None = None,
+               stderr: TextIO | None = None) -> int:
+    """Reads the alert settings from the environment once, then previews, prints or sends."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    try:
+        settings = alert_settings(os.environ)
+    except SettingsError as exc:
+        print(f"exfilguard notify: {exc}", file=err)
+        return 2
+    wanted = tuple(dict.fromkeys(args.channel or ()))
+    alerts = _alerts(findings, settings)
+    if getattr(args, "out", None):
+        pages = write_previews(alerts, Path(args.out))
+        print(f"wrote {len(pages)} preview pages; open {pages[0]}", file=err)
+    if getattr(args, "dry_run", False):
+        return _dry_run(args, alerts, settings, wanted, out, err)
+    if getattr(args, "out", None) and not args.test:
+        return 0
+    return _send(args, alerts, settings, wanted, out, err)

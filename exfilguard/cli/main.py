@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from exfilguard.adapters import snapshot
+from exfilguard.adapters import configfile, snapshot
 from exfilguard.core import config as config_mod
 from exfilguard.core.engine import Evaluation
 from exfilguard.core.engine import scan as scan_bodies
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_config(path: str | None) -> config_mod.Config:
     try:
-        return config_mod.load(path)
+        return configfile.load_config(path)
     except config_mod.ConfigError as exc:
         raise UsageError(str(exc)) from None
 

@@ -1,23 +1,24 @@
-"""Settings: ``EXFILGUARD_*`` environment variables over an optional YAML file.
+"""The rule configuration: ``EXFILGUARD_*`` environment variables over an optional YAML file.
 
-Every setting is validated up front and a bad one raises :class:`ConfigError` naming the
-setting and what it expects: a typo in a deployed app setting must fail loudly at start,
-not silently turn remediation off.
+A value object and its validation only; :mod:`exfilguard.core.settings` composes it with the
+Function app's and the alerts' settings; the app runtime and the CLI read the sources. Every
+setting is validated up front and a bad one raises :class:`ConfigError` naming the setting and
+what it expects: a typo in a deployed app setting must fail loudly at start, not silently turn
+remediation off.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from exfilguard.core import ids
 
-MODES = ("audit", "remediate")
+Mode = Literal["audit", "remediate"]
+MODES: tuple[Mode, ...] = ("audit", "remediate")
 
 DEFAULT_FQDN_ALLOW_LIST: tuple[str, ...] = (
     "ml.azure.com",
@@ -38,8 +39,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Config:
-    mode: str = "audit"
-    rule_modes: Mapping[str, str] = field(default_factory=dict)
+    mode: Mode = "audit"
+    rule_modes: Mapping[str, Mode] = field(default_factory=dict)
     extra_service_tags: tuple[str, ...] = ()
     storage_allow_list: tuple[str, ...] = ()
     deny_priority: int = 4096
@@ -58,7 +59,7 @@ class Config:
     # (docs/semantics.md, "Exemptions"): a tag cannot switch protection off for years.
     max_exemption_days: int = 90
 
-    def mode_for(self, rule_id: str) -> str:
+    def mode_for(self, rule_id: str) -> Mode:
         """The mode one rule runs in: its override, else the global mode."""
         return self.rule_modes.get(rule_id, self.mode)
 
@@ -125,14 +126,14 @@ def _list(name: str, value: Any) -> tuple[str, ...]:
     raise ConfigError(f"{name}: expected a list of strings (or a comma-separated string), got {value!r}")
 
 
-def _mode(name: str, value: Any) -> str:
+def _mode(name: str, value: Any) -> Mode:
     text = str(value).strip().lower()
     if text not in MODES:
         raise ConfigError(f"{name}: expected 'audit' or 'remediate', got {value!r}")
-    return text
+    return cast(Mode, text)
 
 
-def _rule_modes(name: str, value: Any) -> dict[str, str]:
+def _rule_modes(name: str, value: Any) -> dict[str, Mode]:
     pairs: list[tuple[str, Any]]
     if isinstance(value, str):
         pairs = []
@@ -149,7 +150,7 @@ def _rule_modes(name: str, value: Any) -> dict[str, str]:
         raise ConfigError(f"{name}: expected a mapping of rule ID to mode, got {value!r}")
     from exfilguard.core.rules import RULES  # late: rules import config
 
-    out = {}
+    out: dict[str, Mode] = {}
     for k, v in pairs:
         rid = str(k).strip().upper()
         if not _RULE_ID.match(rid) or rid not in RULES:
@@ -170,89 +171,70 @@ def _arm_id(name: str, value: Any, want_type: str | None = None) -> str | None:
     return str(value).strip()
 
 
+def _arm_ids(name: str, value: Any) -> tuple[str, ...]:
+    items = _list(name, value)
+    for item in items:
+        _arm_id(name, item)
+    return items
+
+
+def _whole(name: str, value: Any, lo: int, hi: int, what: str, *, floats: bool = True) -> int:
+    """A whole number in [lo, hi]; ``what`` completes "expected a whole number ..." in the message."""
+    message = f"{name}: expected a whole number {what}, got {value!r}"
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(message) from None
+    if isinstance(value, bool) or (not floats and isinstance(value, float)) or not lo <= number <= hi:
+        raise ConfigError(message)
+    return number
+
+
+def _ips(name: str, value: Any) -> tuple[str, ...]:
+    items = _list(name, value)
+    for item in items:
+        try:
+            ipaddress.ip_address(item)
+        except ValueError:
+            raise ConfigError(f"{name}: expected IP addresses (a virtual appliance's next-hop IP), "
+                              f"got {item!r}") from None
+    return items
+
+
+# How each Config field is read: a setting's name and raw value in, the typed value out.
+_CONVERT: dict[str, Callable[[str, Any], Any]] = {
+    "mode": _mode,
+    "rule_modes": _rule_modes,
+    "extra_service_tags": _list,
+    "fqdn_allow_list": _list,
+    "storage_allow_list": _arm_ids,
+    "guarded_subnets": _arm_ids,
+    "deny_priority": lambda n, v: _whole(n, v, 100, 4096, "from 100 to 4096"),
+    "trusted_egress_appliances": _ips,
+    "max_exemption_days": lambda n, v: _whole(n, v, 0, 3650, "of days from 0 to 3650", floats=False),
+    "curated_environments": _bool,
+    "quarantine": _bool,
+    "secured_monitor": _bool,
+    "storage_smb": _bool,
+    "attach_sep_id": lambda n, v: _arm_id(n, v, "Microsoft.Network/serviceEndpointPolicies"),
+    "attach_nsg_id": lambda n, v: _arm_id(n, v, "Microsoft.Network/networkSecurityGroups"),
+}
+
+
 def _convert(attr: str, name: str, value: Any) -> Any:
-    if attr == "mode":
-        return _mode(name, value)
-    if attr == "rule_modes":
-        return _rule_modes(name, value)
-    if attr in ("extra_service_tags", "fqdn_allow_list"):
-        return _list(name, value)
-    if attr in ("storage_allow_list", "guarded_subnets"):
-        items = _list(name, value)
-        for item in items:
-            _arm_id(name, item)
-        return items
-    if attr == "deny_priority":
-        try:
-            prio = int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name}: expected a whole number from 100 to 4096, got {value!r}") from None
-        if isinstance(value, bool) or not 100 <= prio <= 4096:
-            raise ConfigError(f"{name}: expected a whole number from 100 to 4096, got {value!r}")
-        return prio
-    if attr == "trusted_egress_appliances":
-        items = _list(name, value)
-        for item in items:
-            try:
-                ipaddress.ip_address(item)
-            except ValueError:
-                raise ConfigError(f"{name}: expected IP addresses (a virtual appliance's next-hop IP), "
-                                  f"got {item!r}") from None
-        return items
-    if attr == "max_exemption_days":
-        try:
-            days = int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name}: expected a whole number of days from 0 to 3650, got {value!r}") from None
-        if isinstance(value, bool | float) or not 0 <= days <= 3650:
-            raise ConfigError(f"{name}: expected a whole number of days from 0 to 3650, got {value!r}")
-        return days
-    if attr in ("curated_environments", "quarantine", "secured_monitor", "storage_smb"):
-        return _bool(name, value)
-    if attr == "attach_sep_id":
-        return _arm_id(name, value, "Microsoft.Network/serviceEndpointPolicies")
-    if attr == "attach_nsg_id":
-        return _arm_id(name, value, "Microsoft.Network/networkSecurityGroups")
-    raise AssertionError(attr)
+    return _CONVERT[attr](name, value)
 
 
-def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Build the configuration: YAML file (if any), then environment variables on top."""
-    env = os.environ if environ is None else environ
+def parse(env: Mapping[str, str], document: Mapping[str, Any] | None = None, source: str = "") -> Config:
+    """The rule configuration from a configuration file's mapping (if any; ``source`` names
+    the file in messages), then ``EXFILGUARD_*`` variables on top. Pure: the caller reads them."""
     values: dict[str, Any] = {}
-    if path is None and env.get("EXFILGUARD_CONFIG"):
-        path = env["EXFILGUARD_CONFIG"]
-    if path is not None:
-        values.update(_from_yaml(Path(path)))
+    for k, v in (document or {}).items():
+        attr = _YAML.get(k)
+        if attr is None:
+            raise ConfigError(f"config file {source}: unknown setting {k!r} (known: {', '.join(_YAML)})")
+        values[attr] = _convert(attr, f"{source}:{k}", v)
     for attr, var in _ENV.items():
         if var in env and env[var].strip() != "":
             values[attr] = _convert(attr, var, env[var])
     return Config(**values)
-
-
-def _from_yaml(path: Path) -> dict[str, Any]:
-    try:
-        import yaml  # lazy: only needed when a file is given
-    except ImportError:  # the Function app ships without the cli extra
-        raise ConfigError(f"config file {path}: YAML configuration needs PyYAML "
-                          "(pip install 'exfilguard[cli]', or add PyYAML to the app's requirements)") from None
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"config file {path}: cannot read it ({exc.strerror})") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path}: not valid YAML ({exc})") from None
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise ConfigError(f"config file {path}: expected a mapping at the top level")
-    out = {}
-    for k, v in doc.items():
-        attr = _YAML.get(k)
-        if attr is None:
-            raise ConfigError(f"config file {path}: unknown setting {k!r} (known: {', '.join(_YAML)})")
-        out[attr] = _convert(attr, f"{path}:{k}", v)
-    return out

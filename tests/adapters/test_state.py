@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from exfilguard.adapters.state import AuditEntry, IndexedCompute, IndexedSubnet, State
-from exfilguard.app.settings import StorageSettings
+from exfilguard.core.settings import StorageSettings
 from tests.function_support import NSG_WEU, VNET_WEU, WS_WEU, azurite_connection
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

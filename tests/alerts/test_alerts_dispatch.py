@@ -13,8 +13,8 @@ from exfilguard.alerts.dispatch import Dispatcher, DispatchPolicy
 from exfilguard.alerts.ledger import MemoryLedger
 from exfilguard.alerts.message import ActionTaken, Alert
 from exfilguard.alerts.pacing import MinimumSpacing
-from exfilguard.alerts.settings import AlertSettings
 from exfilguard.alerts.teams import TeamsSender
+from exfilguard.core.settings import alert_settings
 from tests.alerts_support.receivers import LoopbackReceiver, Reply
 from tests.alerts_support.samples import (
     NOW,
@@ -213,7 +213,7 @@ def test_test_alert_failure_is_reported_not_queued(clock):
 
 
 def test_from_settings_builds_the_configured_channels(rx):
-    settings = AlertSettings.from_env({
+    settings = alert_settings({
         "EXFILGUARD_TEAMS_WEBHOOK_URL": f"{rx.base_url}/hook?sig=abc",
         "EXFILGUARD_EMAIL_CHANNEL": "smtp", "EXFILGUARD_SMTP_HOST": "127.0.0.1",
         "EXFILGUARD_EMAIL_SENDER": "exfilguard@contoso.com", "EXFILGUARD_EMAIL_TO": "a@contoso.com",

@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from exfilguard.app import settings as app_settings
+from exfilguard.adapters import configfile
+from exfilguard.core import settings as app_settings
 from tests.function_support import REPO, SUB
 
 HEAVY = ("azure.mgmt", "azure.identity", "azure.data.tables", "azure.storage.queue", "azure.storage.blob",
@@ -94,14 +95,14 @@ BASE = {"EXFILGUARD_SUBSCRIPTION_ID": SUB, "AzureWebJobsStorage": "UseDevelopmen
 
 
 def test_settings_defaults():
-    s = app_settings.load(BASE)
+    s = configfile.load(BASE)
     assert (s.loop_max_writes, s.loop_window, s.max_body_bytes) == (3, timedelta(minutes=10), 16384)
     assert s.sweep_queue == "exfilguard-sweeps" and s.state_prefix == "exfilguard"
     assert s.config.mode == "audit"
 
 
 def test_identity_based_storage_settings():
-    s = app_settings.load({"EXFILGUARD_SUBSCRIPTION_ID": SUB, "AzureWebJobsStorage__accountName": "stexfil01",
+    s = configfile.load({"EXFILGUARD_SUBSCRIPTION_ID": SUB, "AzureWebJobsStorage__accountName": "stexfil01",
                            "AzureWebJobsStorage__credential": "managedidentity",
                            "AzureWebJobsStorage__clientId": "3C1D5E7F-9A2B-4C6D-8E0F-1A2B3C4D5E6F"})
     assert s.storage.identity_based
@@ -126,7 +127,7 @@ def test_identity_based_storage_settings():
 ])
 def test_bad_settings_name_the_setting(env, message):
     with pytest.raises(app_settings.SettingsError, match=message):
-        app_settings.load({**BASE, **env})
+        configfile.load({**BASE, **env})
 
 
 # ---------------------------------------------------------------------------------- telemetry

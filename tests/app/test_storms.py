@@ -14,10 +14,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+from exfilguard.adapters.configfile import load
 from exfilguard.adapters.state import State
 from exfilguard.app import event_handler
 from exfilguard.app.runtime import Services
-from exfilguard.app.settings import load
 from exfilguard.core import ids
 from tests.function_support import NSG_WEU, as_delivered, resource_event, running_app, sample
 

@@ -11,7 +11,7 @@ from tests.support import load_sample, run
 
 
 def test_environment_overrides_and_lists():
-    cfg = config.load(environ={
+    cfg = config.parse({
         "EXFILGUARD_MODE": "Remediate",
         "EXFILGUARD_RULE_MODES": "EXF-WS-02=audit, exf-nsg-01=remediate",
         "EXFILGUARD_EXTRA_SERVICE_TAGS": "AzureKeyVault.<region>, Sql",
@@ -34,7 +34,7 @@ def test_environment_overrides_and_lists():
 ])
 def test_invalid_settings_name_themselves(var, value):
     with pytest.raises(config.ConfigError, match=var):
-        config.load(environ={var: value})
+        config.parse({var: value})
 
 
 def test_plan_merges_edits_into_one_change_per_resource():

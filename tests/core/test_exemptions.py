@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exfilguard.adapters import configfile
 from exfilguard.core import config, engine, exemptions
 from exfilguard.core.config import Config, ConfigError
 from exfilguard.core.picture import build
@@ -104,22 +105,22 @@ def test_91_days_ahead_is_ignored_with_a_notice_and_90_is_honoured():
 
 def test_the_limit_is_configurable_by_environment_and_yaml(tmp_path):
     far = _stack_with_tag(f"EXF-NSG-01;until={(TODAY + timedelta(days=200)).isoformat()};reason=CHG-7")
-    cfg = config.load(environ={"EXFILGUARD_MAX_EXEMPTION_DAYS": "365"})
+    cfg = config.parse({"EXFILGUARD_MAX_EXEMPTION_DAYS": "365"})
     assert cfg.max_exemption_days == 365
     assert by_rule(engine.evaluate(build(far), cfg, today=TODAY), "EXF-NSG-01")[0].exempt
-    strict = config.load(environ={"EXFILGUARD_MAX_EXEMPTION_DAYS": "7"})
+    strict = config.parse({"EXFILGUARD_MAX_EXEMPTION_DAYS": "7"})
     near = _stack_with_tag(f"EXF-NSG-01;until={(TODAY + timedelta(days=8)).isoformat()};reason=CHG-7")
     assert not by_rule(engine.evaluate(build(near), strict, today=TODAY), "EXF-NSG-01")[0].exempt
     y = tmp_path / "c.yaml"
     y.write_text("maxExemptionDays: 30\n")
-    assert config.load(y, environ={}).max_exemption_days == 30
+    assert configfile.load_config(y, environ={}).max_exemption_days == 30
     assert Config().max_exemption_days == 90
 
 
 @pytest.mark.parametrize("raw", ["-1", "abc", "3651", "1.5"])
 def test_a_bad_limit_names_the_setting(raw):
     with pytest.raises(ConfigError, match="EXFILGUARD_MAX_EXEMPTION_DAYS"):
-        config.load(environ={"EXFILGUARD_MAX_EXEMPTION_DAYS": raw})
+        config.parse({"EXFILGUARD_MAX_EXEMPTION_DAYS": raw})
 
 
 def test_judge_kinds():

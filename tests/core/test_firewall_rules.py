@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from exfilguard.adapters import configfile
 from exfilguard.core import config as config_mod
 from exfilguard.core.config import Config, ConfigError
 from exfilguard.core.engine import plan
@@ -465,13 +466,13 @@ def test_handmade_network_fixtures_make_a_firewalled_subnet():
 
 
 def test_trusted_egress_appliances_setting(tmp_path):
-    cfg = config_mod.load(environ={"EXFILGUARD_TRUSTED_EGRESS_APPLIANCES": "10.0.0.4, 10.0.0.5"})
+    cfg = config_mod.parse({"EXFILGUARD_TRUSTED_EGRESS_APPLIANCES": "10.0.0.4, 10.0.0.5"})
     assert cfg.trusted_egress_appliances == ("10.0.0.4", "10.0.0.5")
     with pytest.raises(ConfigError, match=r"EXFILGUARD_TRUSTED_EGRESS_APPLIANCES.*not-an-ip"):
-        config_mod.load(environ={"EXFILGUARD_TRUSTED_EGRESS_APPLIANCES": "not-an-ip"})
+        config_mod.parse({"EXFILGUARD_TRUSTED_EGRESS_APPLIANCES": "not-an-ip"})
     p = tmp_path / "c.yaml"
     p.write_text("trustedEgressAppliances: [192.168.1.10]\nfqdnAllowList: [pypi.org]\n")
-    cfg = config_mod.load(p, environ={})
+    cfg = configfile.load_config(p, environ={})
     assert cfg.trusted_egress_appliances == ("192.168.1.10",) and cfg.fqdn_allow_list == ("pypi.org",)
 
 

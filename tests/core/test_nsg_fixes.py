@@ -8,9 +8,10 @@ from __future__ import annotations
 import copy
 import json
 
+from exfilguard.adapters.configfile import load_config
 from exfilguard.core import engine
 from exfilguard.core import nsg_decisions as decisions
-from exfilguard.core.config import Config, load
+from exfilguard.core.config import Config, parse
 from exfilguard.core.fixes import apply_edits
 from exfilguard.core.picture import build
 from exfilguard.core.rules import nsg as nsg_rules
@@ -109,17 +110,17 @@ def test_secured_monitor_and_storage_smb_settings():
 
 
 def test_settings_load_from_environment_and_yaml(tmp_path):
-    cfg = load(environ={"EXFILGUARD_SECURED_MONITOR": "true", "EXFILGUARD_STORAGE_SMB": "1"})
+    cfg = parse({"EXFILGUARD_SECURED_MONITOR": "true", "EXFILGUARD_STORAGE_SMB": "1"})
     assert cfg.secured_monitor and cfg.storage_smb
-    assert not load(environ={}).secured_monitor and not load(environ={}).storage_smb
+    assert not parse({}).secured_monitor and not parse({}).storage_smb
     path = tmp_path / "c.yaml"
     path.write_text("securedMonitor: true\nstorage_smb: true\n")
-    cfg = load(path, environ={})
+    cfg = load_config(path, environ={})
     assert cfg.secured_monitor and cfg.storage_smb
     from exfilguard.core.config import ConfigError
 
     try:
-        load(environ={"EXFILGUARD_STORAGE_SMB": "perhaps"})
+        parse({"EXFILGUARD_STORAGE_SMB": "perhaps"})
     except ConfigError as exc:
         assert "EXFILGUARD_STORAGE_SMB" in str(exc)
     else:

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from exfilguard.alerts.settings import AlertSettings, SettingsError
 from exfilguard.core.findings import Severity
+from exfilguard.core.settings import SettingsError, alert_settings
 
 WEBHOOK = "https://prod-42.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?sig=S3CR3T-sig"
 
 
 def test_defaults_when_nothing_is_set():
-    s = AlertSettings.from_env({})
+    s = alert_settings({})
     assert s.channels == ()
     assert (s.dedup_hours, s.resolved_notices, s.smtp_starttls, s.smtp_port) == (24.0, False, True, 587)
 
 
 def test_full_smtp_configuration_with_per_severity_override():
-    s = AlertSettings.from_env({
+    s = alert_settings({
         "EXFILGUARD_TEAMS_WEBHOOK_URL": WEBHOOK,
         "EXFILGUARD_EMAIL_CHANNEL": "SMTP",
         "EXFILGUARD_EMAIL_SENDER": "exfilguard@contoso.com",
@@ -60,7 +60,7 @@ def test_full_smtp_configuration_with_per_severity_override():
 ])
 def test_invalid_settings_name_the_setting(env, named):
     with pytest.raises(SettingsError) as info:
-        AlertSettings.from_env(env)
+        alert_settings(env)
     assert named in str(info.value)
 
 
@@ -70,7 +70,7 @@ def test_invalid_settings_name_the_setting(env, named):
 ])
 def test_bad_webhook_url_error_names_setting_but_not_the_url(url):
     with pytest.raises(SettingsError) as info:
-        AlertSettings.from_env({"EXFILGUARD_TEAMS_WEBHOOK_URL": url})
+        alert_settings({"EXFILGUARD_TEAMS_WEBHOOK_URL": url})
     assert "EXFILGUARD_TEAMS_WEBHOOK_URL" in str(info.value)
     assert "S3CR3T" not in str(info.value)
 
@@ -78,4 +78,4 @@ def test_bad_webhook_url_error_names_setting_but_not_the_url(url):
 def test_unresolved_key_vault_reference_is_explained():
     ref = "@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/teams-webhook/)"
     with pytest.raises(SettingsError, match="unresolved Key Vault reference"):
-        AlertSettings.from_env({"EXFILGUARD_TEAMS_WEBHOOK_URL": ref})
+        alert_settings({"EXFILGUARD_TEAMS_WEBHOOK_URL": ref})
