@@ -43,6 +43,7 @@ from typing import Any
 
 from exfilguard.adapters.state import State
 from exfilguard.core import ids
+from exfilguard.core.actor import Actor
 
 WINDOW = "EXFILGUARD_COALESCE_SECONDS"
 MAX_WAIT = "EXFILGUARD_COALESCE_MAX_SECONDS"
@@ -139,8 +140,6 @@ class Turn:
 
     def latest_event(self) -> Any:
         """The owner's event carrying the last writer's identity (the newest change)."""
-        from exfilguard.adapters.eventgrid import Caller
-
         if self.started_gen == self.joined_gen:
             return self.event  # no other event joined: this one is the last writer
         stored = self.store.last_actor(self.pk)
@@ -152,9 +151,9 @@ class Turn:
                 when = datetime.fromisoformat(stored["time"])
             except ValueError:
                 when = None
-        return replace(self.event, caller=Caller(name=stored.get("name", ""), upn=stored.get("upn", ""),
-                                                 app_id=stored.get("appId", ""),
-                                                 object_id=stored.get("objectId", "")),
+        return replace(self.event, caller=Actor(name=stored.get("name", ""), upn=stored.get("upn", ""),
+                                                app_id=stored.get("appId", ""),
+                                                object_id=stored.get("objectId", "")),
                        operation_name=stored.get("operation", "") or self.event.operation_name,
                        correlation_id=stored.get("correlationId", "") or self.event.correlation_id,
                        principal_id=stored.get("principalId", ""), time=when or self.event.time)

@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 from exfilguard.core import ids, operations
+from exfilguard.core.actor import Actor
 from exfilguard.core.frozen import quick_init
 from exfilguard.core.operations import Operation
 
@@ -72,30 +73,6 @@ class UnguardedResourceId(ValueError):
 # ---------------------------------------------------------------------------------- model
 @quick_init
 @dataclass(frozen=True, slots=True)
-class Caller:
-    """Who made the change, from the event's claims. ARN events carry no claims: all empty."""
-
-    name: str = ""
-    upn: str = ""
-    app_id: str = ""
-    object_id: str = ""
-
-    @property
-    def actor(self) -> str:
-        """The most readable handle available, for logs and the escalation alert."""
-        if self.name and self.upn and self.name != self.upn:
-            return f"{self.name} ({self.upn})"
-        if self.upn or self.name:
-            return self.upn or self.name
-        if self.app_id:
-            return f"app {self.app_id}"
-        if self.object_id:
-            return f"object {self.object_id}"
-        return ""
-
-
-@quick_init
-@dataclass(frozen=True, slots=True)
 class ChangeEvent:
     """An event reduced to what routing, own-write recognition and the audit log need."""
 
@@ -107,7 +84,7 @@ class ChangeEvent:
     operation_name: str  # "" for Azure Resource Notifications, which carry none
     resource_type: str  # ARN's resourceInfo.type; "" otherwise
     correlation_id: str
-    caller: Caller
+    caller: Actor  # from the claims only; see who()
     time: datetime | None
     status: str
     principal_id: str = ""  # data.authorization.evidence.principalId, when present
@@ -116,6 +93,15 @@ class ChangeEvent:
     @property
     def is_arn(self) -> bool:
         return self.event_type.lower().startswith(_ARN_PREFIX)
+
+
+def who(event: ChangeEvent) -> Actor:
+    """Who made the change, with what the event adds to the claims: the authorization
+    evidence's principal when the claims name none, the operation, the time and the IDs."""
+    c = event.caller
+    return Actor(name=c.name, upn=c.upn, app_id=c.app_id, object_id=c.object_id or event.principal_id,
+                 operation=event.operation_name or event.event_type, event_id=event.event_id,
+                 correlation_id=event.correlation_id, time=event.time)
 
 
 @quick_init
@@ -193,10 +179,10 @@ def _envelope(event: Any) -> tuple[str, Any, Any, Any, Any, Any]:
     raise MalformedEvent(f"expected an Event Grid or CloudEvents event, got {type(event).__name__}")
 
 
-def _claims(data: Mapping[str, Any]) -> Caller:
+def _claims(data: Mapping[str, Any]) -> Actor:
     claims = data.get("claims")
     if claims is None:
-        return Caller()
+        return Actor()
     if type(claims) is not dict and not isinstance(claims, Mapping):
         raise MalformedEvent(f"event data.claims must be an object, got {type(claims).__name__}")
 
@@ -210,7 +196,7 @@ def _claims(data: Mapping[str, Any]) -> Caller:
     app_id = s if type(v) is str and (s := v.strip()) else _claim(claims, "azp")
     v = get("oid")
     object_id = s if type(v) is str and (s := v.strip()) else _claim(claims, CLAIM_OBJECT_ID)
-    return Caller(name, upn, app_id, object_id)
+    return Actor(name, upn, app_id, object_id)
 
 
 def _claim(claims: Mapping[str, Any], *names: str) -> str:

@@ -35,6 +35,7 @@ from typing import Any
 
 from exfilguard.adapters.state import from_iso
 from exfilguard.core import ids
+from exfilguard.core.actor import Actor
 
 _CAS_ATTEMPTS = 12
 ROW = "guard"
@@ -51,36 +52,6 @@ def _iso(value: datetime | None) -> str:
 def partition(resource_id: str) -> str:
     """A Table key for an ARM ID: IDs hold '/', which keys may not, and can exceed 1 KiB."""
     return hashlib.sha256(ids.key(resource_id).encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Writer:
-    """Who last changed the resource (the other writer), from the triggering event's claims."""
-
-    caller: str = ""
-    app_id: str = ""
-    object_id: str = ""
-    operation: str = ""
-    event_id: str = ""
-    correlation_id: str = ""
-    time: datetime | None = None
-
-    @property
-    def known(self) -> bool:
-        return bool(self.caller or self.app_id or self.object_id)
-
-    def to_json(self) -> dict[str, str]:
-        return {"caller": self.caller, "appId": self.app_id, "objectId": self.object_id,
-                "operation": self.operation, "eventId": self.event_id, "correlationId": self.correlation_id,
-                "time": _iso(self.time)}
-
-    @classmethod
-    def from_json(cls, data: Any) -> Writer | None:
-        if not isinstance(data, dict):
-            return None
-        return cls(caller=data.get("caller", ""), app_id=data.get("appId", ""), object_id=data.get("objectId", ""),
-                   operation=data.get("operation", ""), event_id=data.get("eventId", ""),
-                   correlation_id=data.get("correlationId", ""), time=from_iso(data.get("time")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +76,7 @@ class Record:
     resume_at: datetime | None = None     # no fix before this (backing off)
     held_at: datetime | None = None       # stopped: only a person clears it
     last_write: datetime | None = None
-    writer: Writer | None = None          # the last other writer known
+    writer: Actor | None = None          # the last other writer known
     total_writes: int = 0                 # in the current fight, for the escalation text
 
     @property
@@ -130,7 +101,7 @@ class Record:
                    writes=tuple(t for t in (from_iso(v) for v in json.loads(e.get("Writes") or "[]")) if t),
                    backoffs=int(e.get("Backoffs") or 0), resume_at=from_iso(e.get("ResumeAt")),
                    held_at=from_iso(e.get("HeldAt")), last_write=from_iso(e.get("LastWrite")),
-                   writer=Writer.from_json(json.loads(writer_text)) if writer_text else None,
+                   writer=Actor.from_json(json.loads(writer_text)) if writer_text else None,
                    total_writes=int(e.get("TotalWrites") or 0))
 
 
@@ -145,16 +116,16 @@ class Decision:
     writes_in_window: int = 0
     total_writes: int = 0
     resume_at: datetime | None = None
-    writer: Writer | None = None
+    writer: Actor | None = None
     slot: datetime | None = None  # the reserved write time, to give back when nothing was written
     reason: str = ""
 
 
 def decide(record: Record | None, resource_id: str, now: datetime, policy: Policy,
-           writer: Writer | None = None) -> tuple[Record, Decision]:
+           writer: Actor | None = None) -> tuple[Record, Decision]:
     """The pure policy: the new record and the decision for one fix this resource needs now."""
     rec = record or Record(resource_id=resource_id)
-    if writer is not None and writer.known:
+    if writer is not None and writer.handle:
         rec = replace(rec, writer=writer)
     if rec.held_at is not None:
         return rec, Decision(resource_id, False, HELD, writer=rec.writer, total_writes=rec.total_writes,
@@ -216,7 +187,7 @@ class LoopGuard:
     policy: Policy = field(default_factory=Policy)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
-    def reserve(self, resource_id: str, writer: Writer | None = None) -> Decision:
+    def reserve(self, resource_id: str, writer: Actor | None = None) -> Decision:
         now = self.clock()
         return self._swap(resource_id, lambda rec: decide(rec, resource_id, now, self.policy, writer))
 

@@ -16,7 +16,6 @@ from exfilguard.alerts.message import (
     ActionKind,
     ActiveExemption,
     Alert,
-    ChangeContext,
     Escalation,
     ExemptionChange,
     ResolvedNotice,
@@ -24,6 +23,7 @@ from exfilguard.alerts.message import (
     TestAlert,
     format_time,
 )
+from exfilguard.core.actor import Actor
 from exfilguard.core.findings import Severity
 
 # A tone is a colour family every renderer knows: Adaptive Card colours / container styles,
@@ -151,19 +151,19 @@ def _resource_facts(r: ResourceFacts) -> tuple[Fact, ...]:
     return tuple(facts)
 
 
-def _who_section(change: ChangeContext | None) -> Section:
-    if change is None or not any((change.actor, change.operation, change.event_time, change.correlation_id)):
+def _who_section(change: Actor | None) -> Section:
+    if change is None or not any((change.handle, change.operation, change.time, change.correlation_id)):
         return Section("Who changed it", text="No change event: found by a scheduled sweep or a snapshot, "
                                               "so the author is not known. The Activity Log names them.")
-    facts = [Fact("Changed by", change.actor or "unknown")]
-    if change.caller and change.app_id:
+    facts = [Fact("Changed by", change.handle or "unknown")]
+    if change.person and change.app_id:
         facts.append(Fact("App ID", change.app_id))
-    if change.object_id and change.actor != f"object {change.object_id}":
+    if change.object_id and change.handle != f"object {change.object_id}":
         facts.append(Fact("Object ID", change.object_id, mono=True))
     if change.operation:
         facts.append(Fact("Operation", change.operation))
-    if change.event_time:
-        facts.append(Fact("Time", format_time(change.event_time)))
+    if change.time:
+        facts.append(Fact("Time", format_time(change.time)))
     if change.correlation_id:
         facts.append(Fact("Correlation ID", change.correlation_id, mono=True))
     if change.event_id:
@@ -203,7 +203,7 @@ def alert_content(alert: Alert) -> Content:
     f = alert.finding
     r = alert.resource
     badge = _severity_badge(f.severity)
-    who = f"changed by {alert.change.actor}; " if alert.change and alert.change.actor else ""
+    who = f"changed by {alert.change.handle}; " if alert.change and alert.change.handle else ""
     sections = [
         Section("Resource", facts=_resource_facts(r)),
         Section("What changed", text=clip(f.detail),
@@ -306,7 +306,7 @@ def exemption_change_content(x: ExemptionChange) -> Content:
     """An exemption tag appeared or changed: who did it, what it switches off, until when, why."""
     r = x.resource
     verb = "changed" if x.previous else "set"
-    actor = x.change.actor if x.change else ""
+    actor = x.change.handle if x.change else ""
     facts = list(_resource_facts(r))
     facts.append(Fact("Rules", ", ".join(x.rule_ids) or "—"))
     facts.append(Fact("Until", x.until or "—"))
@@ -352,7 +352,7 @@ def escalation_content(e: Escalation) -> Content:
     r = e.resource
     minutes = int(e.window.total_seconds() // 60)
     span = f"{minutes // 60} hours" if minutes >= 120 and minutes % 60 == 0 else f"{minutes} minutes"
-    actor = e.actor.actor if e.actor else ""
+    actor = e.actor.handle if e.actor else ""
     facts = list(_resource_facts(r))
     facts.append(Fact("Rules", ", ".join(e.rule_ids) or "—"))
     facts.append(Fact("Fix writes", f"{e.write_count} within {span}"))

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any
 
 from exfilguard.alerts import guidance
+from exfilguard.core.actor import Actor
 from exfilguard.core.findings import Finding, Severity
 from exfilguard.core.ids import key as id_key
 
@@ -84,61 +84,6 @@ class ResourceFacts:
             head, _, _ = self.resource_id.rstrip("/").rpartition("/subnets/")
             return head
         return self.resource_id
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeContext:
-    """Who changed the resource, as the Activity Log event tells it. Every field is optional:
-    a sweep has no event, and service principals have no UPN."""
-
-    caller: str = ""          # display name or UPN
-    app_id: str = ""
-    object_id: str = ""
-    operation: str = ""
-    event_time: datetime | None = None
-    correlation_id: str = ""
-    event_id: str = ""
-
-    @property
-    def actor(self) -> str:
-        """The best human handle: a name or UPN, else the app, else the object ID."""
-        if self.caller:
-            return self.caller
-        if self.app_id:
-            return f"app {self.app_id}"
-        if self.object_id:
-            return f"object {self.object_id}"
-        return ""
-
-    @classmethod
-    def from_event_grid(cls, event: dict[str, Any]) -> ChangeContext:
-        """Read an Event Grid resource event (``Microsoft.Resources.ResourceWriteSuccess`` and
-        friends, either event schema). Missing claims stay empty rather than raising: a partial
-        "who" is still worth showing."""
-        data = event.get("data") or {}
-        claims = data.get("claims") or {}
-        upn = claims.get("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn") or ""
-        name = claims.get("name") or ""
-        caller = f"{name} ({upn})" if name and upn and name != upn else (upn or name)
-        if not caller and "@" in str(data.get("caller") or ""):
-            caller = str(data["caller"])
-        raw_time = event.get("eventTime") or event.get("time") or ""
-        when: datetime | None = None
-        if raw_time:
-            try:
-                when = datetime.fromisoformat(str(raw_time).replace("Z", "+00:00"))
-            except ValueError:
-                when = None
-        object_id = claims.get("http://schemas.microsoft.com/identity/claims/objectidentifier") or ""
-        return cls(
-            caller=caller,
-            app_id=str(claims.get("appid") or claims.get("azp") or ""),
-            object_id=str(object_id),
-            operation=str(data.get("operationName") or ""),
-            event_time=when,
-            correlation_id=str(data.get("correlationId") or ""),
-            event_id=str(event.get("id") or ""),
-        )
 
 
 class ActionKind(str, Enum):
@@ -235,7 +180,7 @@ class Alert:
     finding: Finding
     resource: ResourceFacts
     action: ActionTaken
-    change: ChangeContext | None = None
+    change: Actor | None = None
     next_step: str = ""
     recheck: str = ""
 
@@ -257,7 +202,7 @@ class Alert:
         finding: Finding,
         *,
         action: ActionTaken | None = None,
-        change: ChangeContext | None = None,
+        change: Actor | None = None,
         region: str = "",
         http_endpoint: str | None = None,
         next_step: str | None = None,
@@ -273,7 +218,7 @@ class Alert:
                 action = ActionTaken.alert_only()
         resource = ResourceFacts.from_resource_id(finding.resource_id, region=region,
                                                   resource_type=finding.resource_type)
-        actor = change.actor if change else ""
+        actor = change.handle if change else ""
         step = next_step if next_step is not None else guidance.next_step(
             finding.rule_id, action.kind.value, action.plan or finding.fix_summary, actor=actor)
         return cls(
@@ -297,7 +242,7 @@ class Escalation:
     rule_ids: tuple[str, ...]
     write_count: int
     window: timedelta
-    actor: ChangeContext | None = None  # the likely other writer, from the events' claims
+    actor: Actor | None = None  # the likely other writer, from the events' claims
     detected_at: datetime | None = None
     note: str = ""
     stage: str = "held"
@@ -325,7 +270,7 @@ class ExemptionChange:
     reason: str = ""
     status: str = ""                # active | expired | too-long | malformed
     status_note: str = ""           # why it does or does not exempt
-    change: ChangeContext | None = None
+    change: Actor | None = None
     detected_at: datetime | None = None
 
     @property

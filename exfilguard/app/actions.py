@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from exfilguard.adapters import eventgrid as events
 from exfilguard.adapters import telemetry
 from exfilguard.adapters.eventgrid import ChangeEvent
-from exfilguard.adapters.loopguard import Decision, Writer
+from exfilguard.adapters.loopguard import Decision
 from exfilguard.adapters.state import AuditEntry
 from exfilguard.app.runtime import Services
 from exfilguard.core import engine, ids
+from exfilguard.core.actor import Actor
 from exfilguard.core.engine import Evaluation
 from exfilguard.core.findings import Finding
 from exfilguard.core.fixes import PlannedChange
@@ -57,18 +59,15 @@ class Invocation:
             fields.setdefault("correlation_id", ev.correlation_id)
             fields.setdefault("event_type", ev.event_type)
             fields.setdefault("operation", ev.operation_name or ev.resource_type)
-            fields.setdefault("actor", ev.caller.actor)
+            fields.setdefault("actor", ev.caller.handle)
         self.services.state.audit(AuditEntry(trigger=self.trigger, decision=decision, **fields))
 
     @property
-    def actor(self) -> Writer | None:
-        """The other writer behind this run (the event's caller), for the loop guard's memory."""
-        ev = self.event
-        if ev is None or not (ev.caller.actor or ev.principal_id):
-            return None
-        return Writer(caller=ev.caller.actor, app_id=ev.caller.app_id, object_id=ev.caller.object_id or ev.principal_id,
-                     operation=ev.operation_name or ev.event_type, event_id=ev.event_id,
-                     correlation_id=ev.correlation_id, time=ev.time)
+    def actor(self) -> Actor | None:
+        """Who made the change behind this run (the event's caller): the loop guard's other
+        writer and the alert's "who"; None without an event or without anyone named in it."""
+        who = events.who(self.event) if self.event is not None else None
+        return who if who is not None and who.handle else None
 
 
 @dataclass
@@ -227,13 +226,10 @@ RELEASE_HOW = ("POST /api/loopguard/release with {\"resourceId\": \"<ID>\"} (fun
 
 
 def _escalate(inv: Invocation, change: PlannedChange, decision: Decision, out: Actions) -> None:
-    from exfilguard.alerts.message import ChangeContext, Escalation, ResourceFacts
+    from exfilguard.alerts.message import Escalation, ResourceFacts
 
     s = inv.services.settings
-    actor = decision.writer
-    who = ChangeContext(caller=actor.caller, app_id=actor.app_id, object_id=actor.object_id,
-                        operation=actor.operation, event_time=actor.time, correlation_id=actor.correlation_id,
-                        event_id=actor.event_id) if actor else None
+    actor = who = decision.writer
     trail = (f" The other writer's last change: {actor.operation or 'unknown operation'}, correlation ID "
              f"{actor.correlation_id} (search the Activity Log for it)." if actor and actor.correlation_id else "")
     if decision.escalate == "held":
@@ -249,11 +245,11 @@ def _escalate(inv: Invocation, change: PlannedChange, decision: Decision, out: A
         detected_at=inv.services.clock(), note=note, stage=decision.escalate)
     out.escalated.append(change.target_id)
     log.warning("loop guard: %s %s after %d fix writes (other writer: %s)", change.target_id, decision.escalate,
-                decision.total_writes, (who.actor if who else "") or "unknown")
+                decision.total_writes, (who.handle if who else "") or "unknown")
     telemetry.failure("loop-guard")
     outcomes = _notify(inv, out, lambda n: n.send_escalation(escalation))
     inv.audit("escalated" if decision.escalate == "held" else "backing-off", resource_id=change.target_id,
-              actor=(who.actor if who else ""),
+              actor=(who.handle if who else ""),
               outcome=_alert_words(outcomes) if outcomes is not None else f"escalation not sent: {out.alert_error}",
               detail=escalation.note)
 
@@ -304,15 +300,9 @@ def _action_for(finding: Finding, by_target: dict[str, Any], blocked: set[str]) 
 
 def _alert(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actions,
            exemptions: list[Any] | None = None, recovered: list[Any] | None = None) -> None:
-    from exfilguard.alerts.message import ActionTaken, Alert, ChangeContext
+    from exfilguard.alerts.message import ActionTaken, Alert
 
-    ev = inv.event
-    change = None
-    if ev is not None:
-        change = ChangeContext(caller=ev.caller.actor if ev.caller.name or ev.caller.upn else "",
-                               app_id=ev.caller.app_id, object_id=ev.caller.object_id or ev.principal_id,
-                               operation=ev.operation_name or ev.event_type, event_time=ev.time,
-                               correlation_id=ev.correlation_id, event_id=ev.event_id)
+    change = events.who(inv.event) if inv.event is not None else None
     by_target = {ids.key(w.target_id): w for w in out.writes}
     blocked = {ids.key(b) for b in out.blocked}
     endpoint = inv.services.settings.http_endpoint

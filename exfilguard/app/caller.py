@@ -11,7 +11,8 @@ to send: they are recorded, marked unverified, never trusted.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from exfilguard.core.actor import Actor
 
 _NAME = "x-ms-client-principal-name"
 _ID = "x-ms-client-principal-id"
@@ -25,25 +26,17 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     return ""
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    name: str = ""
-    principal_id: str = ""
-    provider: str = ""
-    verified: bool = False
-
-    @property
-    def audit_text(self) -> str:
-        """The audit row's ``actor``: who, and how much to believe it."""
-        who = " ".join(x for x in (self.name, f"(id {self.principal_id})" if self.principal_id else "") if x)
-        if self.verified:
-            return f"{who or 'unknown principal'} via App Service authentication" + (
-                f" ({self.provider})" if self.provider else "")
-        if who:
-            return f"function key; unverified x-ms-client-principal headers say {who}"
-        return "function key (App Service authentication is off: the caller is not known)"
+def audit_text(caller: Actor) -> str:
+    """The audit row's ``actor``: who, and how much to believe it."""
+    who = " ".join(x for x in (caller.name, f"(id {caller.object_id})" if caller.object_id else "") if x)
+    if caller.verified:
+        return f"{who or 'unknown principal'} via App Service authentication" + (
+            f" ({caller.provider})" if caller.provider else "")
+    if who:
+        return f"function key; unverified x-ms-client-principal headers say {who}"
+    return "function key (App Service authentication is off: the caller is not known)"
 
 
-def from_headers(headers: Mapping[str, str], *, app_service_auth: bool) -> Caller:
-    return Caller(name=_header(headers, _NAME), principal_id=_header(headers, _ID), provider=_header(headers, _IDP),
-                  verified=app_service_auth)
+def from_headers(headers: Mapping[str, str], *, app_service_auth: bool) -> Actor:
+    return Actor(name=_header(headers, _NAME), object_id=_header(headers, _ID), provider=_header(headers, _IDP),
+                 verified=app_service_auth)

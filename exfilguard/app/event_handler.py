@@ -187,7 +187,7 @@ def _entry(event: events.ChangeEvent, decision: str, **fields: Any) -> Any:
 
     return AuditEntry(trigger="event", decision=decision, event_id=event.event_id,
                       correlation_id=event.correlation_id, event_type=event.event_type,
-                      operation=event.operation_name or event.resource_type, actor=event.caller.actor, **fields)
+                      operation=event.operation_name or event.resource_type, actor=event.caller.handle, **fields)
 
 
 def _malformed_entry(event_id: str, reason: str) -> Any:

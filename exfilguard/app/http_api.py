@@ -36,6 +36,7 @@ from exfilguard.app import actions
 from exfilguard.app import caller as caller_mod
 from exfilguard.app.runtime import Services
 from exfilguard.core import engine, ids, model
+from exfilguard.core.actor import Actor
 from exfilguard.core.picture import build
 from exfilguard.core.settings import SettingsError
 from exfilguard.flows.closure import ClosureReader
@@ -179,7 +180,7 @@ def _evaluate(body: bytes, headers: Mapping[str, str], url: str, services: Calla
     try:
         if request.resource_id is None:
             return _start_sweep(svc, request, url, who)
-        return _evaluate_resource(svc, request, who.audit_text, url)
+        return _evaluate_resource(svc, request, caller_mod.audit_text(who), url)
     except StateError as exc:
         log.error("state storage failed: %s", exc)
         telemetry.failure("state")
@@ -239,7 +240,7 @@ def _status_url(url: str, sweep_id: str) -> str:
     return f"{base}/api/evaluate/status/{sweep_id}"
 
 
-def _start_sweep(svc: Services, request: EvaluateRequest, url: str, who: caller_mod.Caller) -> Answer:
+def _start_sweep(svc: Services, request: EvaluateRequest, url: str, who: Actor) -> Answer:
     from exfilguard.app.sweep import claim_for_http
 
     record, running = claim_for_http(svc, request.remediate)
@@ -250,7 +251,7 @@ def _start_sweep(svc: Services, request: EvaluateRequest, url: str, who: caller_
     status_url = _status_url(url, record.sweep_id)
     svc.state.audit(AuditEntry(trigger="http", decision="sweep-queued",
                                        resource_id=f"/subscriptions/{svc.settings.subscription_id}",
-                                       outcome=f"sweep {record.sweep_id} queued", actor=who.audit_text,
+                                       outcome=f"sweep {record.sweep_id} queued", actor=caller_mod.audit_text(who),
                                        detail="what-if" if not request.remediate else ""))
     log.info("sweep %s queued", record.sweep_id)
     return Answer(202, {"id": record.sweep_id, "status": record.state, "statusUrl": status_url},

@@ -50,10 +50,10 @@ def release(body: bytes, headers: Mapping[str, str], services: Callable[[], Serv
         before = svc.loop_guard().clear(str(rid))
         was = before.state if before is not None else "unknown"
         svc.state.audit(AuditEntry(trigger="http", decision="loop-guard-released", resource_id=str(rid),
-                                   actor=who.audit_text, outcome=f"was {was}; automatic fixing resumes",
-                                   detail=(f"other writer: {before.writer.caller or before.writer.app_id}"
+                                   actor=caller_mod.audit_text(who), outcome=f"was {was}; automatic fixing resumes",
+                                   detail=(f"other writer: {before.writer.person or before.writer.app_id}"
                                            if before is not None and before.writer else "")))
-        log.info("loop guard released for %s (was %s) by %s", rid, was, who.audit_text)
+        log.info("loop guard released for %s (was %s) by %s", rid, was, caller_mod.audit_text(who))
         return Answer(200, {"resourceId": str(rid), "was": was, "state": "normal"})
     except StateError as exc:
         log.error("state storage failed: %s", exc)

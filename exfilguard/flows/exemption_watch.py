@@ -123,7 +123,8 @@ def watch(inv: Any, picture: Picture, today: date, *, complete: bool) -> list[Ta
     """Alert on every exemption tag that appeared or changed among the resources this run is
     about; returns the tags in force (for the digest). ``complete``: the picture is the whole
     subscription (a sweep that read everything), so a remembered tag it lacks was removed."""
-    from exfilguard.alerts.message import ChangeContext, ExemptionChange, ResourceFacts
+    from exfilguard.adapters.eventgrid import who
+    from exfilguard.alerts.message import ExemptionChange, ResourceFacts
 
     svc = inv.services
     cfg = svc.settings.config
@@ -144,12 +145,7 @@ def watch(inv: Any, picture: Picture, today: date, *, complete: bool) -> list[Ta
                 inv.audit("exemption-removed", resource_id=rid, detail="exfilguard-exempt tag no longer present")
     else:
         before = store.seen(t.resource.id for t in found) if found else {}
-    change = None
-    if ev is not None:
-        change = ChangeContext(caller=ev.caller.actor if ev.caller.name or ev.caller.upn else "",
-                               app_id=ev.caller.app_id, object_id=ev.caller.object_id or ev.principal_id,
-                               operation=ev.operation_name or ev.event_type, event_time=ev.time,
-                               correlation_id=ev.correlation_id, event_id=ev.event_id)
+    change = who(ev) if ev is not None else None
     for t in found:
         previous = before.get(ids.key(t.resource.id))
         if previous == t.value:
@@ -163,11 +159,11 @@ def watch(inv: Any, picture: Picture, today: date, *, complete: bool) -> list[Ta
         outcomes = _send(inv, x)
         store.remember(t.resource.id, t.value)
         inv.audit("exemption-changed" if previous else "exemption-set", resource_id=t.resource.id,
-                  actor=change.actor if change else "",
+                  actor=change.handle if change else "",
                   outcome=outcomes, detail=f"exfilguard-exempt={t.value} ({t.verdict.kind}: {t.verdict.message})"
                                            + (f"; before: {previous}" if previous else ""))
         log.warning("exemption tag %s on %s by %s: %s", "changed" if previous else "set", t.resource.id,
-                    (change.actor if change else "") or "unknown", t.verdict.kind)
+                    (change.handle if change else "") or "unknown", t.verdict.kind)
     return [t for t in found if t.verdict.in_force]
 
 

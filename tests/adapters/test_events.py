@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from exfilguard.adapters import eventgrid as events
 from exfilguard.core import ids, operations
+from exfilguard.core.actor import Actor
 from tests.function_support import (
     EVENTGRID_FIXTURES,
     MALLORY,
@@ -72,7 +73,7 @@ def test_arn_events_take_the_resource_from_resource_info_and_have_no_caller():
     assert e.is_arn
     assert e.resource_type == "Microsoft.Storage/storageAccounts"
     assert e.resource_uri.startswith("/subscriptions/{subcription-id} /resourceGroups")
-    assert e.caller == events.Caller() and e.operation_name == ""
+    assert e.caller == Actor() and e.operation_name == ""
 
 
 @pytest.mark.parametrize(("raw", "message"), [
@@ -193,6 +194,19 @@ def test_own_identity_is_recognised_from_the_authorization_evidence():
     body["data"]["claims"] = {}
     body["data"]["authorization"]["evidence"]["principalId"] = OWN_OBJECT_ID
     assert events.is_own_write(events.parse(body), OWN_CLIENT_ID, OWN_OBJECT_ID)
+
+
+def test_who_adds_the_event_to_the_claims():
+    body = resource_event(operations.MAPPED_OPERATION_NAMES[0], NSG_WEU)
+    who = events.who(events.parse(body))
+    assert who.person == f"{MALLORY['name']} ({MALLORY['upn']})" and who.handle == who.person
+    assert (who.operation, who.event_id, who.correlation_id) == (
+        operations.MAPPED_OPERATION_NAMES[0], body["id"], body["data"]["correlationId"])
+    assert who.time is not None
+    body["data"]["claims"] = {"appid": "app-7"}
+    body["data"]["authorization"]["evidence"]["principalId"] = "oid-9"
+    app = events.who(events.parse(body))
+    assert (app.person, app.handle, app.object_id) == ("", "app app-7", "oid-9")
 
 
 def test_other_callers_and_unconfigured_identity_are_not_own_writes():

@@ -16,8 +16,9 @@ import azure.functions as func
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exfilguard.adapters.loopguard import BACKING_OFF, HELD, NORMAL, Policy, Record, Writer, decide
+from exfilguard.adapters.loopguard import BACKING_OFF, HELD, NORMAL, Policy, Record, decide
 from exfilguard.core import ids
+from exfilguard.core.actor import Actor
 from tests.function_support import MALLORY, NSG_WEU, OWN, SUB, drift, resource_event, running_app, sample
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -43,7 +44,7 @@ def run_policy(times: list[datetime], policy: Policy) -> list:
     rec: Record | None = None
     out = []
     for t in times:
-        rec, d = decide(rec, NSG_WEU, t, policy, Writer(caller="Mallory"))
+        rec, d = decide(rec, NSG_WEU, t, policy, Actor(name="Mallory"))
         out.append(d)
     return out
 
@@ -60,7 +61,7 @@ def test_backs_off_doubling_then_holds_and_stays_held():
     assert times[held_at] == T0 + timedelta(minutes=73)  # after the 40-minute pause
 
     assert all(d.state == HELD and not d.allowed for d in ds[held_at:])
-    assert ds[held_at].writer.caller == "Mallory"
+    assert ds[held_at].writer.person == "Mallory"
 
 
 def test_a_slow_writer_is_caught_too():
@@ -160,7 +161,7 @@ def test_a_persistent_second_writer_for_24_hours_costs_at_most_6_writes_and_2_es
         held = json.dumps(app.escalations("held")[0])
         assert MALLORY["upn"] in held and "/api/loopguard/release" in held and "needs a person" in held
         record = app.services.loop_guard().status(NSG_WEU)
-        assert record.state == HELD and record.writer.caller.endswith(f"({MALLORY['upn']})")
+        assert record.state == HELD and record.writer.person.endswith(f"({MALLORY['upn']})")
         assert [r.resource_id for r in app.services.loop_guard().held()] == [record.resource_id]
 
         # A person fixes the pipeline and releases the resource: the next event is fixed again.

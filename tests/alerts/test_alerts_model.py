@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from exfilguard.alerts import guidance
 from exfilguard.alerts.content import alert_content, digest_content, escalation_content
@@ -11,11 +11,11 @@ from exfilguard.alerts.message import (
     ActionKind,
     ActionTaken,
     Alert,
-    ChangeContext,
     Escalation,
     ResourceFacts,
     alert_key,
 )
+from exfilguard.core.actor import Actor
 from tests.alerts_support.samples import (
     COMPUTE,
     NSG,
@@ -85,7 +85,7 @@ def test_the_summary_says_who_changed_it_and_what_exfilguard_did():
     fixed = alert_content(fixed_alert())
     assert "changed by Dana Whitfield (dana_w@contoso.com); fixed by ExfilGuard." in fixed.summary
     assert "fixed by Dana" not in fixed.summary
-    would = alert_content(Alert.build(nsg_finding(), change=ChangeContext(caller="Dana Whitfield")))
+    would = alert_content(Alert.build(nsg_finding(), change=Actor(name="Dana Whitfield")))
     assert would.summary.endswith(": changed by Dana Whitfield; not changed by ExfilGuard (audit mode).")
     sweep = alert_content(Alert.build(compute_finding()))
     assert sweep.summary.endswith(": not changed by ExfilGuard (alert only).") and ": changed by" not in sweep.summary
@@ -114,7 +114,7 @@ def test_recheck_command_uses_the_configured_endpoint():
 
 def test_next_step_depends_on_what_was_done():
     fixed = Alert.build(nsg_finding(), action=ActionTaken.fixed("a", "b"),
-                        change=ChangeContext(caller="Dana"))
+                        change=Actor(name="Dana"))
     assert "Dana" in fixed.next_step and "template" in fixed.next_step
     failed = Alert.build(nsg_finding(), action=ActionTaken.fix_failed("412 etag"))
     assert failed.next_step.startswith("Apply the fix by hand: add rule exfilguard-deny-internet-outbound")
@@ -123,29 +123,3 @@ def test_next_step_depends_on_what_was_done():
 
 def test_alert_key_ignores_id_case():
     assert alert_key("exf-nsg-01", NSG.upper()) == alert_key("EXF-NSG-01", NSG)
-
-
-def test_change_context_from_event_grid_claims():
-    event = {
-        "id": "evt-1", "eventTime": "2025-03-14T09:12:05.123Z",
-        "data": {
-            "operationName": "Microsoft.Network/networkSecurityGroups/write",
-            "correlationId": "corr-1",
-            "claims": {
-                "name": "Dana Whitfield",
-                "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn": "dana@contoso.com",
-                "appid": "app-123",
-                "http://schemas.microsoft.com/identity/claims/objectidentifier": "oid-9",
-            },
-        },
-    }
-    ctx = ChangeContext.from_event_grid(event)
-    assert ctx.caller == "Dana Whitfield (dana@contoso.com)"
-    assert (ctx.app_id, ctx.object_id, ctx.operation, ctx.correlation_id, ctx.event_id) == (
-        "app-123", "oid-9", "Microsoft.Network/networkSecurityGroups/write", "corr-1", "evt-1")
-    assert ctx.event_time == datetime(2025, 3, 14, 9, 12, 5, 123000, tzinfo=UTC)
-
-
-def test_service_principal_actor_falls_back_to_app_id():
-    ctx = ChangeContext.from_event_grid({"data": {"claims": {"appid": "app-7"}}})
-    assert ctx.caller == "" and ctx.actor == "app app-7"

@@ -11,11 +11,11 @@ from exfilguard.alerts.message import (
     ActionTaken,
     ActiveExemption,
     Alert,
-    ChangeContext,
     Escalation,
     ExemptionChange,
     ResourceFacts,
 )
+from exfilguard.core.actor import Actor
 from exfilguard.core.findings import Exemption, Finding, Severity
 
 SUB = "00000000-1111-2222-3333-444444444444"
@@ -62,12 +62,12 @@ def exempt_finding() -> Finding:
                        exempt=True, exemption=Exemption(frozenset({"EXF-NSG-04"}), "2025-06-30", "vendor agent"))
 
 
-def change() -> ChangeContext:
-    return ChangeContext(caller="Dana Whitfield (dana_w@contoso.com)", app_id="", object_id="",
-                         operation="Microsoft.Network/networkSecurityGroups/securityRules/write",
-                         event_time=datetime(2025, 3, 14, 9, 12, 5, tzinfo=UTC),
-                         correlation_id="7c1e2f0a-1111-4d3b-9a55-0123456789ab",
-                         event_id="f00dfeed-0000-4000-8000-000000000001")
+def change() -> Actor:
+    return Actor(name="Dana Whitfield", upn="dana_w@contoso.com",
+                 operation="Microsoft.Network/networkSecurityGroups/securityRules/write",
+                 time=datetime(2025, 3, 14, 9, 12, 5, tzinfo=UTC),
+                 correlation_id="7c1e2f0a-1111-4d3b-9a55-0123456789ab",
+                 event_id="f00dfeed-0000-4000-8000-000000000001")
 
 
 def fixed_alert() -> Alert:
@@ -97,8 +97,8 @@ def many_alerts(n: int) -> list[Alert]:
 def escalation() -> Escalation:
     return Escalation(resource=ResourceFacts.from_resource_id(NSG, region="westeurope"),
                       rule_ids=("EXF-NSG-01",), write_count=6, window=timedelta(minutes=30),
-                      actor=ChangeContext(app_id="9f8e7d6c-0000-4000-8000-00000000beef",
-                                          operation="Microsoft.Network/networkSecurityGroups/write"),
+                      actor=Actor(app_id="9f8e7d6c-0000-4000-8000-00000000beef",
+                                  operation="Microsoft.Network/networkSecurityGroups/write"),
                       detected_at=NOW)
 
 

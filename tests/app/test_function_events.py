@@ -205,7 +205,7 @@ def test_loop_guard_allows_n_writes_then_backs_off_once_naming_the_other_writer(
         assert [r.decision for r in rows].count("loop-guard") == 3
         record = app.services.loop_guard().status(NSG_WEU)
         assert len(record.writes) == 3 and record.state == "backing-off"
-        assert record.writer.caller.endswith(f"({MALLORY['upn']})")
+        assert record.writer.person.endswith(f"({MALLORY['upn']})")
 
 
 def test_loop_guard_limit_comes_from_the_settings(monkeypatch):

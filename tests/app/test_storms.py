@@ -97,7 +97,7 @@ def test_forty_writes_to_one_nsg_cost_at_most_twelve_reads_and_keep_the_last_wri
         fixed = next(r for r in rows if r.decision == "fixed")
         assert fixed.actor.startswith("Pipeline "), "the fix names a writer of the storm, not nobody"
         record = app.services.loop_guard().status(NSG_WEU)  # the loop guard knows the storm's writer
-        assert record is not None and record.writer is not None and record.writer.caller.startswith("Pipeline ")
+        assert record is not None and record.writer is not None and record.writer.person.startswith("Pipeline ")
 
 
 def test_a_storm_over_several_nsgs_costs_at_most_three_reads_per_nsg(monkeypatch):
