@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from exfilguard.core import ids, operations
 from exfilguard.core.actor import Actor
@@ -62,6 +62,12 @@ _DOT_SEGMENT = re.compile(r"(?:^|/)\.+(?:/|$)")
 MAX_ID_LENGTH = 2048
 
 
+Schema = Literal["eventgrid", "cloudevents"]
+# Why an event is ignored on purpose: stable words for the audit log and the metrics.
+DropKind = Literal["validation", "unhandled-type", "not-succeeded", "unmapped", "bad-resource-id",
+                   "foreign-subscription"]
+
+
 class MalformedEvent(ValueError):
     """The payload is not an event this app can read; the message names the field."""
 
@@ -78,7 +84,7 @@ class ChangeEvent:
 
     event_id: str
     event_type: str
-    schema: str  # "eventgrid" | "cloudevents"
+    schema: Schema
     subject: str
     resource_uri: str
     operation_name: str  # "" for Azure Resource Notifications, which carry none
@@ -126,7 +132,7 @@ class Drop:
     """The event is ignored on purpose; ``kind`` is stable (audit and metrics), ``reason`` is for people."""
 
     event: ChangeEvent
-    kind: str  # validation | unhandled-type | not-succeeded | unmapped | bad-resource-id | foreign-subscription
+    kind: DropKind
     reason: str
 
 
@@ -158,7 +164,7 @@ def _time(value: Any, where: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _envelope(event: Any) -> tuple[str, Any, Any, Any, Any, Any]:
+def _envelope(event: Any) -> tuple[Schema, Any, Any, Any, Any, Any]:
     """(schema, type, time, id, subject, data) as the event carries them, unchecked, in either
     schema; the field names for messages follow from the schema."""
     # The SDK's event objects first: what the Event Grid trigger delivers on every invocation
@@ -350,7 +356,7 @@ def route(event: ChangeEvent, subscription_id: str) -> Route | Drop:
     try:
         rid = parse_guarded_id(event.resource_uri, subscription_id, tolerate_stray_space=True)
     except UnguardedResourceId as exc:
-        kind = "foreign-subscription" if "ExfilGuard guards" in str(exc) else "bad-resource-id"
+        kind: DropKind = "foreign-subscription" if "ExfilGuard guards" in str(exc) else "bad-resource-id"
         return Drop(event, kind, f"{exc}")
     try:
         reread = rid.ancestor(op.levels_up)

@@ -31,7 +31,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final, Literal
 
 from exfilguard.adapters.state import from_iso
 from exfilguard.core import ids
@@ -40,9 +40,10 @@ from exfilguard.core.actor import Actor
 _CAS_ATTEMPTS = 12
 ROW = "guard"
 
-NORMAL = "normal"
-BACKING_OFF = "backing-off"
-HELD = "held"
+GuardState = Literal["normal", "backing-off", "held"]
+NORMAL: Final = "normal"
+BACKING_OFF: Final = "backing-off"
+HELD: Final = "held"
 
 
 def _iso(value: datetime | None) -> str:
@@ -80,7 +81,7 @@ class Record:
     total_writes: int = 0                 # in the current fight, for the escalation text
 
     @property
-    def state(self) -> str:
+    def state(self) -> GuardState:
         if self.held_at is not None:
             return HELD
         if self.backoffs:
@@ -111,8 +112,8 @@ class Decision:
 
     resource_id: str
     allowed: bool
-    state: str                    # normal | backing-off | held (after this decision)
-    escalate: str = ""            # "" | "backing-off" | "held": send that escalation now (once each)
+    state: GuardState             # after this decision
+    escalate: Literal["", "backing-off", "held"] = ""  # send that escalation now (once each)
     writes_in_window: int = 0
     total_writes: int = 0
     resume_at: datetime | None = None

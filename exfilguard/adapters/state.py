@@ -30,7 +30,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, cast
 
 from exfilguard.core import ids
 from exfilguard.core.settings import StorageSettings
@@ -43,6 +43,19 @@ _HTML_CHUNK = 60_000  # bytes per binary property (the service limit is 64 KiB)
 _HTML_BATCH = 30  # rows per transaction: 30 x 60 KB, base64 on the wire, stays under the 4 MiB batch limit
 _CAS_ATTEMPTS = 12
 _POPULATED_MEMORY_S = 300.0
+
+
+# What started a run, as the audit log and the sweep records store it ("http-write": the
+# follow-up sweep an HTTP remediation queues).
+Trigger = Literal["event", "http", "http-write", "sweep", "timer"]
+# The audit log's stable decision words (docs/function-app.md).
+AuditDecision = Literal[
+    "alert-failed", "alert-resent", "alerted", "backing-off", "channel-check", "coalesced", "dead-letter-poison",
+    "dead-letter-replayed", "dropped", "error", "escalated", "evaluated", "exemption-changed", "exemption-expired",
+    "exemption-removed", "exemption-set", "fix-accepted", "fix-conflict", "fix-failed", "fix-not-needed",
+    "fix-pending", "fixed", "gone", "loop-guard", "loop-guard-released", "malformed", "not-guarded", "own-write",
+    "sweep-failed", "sweep-paused", "sweep-queued", "sweep-skipped", "swept"]
+SweepState = Literal["queued", "running", "succeeded", "failed"]
 
 
 class StateError(RuntimeError):
@@ -82,8 +95,8 @@ class AuditEntry:
     """One decision. ``decision`` is a stable word (see docs/function-app.md); ``outcome`` and
     ``detail`` say what happened in words a person reads in the portal's table browser."""
 
-    trigger: str  # event | http | sweep | timer
-    decision: str
+    trigger: Trigger
+    decision: AuditDecision
     resource_id: str = ""
     event_id: str = ""
     correlation_id: str = ""
@@ -120,7 +133,8 @@ class AuditEntry:
             findings = tuple(json.loads(e.get("Findings") or "[]"))
         except ValueError:  # clipped: keep the row readable rather than fail the query
             findings = ({"clipped": e.get("Findings", "")[:200]},)
-        return cls(trigger=e.get("Trigger", ""), decision=e.get("Decision", ""), resource_id=e.get("ResourceId", ""),
+        return cls(trigger=cast(Trigger, e.get("Trigger", "")), decision=cast(AuditDecision, e.get("Decision", "")),
+                   resource_id=e.get("ResourceId", ""),
                    event_id=e.get("EventId", ""), correlation_id=e.get("CorrelationId", ""),
                    event_type=e.get("EventType", ""), operation=e.get("Operation", ""), actor=e.get("Actor", ""),
                    outcome=e.get("Outcome", ""), detail=e.get("Detail", ""), findings=findings,
@@ -144,8 +158,8 @@ class IndexedSubnet:
 @dataclass(frozen=True, slots=True)
 class SweepRecord:
     sweep_id: str
-    state: str  # queued | running | succeeded | failed
-    trigger: str
+    state: SweepState
+    trigger: Trigger
     remediate: bool
     requested: datetime
     started: datetime | None = None
@@ -421,7 +435,7 @@ class State:
             raise StateError(f"table {table}: delete failed ({_why(exc)})") from exc
 
     # ---- sweeps --------------------------------------------------------------------------------
-    def create_sweep(self, *, trigger: str, remediate: bool, sweep_id: str | None = None) -> SweepRecord:
+    def create_sweep(self, *, trigger: Trigger, remediate: bool, sweep_id: str | None = None) -> SweepRecord:
         record = SweepRecord(sweep_id=sweep_id or uuid.uuid4().hex, state="queued", trigger=trigger,
                              remediate=remediate, requested=_now())
         self._upsert(self.sweep_table, _sweep_entity(record))
@@ -434,13 +448,14 @@ class State:
         e = self._get(self.sweep_table, "sweep", sweep_id)
         if e is None:
             return None
-        return SweepRecord(sweep_id=sweep_id, state=e.get("State", ""), trigger=e.get("Trigger", ""),
+        return SweepRecord(sweep_id=sweep_id, state=cast(SweepState, e.get("State", "")),
+                           trigger=cast(Trigger, e.get("Trigger", "")),
                            remediate=bool(e.get("Remediate")), requested=from_iso(e.get("Requested")) or _now(),
                            started=from_iso(e.get("Started")), finished=from_iso(e.get("Finished")),
                            progress=e.get("Progress", ""), resources=int(e.get("Resources") or 0),
                            findings=int(e.get("Findings") or 0), error=e.get("Error", ""))
 
-    def latest_sweep(self, trigger: str | None = None) -> SweepRecord | None:
+    def latest_sweep(self, trigger: Trigger | None = None) -> SweepRecord | None:
         rows = self._query(self.sweep_table, "PartitionKey eq 'sweep'", {})
         records = [r for r in (self.get_sweep(e["RowKey"]) for e in rows) if r is not None
                    and (trigger is None or r.trigger == trigger)]

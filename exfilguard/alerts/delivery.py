@@ -11,13 +11,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, Literal
 
-SENT = "sent"
-FAILED = "failed"          # not delivered this time; kept in the ledger and retried
-SUPPRESSED = "suppressed"  # same open finding alerted within the dedup window
-EXEMPT = "exempt"          # the resource's exfilguard-exempt tag covers the rule
-NO_CHANNEL = "no_channel"  # nothing configured to send through
+DeliveryStatus = Literal["sent", "failed", "suppressed", "exempt", "no_channel"]
+SENT: Final = "sent"
+FAILED: Final = "failed"          # not delivered this time; kept in the ledger and retried
+SUPPRESSED: Final = "suppressed"  # same open finding alerted within the dedup window
+EXEMPT: Final = "exempt"          # the resource's exfilguard-exempt tag covers the rule
+NO_CHANNEL: Final = "no_channel"  # nothing configured to send through
+Channel = Literal["teams", "email"]
+MessageKind = Literal["alert", "digest", "escalation", "exemption", "resolved", "test"]
 
 
 class DeliveryError(Exception):
@@ -39,8 +42,8 @@ def new_delivery_id(now: datetime) -> str:
 @dataclass(frozen=True, slots=True)
 class Delivery:
     id: str
-    channel: str             # "teams" | "email"
-    kind: str                # alert | digest | escalation | resolved | test
+    channel: Channel
+    kind: MessageKind
     payload: dict[str, Any]  # Teams: the envelope; email: mail.email_payload()
     keys: tuple[str, ...]    # the findings (dedup keys) it tells about
     created: datetime
@@ -55,9 +58,9 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryOutcome:
-    status: str
-    kind: str
-    channel: str | None
+    status: DeliveryStatus
+    kind: MessageKind
+    channel: Channel | None
     keys: tuple[str, ...]
     at: datetime
     delivery_id: str | None = None

@@ -31,9 +31,12 @@ from exfilguard.alerts.delivery import (
     NO_CHANNEL,
     SENT,
     SUPPRESSED,
+    Channel,
     Delivery,
     DeliveryError,
     DeliveryOutcome,
+    DeliveryStatus,
+    MessageKind,
     new_delivery_id,
 )
 from exfilguard.alerts.ledger import AlertLedger, OpenAlert, normalise_scope, refreshed
@@ -90,11 +93,12 @@ class Planner:
     email: EmailRouting | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
-    def _delivery(self, channel: str, kind: str, payload: dict[str, Any], keys: tuple[str, ...]) -> Delivery:
+    def _delivery(self, channel: Channel, kind: MessageKind, payload: dict[str, Any],
+                  keys: tuple[str, ...]) -> Delivery:
         now = self.clock()
         return Delivery(id=new_delivery_id(now), channel=channel, kind=kind, payload=payload, keys=keys, created=now)
 
-    def _plan(self, kind: str, items: Sequence[Any], build: Callable[[Sequence[Any]], c.Content],
+    def _plan(self, kind: MessageKind, items: Sequence[Any], build: Callable[[Sequence[Any]], c.Content],
               severity_of: Callable[[Any], Severity]) -> list[Delivery]:
         out: list[Delivery] = []
         if not items:
@@ -219,7 +223,7 @@ class Dispatcher:
 
     # sending -------------------------------------------------------------------------------
 
-    def _outcome(self, status: str, kind: str, channel: str | None, keys: tuple[str, ...],
+    def _outcome(self, status: DeliveryStatus, kind: MessageKind, channel: Channel | None, keys: tuple[str, ...],
                  **kw: Any) -> DeliveryOutcome:
         return DeliveryOutcome(status=status, kind=kind, channel=channel, keys=keys, at=self._clock(), **kw)
 
@@ -258,7 +262,7 @@ class Dispatcher:
                                           rounds=1, error=error, recipients=d.recipients, will_retry=queue))
         return outcomes
 
-    def _no_channel(self, kind: str, keys: tuple[str, ...]) -> list[DeliveryOutcome]:
+    def _no_channel(self, kind: MessageKind, keys: tuple[str, ...]) -> list[DeliveryOutcome]:
         log.error("no alert channel is configured: %s not sent", kind)
         return [self._outcome(NO_CHANNEL, kind, None, keys, error="no alert channel is configured")]
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from typing import Literal
 
 from exfilguard.alerts import guidance
+from exfilguard.core import exemptions
 from exfilguard.core.actor import Actor
 from exfilguard.core.findings import Finding, Severity
 from exfilguard.core.ids import key as id_key
@@ -245,7 +247,7 @@ class Escalation:
     actor: Actor | None = None  # the likely other writer, from the events' claims
     detected_at: datetime | None = None
     note: str = ""
-    stage: str = "held"
+    stage: Literal["held", "backing-off"] = "held"
 
     @property
     def held(self) -> bool:
@@ -268,7 +270,7 @@ class ExemptionChange:
     rule_ids: tuple[str, ...] = ()  # parsed, when it parses
     until: str = ""
     reason: str = ""
-    status: str = ""                # active | expired | too-long | malformed
+    status: exemptions.Status | Literal[""] = ""
     status_note: str = ""           # why it does or does not exempt
     change: Actor | None = None
     detected_at: datetime | None = None

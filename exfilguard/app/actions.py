@@ -24,7 +24,7 @@ from exfilguard.adapters import eventgrid as events
 from exfilguard.adapters import telemetry
 from exfilguard.adapters.eventgrid import ChangeEvent
 from exfilguard.adapters.loopguard import Decision
-from exfilguard.adapters.state import AuditEntry
+from exfilguard.adapters.state import AuditDecision, AuditEntry, Trigger
 from exfilguard.app.runtime import Services
 from exfilguard.core import engine, ids
 from exfilguard.core.actor import Actor
@@ -44,13 +44,13 @@ class Invocation:
 
     services: Services
     client: Any
-    trigger: str  # event | http | sweep | timer
+    trigger: Trigger
     event: ChangeEvent | None = None
     what_if: bool = False
     requested_by: str = ""  # HTTP: the caller, as far as it is known (app.caller)
     report_url: str | None = None  # a sweep's HTML report, linked from its digest
 
-    def audit(self, decision: str, **fields: Any) -> None:
+    def audit(self, decision: AuditDecision, **fields: Any) -> None:
         if self.requested_by:
             fields.setdefault("actor", self.requested_by)
         ev = self.event
@@ -242,7 +242,7 @@ def _escalate(inv: Invocation, change: PlannedChange, decision: Decision, out: A
     escalation = Escalation(
         resource=ResourceFacts.from_resource_id(change.target_id), rule_ids=change.rule_ids,
         write_count=decision.total_writes, window=s.loop_memory, actor=who,
-        detected_at=inv.services.clock(), note=note, stage=decision.escalate)
+        detected_at=inv.services.clock(), note=note, stage=decision.escalate or "held")
     out.escalated.append(change.target_id)
     log.warning("loop guard: %s %s after %d fix writes (other writer: %s)", change.target_id, decision.escalate,
                 decision.total_writes, (who.handle if who else "") or "unknown")
@@ -256,9 +256,9 @@ def _escalate(inv: Invocation, change: PlannedChange, decision: Decision, out: A
 
 # ---------------------------------------------------------------------------------- writes
 def _audit_write(inv: Invocation, result: Any) -> None:
-    decision = {"applied": "fixed", "not-needed": "fix-not-needed", "conflict": "fix-conflict",
-                "accepted": "fix-accepted"}.get(
-        result.status, "fix-failed")
+    decisions: dict[str, AuditDecision] = {"applied": "fixed", "not-needed": "fix-not-needed",
+                                           "conflict": "fix-conflict", "accepted": "fix-accepted"}
+    decision = decisions.get(result.status, "fix-failed")
     telemetry.fix(result.status, result.rule_ids)
     if result.status not in _WRITTEN and result.status != "not-needed":
         telemetry.failure(f"fix-{result.status}")

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from exfilguard.adapters import eventgrid as events
 from exfilguard.adapters import telemetry
-from exfilguard.adapters.state import StateError
+from exfilguard.adapters.state import AuditDecision, StateError
 from exfilguard.app import actions
 from exfilguard.app.runtime import Services
 from exfilguard.core import engine
@@ -35,7 +35,7 @@ log = telemetry.get_logger("exfilguard.adapters.eventgrid")
 class EventOutcome:
     """What the handler decided, for tests and the function's log line."""
 
-    decision: str  # malformed | dropped | own-write | coalesced | gone | evaluated | error
+    decision: Literal["malformed", "dropped", "own-write", "coalesced", "gone", "not-guarded", "evaluated", "error"]
     reason: str = ""
     event_id: str = ""
     findings: list[dict] = field(default_factory=list)
@@ -182,7 +182,7 @@ def _requests(client: Any) -> str:
     return "ARM " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
 
 
-def _entry(event: events.ChangeEvent, decision: str, **fields: Any) -> Any:
+def _entry(event: events.ChangeEvent, decision: AuditDecision, **fields: Any) -> Any:
     from exfilguard.adapters.state import AuditEntry
 
     return AuditEntry(trigger="event", decision=decision, event_id=event.event_id,

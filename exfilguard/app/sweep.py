@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exfilguard.adapters import telemetry
-from exfilguard.adapters.state import AuditEntry, IndexedCompute, IndexedSubnet, SweepRecord
+from exfilguard.adapters.state import AuditEntry, IndexedCompute, IndexedSubnet, SweepRecord, Trigger
 from exfilguard.app import actions
 from exfilguard.app.runtime import Services
 from exfilguard.core import engine
@@ -155,7 +155,7 @@ def check_dead(services: Services, record: SweepRecord) -> SweepRecord:
     return services.state.get_sweep(record.sweep_id) or record
 
 
-def run_sweep(services: Services, *, trigger: str, what_if: bool = False,
+def run_sweep(services: Services, *, trigger: Trigger, what_if: bool = False,
               record: SweepRecord | None = None) -> dict[str, Any]:
     """Sweep, act, store the report; returns it. A failure is recorded on the sweep and raised,
     so the queue retries the message (and finally parks it in the poison queue) and the

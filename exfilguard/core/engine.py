@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 
 from exfilguard.core import egress, exemptions, ids
-from exfilguard.core.config import Config
+from exfilguard.core.config import Config, Mode
 from exfilguard.core.findings import Finding, Notice, Severity
 from exfilguard.core.fixes import PlannedChange
 from exfilguard.core.frozen import quick_init
@@ -59,7 +59,7 @@ def evaluate(picture: Picture, config: Config, today: date | None = None,
 
 
 def scan(bodies: Iterable[object], config: Config, *, extra_guarded: Iterable[str] | None = None,
-         source: str = "input", mode: str | None = None) -> tuple[Evaluation, list[PlannedChange]]:
+         source: str = "input", mode: Mode | None = None) -> tuple[Evaluation, list[PlannedChange]]:
     """Build, evaluate and :func:`plan` a whole subscription (the CLI's scans, the sweep
     benchmark) with the cyclic collector paused throughout, dropping the picture before it
     resumes.
@@ -165,13 +165,13 @@ def _apply_exemptions(picture: Picture, found: list[Finding], today: date | None
     return out, notices
 
 
-def should_apply(f: Finding, config: Config, mode: str | None = None) -> bool:
+def should_apply(f: Finding, config: Config, mode: Mode | None = None) -> bool:
     """A finding is written only when fixable, not exempt, and its rule runs in remediate."""
     effective = mode or config.mode_for(f.rule_id)
     return f.fix_mode == "auto" and not f.exempt and bool(f.edits) and effective == "remediate"
 
 
-def plan(findings: Iterable[Finding], config: Config, mode: str | None = None) -> list[PlannedChange]:
+def plan(findings: Iterable[Finding], config: Config, mode: Mode | None = None) -> list[PlannedChange]:
     """Merge the edits of all applicable findings into one change per resource.
 
     ``mode`` overrides the configured mode for every rule (the CLI's ``--remediate``);

@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Literal
 
 from exfilguard.core.findings import Exemption
 
@@ -92,6 +93,9 @@ def too_far(ex: Exemption, today: date, max_days: int) -> bool:
     return date.fromisoformat(ex.until) > today + timedelta(days=max_days)
 
 
+Status = Literal["active", "expired", "too-long", "malformed"]
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What one tag value amounts to on one day: an exemption in force, or why not.
@@ -99,7 +103,7 @@ class Verdict:
     ``kind`` is ``active``, ``expired``, ``too-long`` or ``malformed`` (the last three exempt
     nothing); ``message`` says why in words for a notice or an alert."""
 
-    kind: str
+    kind: Status
     exemption: Exemption | None
     message: str = ""
 

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from exfilguard.adapters.endpoint import EndpointError, resolve_endpoint
 from exfilguard.adapters.writer import Replan, WriteResult, apply_change, planned
 from exfilguard.core import ids
-from exfilguard.core.config import Config
+from exfilguard.core.config import Config, Mode
 from exfilguard.core.engine import Evaluation, evaluate, plan, should_apply
 from exfilguard.core.findings import Notice
 from exfilguard.core.fixes import PlannedChange
@@ -65,7 +65,7 @@ def _is_within(body: Any, target_key: str) -> bool:
     return k == target_key or k.startswith(target_key + "/")
 
 
-def replanner(bodies: list[dict], config: Config, mode: str | None) -> Callable[[str], Replan]:
+def replanner(bodies: list[dict], config: Config, mode: Mode | None) -> Callable[[str], Replan]:
     """Re-plan one target against a fresh body of it, everything else as first read.
 
     The fresh body replaces the target (and anything standalone beneath it); a child target
@@ -94,7 +94,7 @@ def write_order(change: PlannedChange) -> tuple[int, str]:
     return rank, ids.key(change.target_id)
 
 
-def remediate(client: Any, bodies: list[dict], evaluation: Evaluation, config: Config, *, mode: str | None,
+def remediate(client: Any, bodies: list[dict], evaluation: Evaluation, config: Config, *, mode: Mode | None,
               dry_run: bool) -> list[WriteResult]:
     """Write the planned fixes, one write per resource, and account for every one.
 
@@ -203,7 +203,7 @@ def run_live_scan(args: Any, config: Config, *, client: Any = None, stderr: Text
         if read_errors:
             evaluation = replace(evaluation, notices=(*evaluation.notices, *(
                 Notice("read-error", e.resource_id, e.message) for e in read_errors)))
-        mode = "remediate" if remediate_flag or dry_run else "audit"
+        mode: Mode = "remediate" if remediate_flag or dry_run else "audit"
         results = remediate(client, bodies, evaluation, config, mode=mode, dry_run=dry_run)
         _print_writes(results, err)
     finally:
