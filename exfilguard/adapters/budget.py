@@ -25,19 +25,13 @@ Pure Python, no SDK import: the pipeline policy that applies this lives in
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-READS_PER_SECOND = "EXFILGUARD_ARM_READS_PER_SECOND"
-WRITES_PER_SECOND = "EXFILGUARD_ARM_WRITES_PER_SECOND"
 DEFAULT_READS_PER_SECOND = 20.0
 DEFAULT_WRITES_PER_SECOND = 5.0
-HTTP_BUDGET = "EXFILGUARD_HTTP_BUDGET_SECONDS"
-DEFAULT_HTTP_BUDGET_S = 200.0
-"""The whole HTTP answer, retries included; the host cuts HTTP functions off at 230 s."""
 
 LOW_REMAINING = 50
 """Below this many requests left in ARM's bucket the instance slows to ARM's refill."""
@@ -192,31 +186,11 @@ _instances: dict[tuple[str, float, float], ArmBudget] = {}
 _instance_lock = threading.Lock()
 
 
-def rates(environ: Mapping[str, str] | None = None) -> tuple[float, float]:
-    """(reads/s, writes/s) from the settings; a bad value is an error naming the setting."""
-    env = os.environ if environ is None else environ
-    out = []
-    for name, default in ((READS_PER_SECOND, DEFAULT_READS_PER_SECOND), (WRITES_PER_SECOND, DEFAULT_WRITES_PER_SECOND)):
-        raw = (env.get(name) or "").strip()
-        if not raw:
-            out.append(default)
-            continue
-        try:
-            value = float(raw)
-        except ValueError:
-            value = -1.0
-        if not 0.1 <= value <= 1000:
-            from exfilguard.core.config import ConfigError
-
-            raise ConfigError(f"{name}: expected requests per second from 0.1 to 1000, got {raw!r}")
-        out.append(value)
-    return out[0], out[1]
-
-
-def instance_budget(environ: Mapping[str, str] | None = None, endpoint: str = "") -> ArmBudget:
+def instance_budget(endpoint: str = "", reads_per_s: float = DEFAULT_READS_PER_SECOND,
+                    writes_per_s: float = DEFAULT_WRITES_PER_SECOND) -> ArmBudget:
     """The one budget of this process (a Function instance) for an ARM endpoint; a new one when
     the rates change. (Each endpoint is its own quota: the tests' emulators never share one.)"""
-    key = (endpoint, *rates(environ))
+    key = (endpoint, reads_per_s, writes_per_s)
     with _instance_lock:
         found = _instances.get(key)
         if found is None:
@@ -224,19 +198,3 @@ def instance_budget(environ: Mapping[str, str] | None = None, endpoint: str = ""
                 _instances.clear()
             found = _instances[key] = ArmBudget(key[1], key[2])
         return found
-
-
-def http_budget_seconds(environ: Mapping[str, str] | None = None) -> float:
-    env = os.environ if environ is None else environ
-    raw = (env.get(HTTP_BUDGET) or "").strip()
-    if not raw:
-        return DEFAULT_HTTP_BUDGET_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 1 <= value <= DEFAULT_HTTP_BUDGET_S:
-        from exfilguard.core.config import ConfigError
-
-        raise ConfigError(f"{HTTP_BUDGET}: expected seconds from 1 to {DEFAULT_HTTP_BUDGET_S:g}, got {raw!r}")
-    return value

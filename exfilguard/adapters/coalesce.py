@@ -33,54 +33,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from exfilguard.adapters.state import State
 from exfilguard.core import ids
 from exfilguard.core.actor import Actor
+from exfilguard.core.settings import CoalesceSettings
 
-WINDOW = "EXFILGUARD_COALESCE_SECONDS"
-MAX_WAIT = "EXFILGUARD_COALESCE_MAX_SECONDS"
-SETTLE = "EXFILGUARD_COALESCE_SETTLE_SECONDS"
-DEFAULT_WINDOW_S = 2.0
-DEFAULT_MAX_WAIT_S = 6.0
-DEFAULT_SETTLE_S = 0.0
 CLOCK_MARGIN_S = 1.0  # event times are ARM's clock, ours may differ a little: count as covered only past this
 LEASE_MARGIN_S = 120.0  # how long past its waiting an owner may take to evaluate before others take over
-
-
-@dataclass(frozen=True)
-class CoalesceSettings:
-    window: float
-    max_wait: float
-    settle: float = DEFAULT_SETTLE_S
-
-    @property
-    def enabled(self) -> bool:
-        return self.window > 0
-
-
-def settings(environ: Mapping[str, str] | None = None) -> CoalesceSettings:
-    from exfilguard.core.config import ConfigError
-
-    env = os.environ if environ is None else environ
-    values = []
-    for name, default in ((WINDOW, DEFAULT_WINDOW_S), (MAX_WAIT, DEFAULT_MAX_WAIT_S), (SETTLE, DEFAULT_SETTLE_S)):
-        raw = (env.get(name) or "").strip()
-        try:
-            value = float(raw) if raw else default
-        except ValueError:
-            value = -1.0
-        if not 0 <= value <= 300:
-            raise ConfigError(f"{name}: expected seconds from 0 to 300, got {raw!r}")
-        values.append(value)
-    return CoalesceSettings(values[0], max(values[0], values[1]), min(values[2], values[0]))
 
 
 def _actor_json(event: Any) -> str:

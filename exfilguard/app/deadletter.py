@@ -35,11 +35,7 @@ from exfilguard.app.runtime import Services
 
 log = telemetry.get_logger("exfilguard.deadletter")
 
-CONTAINER = "EXFILGUARD_DEADLETTER_CONTAINER"
-MAX_ATTEMPTS = "EXFILGUARD_DEADLETTER_MAX_ATTEMPTS"
 SCHEDULE = "EXFILGUARD_DEADLETTER_SCHEDULE"
-DEFAULT_CONTAINER = "exfilguard-deadletter"
-DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_SCHEDULE = "0 */15 * * * *"
 _ATTEMPTS_KEY = "exfilguardattempts"
 
@@ -109,26 +105,8 @@ def _blob_service(services: Services) -> Any:
     if storage.connection_string:
         service = BlobServiceClient.from_connection_string(storage.connection_string)
     else:
-        env = services.environ
-        uri = (env.get("AzureWebJobsStorage__blobServiceUri") or "").strip()
-        account = (env.get("AzureWebJobsStorage__accountName") or "").strip()
-        uri = uri or f"https://{account}.blob.core.windows.net"
-        service = BlobServiceClient(account_url=uri, credential=services.state._storage_credential())
+        service = BlobServiceClient(account_url=storage.blob_uri, credential=services.state._storage_credential())
     return service
-
-
-def settings(env: Mapping[str, str]) -> tuple[str, int]:
-    from exfilguard.core.config import ConfigError
-
-    name = (env.get(CONTAINER) or "").strip() or DEFAULT_CONTAINER
-    raw = (env.get(MAX_ATTEMPTS) or "").strip()
-    try:
-        attempts = int(raw) if raw else DEFAULT_MAX_ATTEMPTS
-    except ValueError:
-        attempts = 0
-    if not 1 <= attempts <= 100:
-        raise ConfigError(f"{MAX_ATTEMPTS}: expected a whole number from 1 to 100, got {raw!r}")
-    return name, attempts
 
 
 def drain(services: Services) -> Replay:
@@ -137,7 +115,7 @@ def drain(services: Services) -> Replay:
 
     from exfilguard.app.event_handler import handle_event
 
-    name, max_attempts = settings(services.environ)
+    name, max_attempts = services.settings.deadletter_container, services.settings.deadletter_max_attempts
     service = _blob_service(services)
     container = service.get_container_client(name)
     out = Replay()

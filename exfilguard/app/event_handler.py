@@ -97,7 +97,7 @@ def _coalesced(event: events.ChangeEvent, routed: events.Route, services: Servic
     invocation owns the closure (as often as changes keep coming), else count it and return."""
     from exfilguard.adapters import coalesce
 
-    cfg = coalesce.settings(services.environ)
+    cfg = services.settings.coalesce
     if not cfg.enabled:
         return _evaluate(event, routed, services)
     coalescer = coalesce.Coalescer(services.state, cfg)

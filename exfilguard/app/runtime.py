@@ -78,18 +78,19 @@ class Services:
             if self._credential is ...:
                 self._credential = endpoint_mod.make_credential(endpoint, environ=self.environ)
             credential = self._credential
-        from exfilguard.adapters.budget import http_budget_seconds, instance_budget
+        from exfilguard.adapters.budget import instance_budget
 
         # Interactive (HTTP): fewer, shorter tries, every wait capped and all of ARM's share of
         # the answer inside a deadline (the HTTP budget less room for storage and alerts).
         kwargs: dict[str, Any] = {"retry_total": 3, "backoff_max": 8, "read_timeout": 30.0,
                                   "connection_timeout": 10.0, "max_retry_after": 30.0,
-                                  "deadline_s": http_budget_seconds(self.environ) * 0.85} if interactive else {}
+                                  "deadline_s": self.settings.http_budget_s * 0.85} if interactive else {}
         # Long-running operations are polled as ARM's Retry-After says, loopback or not: what is
         # measured against the emulator is what runs in Azure. Every call of this instance
         # takes its token from the one ARM budget.
         return ArmClient(self.settings.subscription_id, endpoint, credential=credential,
-                         budget=instance_budget(self.environ, endpoint), **kwargs)
+                         budget=instance_budget(endpoint, self.settings.arm_reads_per_s,
+                                                self.settings.arm_writes_per_s), **kwargs)
 
     def notifier(self) -> Notifier:
         with self._lock:

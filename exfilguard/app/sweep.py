@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,41 +65,6 @@ def index_rows(picture: Picture) -> tuple[list[IndexedCompute], list[IndexedSubn
     subnets = [IndexedSubnet(g.id, g.subnet.nsg_id or "", tuple(g.subnet.sep_ids))
                for g in picture.guarded_subnets.values() if g.subnet is not None]
     return computes, subnets
-
-
-DEADLINE = "EXFILGUARD_SWEEP_DEADLINE_SECONDS"
-ENVIRONMENTS = "EXFILGUARD_SWEEP_ENVIRONMENTS"
-CONCURRENCY = "EXFILGUARD_SWEEP_CONCURRENCY"
-DEFAULT_DEADLINE_S = 780.0
-"""13 minutes: under half the 30-minute function timeout, leaving room to evaluate, act and
-store the report; a sweep with more to read pauses there and the next run resumes it."""
-
-
-@dataclass(frozen=True)
-class SweepSettings:
-    deadline_s: float
-    environments: bool
-    concurrency: int
-
-
-def sweep_settings(env: Any) -> SweepSettings:
-    from exfilguard.core.config import ConfigError
-
-    def number(name: str, default: float, lo: float, hi: float) -> float:
-        raw = (env.get(name) or "").strip()
-        try:
-            value = float(raw) if raw else default
-        except ValueError:
-            value = lo - 1
-        if not lo <= value <= hi:
-            raise ConfigError(f"{name}: expected a number from {lo:g} to {hi:g}, got {raw!r}")
-        return value
-
-    flag = (env.get(ENVIRONMENTS) or "true").strip().lower()
-    if flag not in ("true", "false", "1", "0", "yes", "no"):
-        raise ConfigError(f"{ENVIRONMENTS}: expected true or false, got {flag!r}")
-    return SweepSettings(number(DEADLINE, DEFAULT_DEADLINE_S, 1, 1500), flag in ("true", "1", "yes"),
-                         int(number(CONCURRENCY, 8, 1, 64)))
 
 
 class SweepBusy(RuntimeError):
@@ -167,7 +132,7 @@ def run_sweep(services: Services, *, trigger: Trigger, what_if: bool = False,
     started = time.perf_counter()
     state = services.state
     cfg = services.settings.config
-    knobs = sweep_settings(services.environ)
+    knobs = services.settings.sweep
     lease = SweepLease(state)
     sweep_id = record.sweep_id if record is not None else uuid.uuid4().hex
     ok, holder = lease.acquire(sweep_id)

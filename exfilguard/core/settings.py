@@ -49,11 +49,28 @@ SMTP_PASSWORD = "EXFILGUARD_SMTP_PASSWORD"
 SMTP_STARTTLS = "EXFILGUARD_SMTP_STARTTLS"
 DEDUP_HOURS = "EXFILGUARD_ALERT_DEDUP_HOURS"
 RESOLVED_NOTICES = "EXFILGUARD_ALERT_RESOLVED_NOTICES"
+COALESCE_SECONDS = "EXFILGUARD_COALESCE_SECONDS"
+COALESCE_MAX_SECONDS = "EXFILGUARD_COALESCE_MAX_SECONDS"
+COALESCE_SETTLE_SECONDS = "EXFILGUARD_COALESCE_SETTLE_SECONDS"
+ARM_READS_PER_SECOND = "EXFILGUARD_ARM_READS_PER_SECOND"
+ARM_WRITES_PER_SECOND = "EXFILGUARD_ARM_WRITES_PER_SECOND"
+HTTP_BUDGET_SECONDS = "EXFILGUARD_HTTP_BUDGET_SECONDS"
+SWEEP_DEADLINE_SECONDS = "EXFILGUARD_SWEEP_DEADLINE_SECONDS"
+SWEEP_ENVIRONMENTS = "EXFILGUARD_SWEEP_ENVIRONMENTS"
+SWEEP_CONCURRENCY = "EXFILGUARD_SWEEP_CONCURRENCY"
+DEADLETTER_CONTAINER = "EXFILGUARD_DEADLETTER_CONTAINER"
+DEADLETTER_MAX_ATTEMPTS = "EXFILGUARD_DEADLETTER_MAX_ATTEMPTS"
 
 DEFAULT_SWEEP_SCHEDULE = "0 0 2 * * *"  # NCRONTAB with seconds: daily at 02:00 UTC
 DEFAULT_SWEEP_QUEUE = "exfilguard-sweeps"
 DEFAULT_STATE_PREFIX = "exfilguard"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024
+DEFAULT_HTTP_BUDGET_S = 200.0
+"""The whole HTTP answer, retries included; the host cuts HTTP functions off at 230 s."""
+DEFAULT_SWEEP_DEADLINE_S = 780.0
+"""13 minutes: under half the 30-minute function timeout, leaving room to evaluate, act and
+store the report; a sweep with more to read pauses there and the next run resumes it."""
+DEFAULT_DEADLETTER_CONTAINER = "exfilguard-deadletter"
 
 EmailChannel = Literal["none", "acs", "smtp"]
 EMAIL_CHANNELS: tuple[EmailChannel, ...] = ("none", "acs", "smtp")
@@ -253,10 +270,32 @@ class StorageSettings:
     queue_uri: str | None = None
     client_id: str | None = None
     credential: Literal["managedidentity"] | None = None  # None: DefaultAzureCredential
+    blob_uri: str | None = None  # identity-based: the dead-letter container's blob service
 
     @property
     def identity_based(self) -> bool:
         return self.connection_string is None
+
+
+@dataclass(frozen=True)
+class CoalesceSettings:
+    """Event storms (:mod:`exfilguard.adapters.coalesce`): wait for ``window`` seconds of quiet,
+    never longer than ``max_wait``; a lone event waits ``settle``. A window of 0 turns it off."""
+
+    window: float = 2.0
+    max_wait: float = 6.0
+    settle: float = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.window > 0
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    deadline_s: float = DEFAULT_SWEEP_DEADLINE_S
+    environments: bool = True
+    concurrency: int = 8
 
 
 @dataclass(frozen=True)
@@ -283,6 +322,13 @@ class Settings:
     # App Service authentication is on (infra parameter appServiceAuth): the
     # x-ms-client-principal-* headers then come from the platform, not from the caller.
     app_service_auth: bool = False
+    coalesce: CoalesceSettings = CoalesceSettings()
+    arm_reads_per_s: float = 20.0  # this instance's share of ARM's quota (adapters/budget.py)
+    arm_writes_per_s: float = 5.0
+    http_budget_s: float = DEFAULT_HTTP_BUDGET_S
+    sweep: SweepSettings = SweepSettings()
+    deadletter_container: str = DEFAULT_DEADLETTER_CONTAINER
+    deadletter_max_attempts: int = 5
 
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
@@ -347,7 +393,9 @@ def storage_settings(env: Mapping[str, str]) -> StorageSettings:
     credential = (env.get(f"{STORAGE}__credential") or "").strip().lower() or None
     if credential not in (None, "managedidentity"):
         raise SettingsError(f"{STORAGE}__credential: expected 'managedidentity' or nothing, got {credential!r}")
-    return StorageSettings(table_uri=table_uri, queue_uri=queue_uri,
+    account = (env.get(f"{STORAGE}__accountName") or "").strip()
+    blob_uri = (env.get(f"{STORAGE}__blobServiceUri") or "").strip() or f"https://{account}.blob.core.windows.net"
+    return StorageSettings(table_uri=table_uri, queue_uri=queue_uri, blob_uri=blob_uri,
                            client_id=_optional_guid(env, f"{STORAGE}__clientId"),
                            credential=cast(Literal["managedidentity"] | None, credential))
 
@@ -359,6 +407,46 @@ def sweep_queue_name(env: Mapping[str, str]) -> str:
         raise SettingsError(f"{SWEEP_QUEUE}: {name!r} is not a queue name (3-63 lowercase letters, digits and "
                             "single hyphens)")
     return name
+
+
+def _number(env: Mapping[str, str], name: str, default: float, lo: float, hi: float, expected: str) -> float:
+    """A number in [lo, hi]; ``expected`` completes the message "NAME: expected ..., got '...'"."""
+    raw = (env.get(name) or "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = lo - 1
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name}: expected {expected}, got {raw!r}")
+    return value
+
+
+def coalesce_settings(env: Mapping[str, str]) -> CoalesceSettings:
+    window, max_wait, settle = (_number(env, name, default, 0, 300, "seconds from 0 to 300") for name, default in (
+        (COALESCE_SECONDS, 2.0), (COALESCE_MAX_SECONDS, 6.0), (COALESCE_SETTLE_SECONDS, 0.0)))
+    return CoalesceSettings(window, max(window, max_wait), min(settle, window))
+
+
+def sweep_settings(env: Mapping[str, str]) -> SweepSettings:
+    def number(name: str, default: float, lo: float, hi: float) -> float:
+        return _number(env, name, default, lo, hi, f"a number from {lo:g} to {hi:g}")
+
+    flag = (env.get(SWEEP_ENVIRONMENTS) or "true").strip().lower()
+    if flag not in ("true", "false", "1", "0", "yes", "no"):
+        raise SettingsError(f"{SWEEP_ENVIRONMENTS}: expected true or false, got {flag!r}")
+    return SweepSettings(number(SWEEP_DEADLINE_SECONDS, DEFAULT_SWEEP_DEADLINE_S, 1, 1500),
+                         flag in ("true", "1", "yes"), int(number(SWEEP_CONCURRENCY, 8, 1, 64)))
+
+
+def _deadletter_attempts(env: Mapping[str, str]) -> int:
+    raw = (env.get(DEADLETTER_MAX_ATTEMPTS) or "").strip()
+    try:
+        attempts = int(raw) if raw else 5
+    except ValueError:
+        attempts = 0
+    if not 1 <= attempts <= 100:
+        raise SettingsError(f"{DEADLETTER_MAX_ATTEMPTS}: expected a whole number from 1 to 100, got {raw!r}")
+    return attempts
 
 
 def _subscription(env: Mapping[str, str]) -> str:
@@ -398,4 +486,12 @@ def parse(env: Mapping[str, str], document: Mapping[str, Any] | None = None, sou
         loop_max_backoffs=_int(env, LOOP_MAX_BACKOFFS, 3, 1, 20),
         loop_memory=timedelta(hours=_int(env, LOOP_MEMORY_HOURS, 24, 1, 24 * 7)),
         app_service_auth=_flag(env, APP_SERVICE_AUTH),
+        coalesce=coalesce_settings(env),
+        arm_reads_per_s=_number(env, ARM_READS_PER_SECOND, 20.0, 0.1, 1000, "requests per second from 0.1 to 1000"),
+        arm_writes_per_s=_number(env, ARM_WRITES_PER_SECOND, 5.0, 0.1, 1000, "requests per second from 0.1 to 1000"),
+        http_budget_s=_number(env, HTTP_BUDGET_SECONDS, DEFAULT_HTTP_BUDGET_S, 1, DEFAULT_HTTP_BUDGET_S,
+                              f"seconds from 1 to {DEFAULT_HTTP_BUDGET_S:g}"),
+        sweep=sweep_settings(env),
+        deadletter_container=(env.get(DEADLETTER_CONTAINER) or "").strip() or DEFAULT_DEADLETTER_CONTAINER,
+        deadletter_max_attempts=_deadletter_attempts(env),
     )

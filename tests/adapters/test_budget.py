@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exfilguard.adapters.arm import ArmClient
-from exfilguard.adapters.budget import ArmBudget, BudgetExceeded, Deadline, TokenBucket, instance_budget, rates
+from exfilguard.adapters.budget import ArmBudget, BudgetExceeded, Deadline, TokenBucket, instance_budget
+from exfilguard.core import settings as app_settings
 from exfilguard.core.config import ConfigError
 from tests import factory
 from tests.alerts_support.receivers import LoopbackReceiver, Reply
@@ -102,10 +103,17 @@ def test_a_wait_past_the_deadline_is_refused_not_slept():
 
 
 def test_rates_come_from_the_settings_and_bad_values_name_the_setting():
+    base = {"EXFILGUARD_SUBSCRIPTION_ID": "00000000-0000-4000-8000-000000000001",
+            "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+
+    def rates(env: dict[str, str]) -> tuple[float, float]:
+        s = app_settings.parse({**base, **env})
+        return s.arm_reads_per_s, s.arm_writes_per_s
+
     assert rates({}) == (20.0, 5.0)
     assert rates({"EXFILGUARD_ARM_READS_PER_SECOND": "8", "EXFILGUARD_ARM_WRITES_PER_SECOND": "2"}) == (8.0, 2.0)
     with pytest.raises(ConfigError, match="EXFILGUARD_ARM_READS_PER_SECOND"):
         rates({"EXFILGUARD_ARM_READS_PER_SECOND": "lots"})
-    a = instance_budget({"EXFILGUARD_ARM_READS_PER_SECOND": "8"}, "http://127.0.0.1:1")
-    assert a is instance_budget({"EXFILGUARD_ARM_READS_PER_SECOND": "8"}, "http://127.0.0.1:1")
+    a = instance_budget("http://127.0.0.1:1", *rates({"EXFILGUARD_ARM_READS_PER_SECOND": "8"}))
+    assert a is instance_budget("http://127.0.0.1:1", 8.0, 5.0)
     assert a.reads.rate == 8.0 and a.writes.rate == 5.0

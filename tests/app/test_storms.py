@@ -118,13 +118,13 @@ def test_a_storm_over_several_nsgs_costs_at_most_three_reads_per_nsg(monkeypatch
 def test_coalescing_can_be_turned_off_and_bad_settings_are_named(monkeypatch):
     import pytest
 
-    from exfilguard.adapters import coalesce
     from exfilguard.core.config import ConfigError
+    from exfilguard.core.settings import CoalesceSettings, coalesce_settings
 
-    assert not coalesce.settings({"EXFILGUARD_COALESCE_SECONDS": "0"}).enabled
-    assert coalesce.settings({}) == coalesce.CoalesceSettings(2.0, 6.0, 0.0)
+    assert not coalesce_settings({"EXFILGUARD_COALESCE_SECONDS": "0"}).enabled
+    assert coalesce_settings({}) == CoalesceSettings(2.0, 6.0, 0.0)
     with pytest.raises(ConfigError, match="EXFILGUARD_COALESCE_SECONDS"):
-        coalesce.settings({"EXFILGUARD_COALESCE_SECONDS": "soon"})
+        coalesce_settings({"EXFILGUARD_COALESCE_SECONDS": "soon"})
 
 
 def test_a_lone_event_on_a_quiet_instance_leads_and_a_storm_trails(monkeypatch):
@@ -134,7 +134,7 @@ def test_a_lone_event_on_a_quiet_instance_leads_and_a_storm_trails(monkeypatch):
 
     with running_app(monkeypatch, EXFILGUARD_COALESCE_SECONDS="30") as app:
         coalesce._last_join.clear()
-        cfg = coalesce.settings(app.env)
+        cfg = app.services.settings.coalesce
         c = coalesce.Coalescer(app.state, cfg, sleep=lambda s: None)
         first = c.join(NSG_WEU, events_parse(resource_event(RULE_OP, f"{NSG_WEU}/securityRules/a")))
         second = c.join(NSG_EUS, events_parse(resource_event(RULE_OP, f"{NSG_EUS}/securityRules/a")))

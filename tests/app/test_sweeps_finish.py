@@ -140,8 +140,8 @@ def test_environments_are_not_read_when_the_sweep_skips_them(monkeypatch):
 
 
 def test_sweep_settings_are_checked():
-    from exfilguard.app.sweep import sweep_settings
     from exfilguard.core.config import ConfigError
+    from exfilguard.core.settings import sweep_settings
 
     assert sweep_settings({}).deadline_s == 780 and sweep_settings({}).environments
     with pytest.raises(ConfigError, match="EXFILGUARD_SWEEP_DEADLINE_SECONDS"):
