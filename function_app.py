@@ -33,7 +33,8 @@ import azure.functions as func
 
 from exfilguard.adapters import telemetry
 from exfilguard.app import deadletter, event_handler, http_api, loopguard_api, report_page, sweep, upkeep
-from exfilguard.app.runtime import Services, services, sweep_queue_binding, sweep_schedule_binding
+from exfilguard.app.runtime import Services, binding, services
+from exfilguard.core import settings as s
 
 app = func.FunctionApp()
 
@@ -83,14 +84,15 @@ def report(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @app.function_name("sweep_queue")
-@app.queue_trigger(arg_name="msg", queue_name=sweep_queue_binding(), connection="AzureWebJobsStorage")
+@app.queue_trigger(arg_name="msg", queue_name=binding(s.SWEEP_QUEUE, s.DEFAULT_SWEEP_QUEUE),
+                   connection="AzureWebJobsStorage")
 def sweep_queue(msg: func.QueueMessage) -> None:
     sweep.sweep_from_queue(msg.get_body(), _services())
 
 
 @app.function_name("scheduled_sweep")
-@app.schedule(schedule=sweep_schedule_binding(), arg_name="timer", run_on_startup=False,
-              use_monitor=True)
+@app.schedule(schedule=binding(s.SWEEP_SCHEDULE, s.DEFAULT_SWEEP_SCHEDULE), arg_name="timer",
+              run_on_startup=False, use_monitor=True)
 def scheduled_sweep(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logging.getLogger("exfilguard").warning("scheduled sweep is running late")
@@ -99,20 +101,23 @@ def scheduled_sweep(timer: func.TimerRequest) -> None:
 
 
 @app.function_name("alert_retry")
-@app.schedule(schedule=upkeep.alert_retry_binding(), arg_name="timer", run_on_startup=False, use_monitor=True)
+@app.schedule(schedule=binding(s.ALERT_RETRY_SCHEDULE, s.DEFAULT_ALERT_RETRY_SCHEDULE), arg_name="timer",
+              run_on_startup=False, use_monitor=True)
 def alert_retry(timer: func.TimerRequest) -> None:
     upkeep.retry_alerts(_services())
 
 
 @app.function_name("channel_check")
-@app.schedule(schedule=upkeep.channel_check_binding(), arg_name="timer", run_on_startup=False, use_monitor=True)
+@app.schedule(schedule=binding(s.CHANNEL_CHECK_SCHEDULE, s.DEFAULT_CHANNEL_CHECK_SCHEDULE), arg_name="timer",
+              run_on_startup=False, use_monitor=True)
 def channel_check(timer: func.TimerRequest) -> None:
     result = upkeep.check_channels(_services())
     logging.getLogger("exfilguard").info("channel check: %s", result.words())
 
 
 @app.function_name("dead_letter_replay")
-@app.schedule(schedule=deadletter.schedule_binding(), arg_name="timer", run_on_startup=False, use_monitor=True)
+@app.schedule(schedule=binding(s.DEADLETTER_SCHEDULE, s.DEFAULT_DEADLETTER_SCHEDULE), arg_name="timer",
+              run_on_startup=False, use_monitor=True)
 def dead_letter_replay(timer: func.TimerRequest) -> None:
     done = deadletter.drain(_services())
     logging.getLogger("exfilguard").info("dead letters: %d replayed, %d retried later, %d poisoned",

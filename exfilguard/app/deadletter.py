@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,19 +33,11 @@ from exfilguard.app.runtime import Services
 
 log = telemetry.get_logger("exfilguard.deadletter")
 
-SCHEDULE = "EXFILGUARD_DEADLETTER_SCHEDULE"
-DEFAULT_SCHEDULE = "0 */15 * * * *"
 _ATTEMPTS_KEY = "exfilguardattempts"
 
 
 class PoisonEvent(ValueError):
     """The content is not an event the SDK can deserialise; retrying cannot help."""
-
-
-def schedule_binding(env: Mapping[str, str] | None = None) -> str:
-    """The timer's schedule: ``%NAME%`` only when the setting exists (see app/upkeep.py)."""
-    env = os.environ if env is None else env
-    return f"%{SCHEDULE}%" if (env.get(SCHEDULE) or "").strip() else DEFAULT_SCHEDULE
 
 
 def parse_events(raw: bytes | str) -> list[dict[str, Any]]:

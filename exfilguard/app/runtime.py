@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from exfilguard.adapters import configfile
 from exfilguard.adapters.state import State
-from exfilguard.core.settings import DEFAULT_SWEEP_QUEUE, DEFAULT_SWEEP_SCHEDULE, SWEEP_QUEUE, SWEEP_SCHEDULE, Settings
+from exfilguard.core.settings import Settings
 from exfilguard.core.viewcache import ViewCache
 
 _PREFIXES = ("EXFILGUARD_", "AzureWebJobsStorage", "APPLICATIONINSIGHTS_", "AZURE_CLIENT_ID")
@@ -125,15 +125,9 @@ def services(environ: Mapping[str, str] | None = None) -> Services:
         return found
 
 
-def sweep_schedule_binding(env: Mapping[str, str] | None = None) -> str:
-    """What the timer decorator gets. The host resolves ``%NAME%`` from app settings but has
-    no default syntax, and an unresolvable ``%NAME%`` stops the host from indexing the
-    function; so the placeholder is used only when the setting exists, else the default."""
+def binding(name: str, default: str, env: Mapping[str, str] | None = None) -> str:
+    """What a trigger decorator gets for a schedule or queue name. The host resolves ``%NAME%``
+    from app settings but has no default syntax, and an unresolvable ``%NAME%`` stops the host
+    from indexing the function; so the placeholder is used only when the setting exists."""
     env = os.environ if env is None else env
-    return f"%{SWEEP_SCHEDULE}%" if (env.get(SWEEP_SCHEDULE) or "").strip() else DEFAULT_SWEEP_SCHEDULE
-
-
-def sweep_queue_binding(env: Mapping[str, str] | None = None) -> str:
-    """The queue trigger's queue name, with the same default rule as the schedule."""
-    env = os.environ if env is None else env
-    return f"%{SWEEP_QUEUE}%" if (env.get(SWEEP_QUEUE) or "").strip() else DEFAULT_SWEEP_QUEUE
+    return f"%{name}%" if (env.get(name) or "").strip() else default

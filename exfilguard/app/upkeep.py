@@ -7,8 +7,6 @@ from indexing the function).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from typing import Any
 
 from exfilguard.adapters import telemetry
@@ -16,25 +14,6 @@ from exfilguard.adapters.state import AuditEntry
 from exfilguard.app.runtime import Services
 
 log = telemetry.get_logger("exfilguard.upkeep")
-
-ALERT_RETRY_SCHEDULE = "EXFILGUARD_ALERT_RETRY_SCHEDULE"
-CHANNEL_CHECK_SCHEDULE = "EXFILGUARD_CHANNEL_CHECK_SCHEDULE"
-DEFAULT_ALERT_RETRY_SCHEDULE = "0 */5 * * * *"  # every 5 minutes: a failed alert waits at most ~15
-DEFAULT_CHANNEL_CHECK_SCHEDULE = "0 30 7 * * *"  # daily 07:30 UTC, before a working day in Europe
-
-
-def _binding(name: str, default: str, env: Mapping[str, str] | None) -> str:
-    env = os.environ if env is None else env
-    return f"%{name}%" if (env.get(name) or "").strip() else default
-
-
-def alert_retry_binding(env: Mapping[str, str] | None = None) -> str:
-    return _binding(ALERT_RETRY_SCHEDULE, DEFAULT_ALERT_RETRY_SCHEDULE, env)
-
-
-def channel_check_binding(env: Mapping[str, str] | None = None) -> str:
-    return _binding(CHANNEL_CHECK_SCHEDULE, DEFAULT_CHANNEL_CHECK_SCHEDULE, env)
-
 
 def retry_alerts(services: Services) -> list[Any]:
     """The ``alert_retry`` timer: resend failed deliveries; audit what was resent or still fails."""

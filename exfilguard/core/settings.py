@@ -62,6 +62,12 @@ DEADLETTER_CONTAINER = "EXFILGUARD_DEADLETTER_CONTAINER"
 DEADLETTER_MAX_ATTEMPTS = "EXFILGUARD_DEADLETTER_MAX_ATTEMPTS"
 
 DEFAULT_SWEEP_SCHEDULE = "0 0 2 * * *"  # NCRONTAB with seconds: daily at 02:00 UTC
+ALERT_RETRY_SCHEDULE = "EXFILGUARD_ALERT_RETRY_SCHEDULE"
+DEFAULT_ALERT_RETRY_SCHEDULE = "0 */5 * * * *"  # every 5 minutes: a failed alert waits at most ~15
+CHANNEL_CHECK_SCHEDULE = "EXFILGUARD_CHANNEL_CHECK_SCHEDULE"
+DEFAULT_CHANNEL_CHECK_SCHEDULE = "0 30 7 * * *"  # daily 07:30 UTC, before a working day in Europe
+DEADLETTER_SCHEDULE = "EXFILGUARD_DEADLETTER_SCHEDULE"
+DEFAULT_DEADLETTER_SCHEDULE = "0 */15 * * * *"
 DEFAULT_SWEEP_QUEUE = "exfilguard-sweeps"
 DEFAULT_STATE_PREFIX = "exfilguard"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024
@@ -394,7 +400,7 @@ def storage_settings(env: Mapping[str, str]) -> StorageSettings:
     if credential not in (None, "managedidentity"):
         raise SettingsError(f"{STORAGE}__credential: expected 'managedidentity' or nothing, got {credential!r}")
     account = (env.get(f"{STORAGE}__accountName") or "").strip()
-    blob_uri = (env.get(f"{STORAGE}__blobServiceUri") or "").strip() or f"https://{account}.blob.core.windows.net"
+    blob_uri = (env.get("AzureWebJobsStorage__blobServiceUri") or "").strip() or f"https://{account}.blob.core.windows.net"
     return StorageSettings(table_uri=table_uri, queue_uri=queue_uri, blob_uri=blob_uri,
                            client_id=_optional_guid(env, f"{STORAGE}__clientId"),
                            credential=cast(Literal["managedidentity"] | None, credential))

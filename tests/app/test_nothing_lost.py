@@ -170,7 +170,7 @@ def test_an_intent_whose_write_never_landed_is_not_claimed_as_a_fix(monkeypatch)
 
 
 def test_a_teams_outage_is_retried_within_minutes_and_the_channel_check_falls_back_to_email(monkeypatch):
-    from exfilguard.app import upkeep
+    from exfilguard.core import settings
 
     with LoopbackSmtp() as smtp, running_app(
             monkeypatch, sample("compliant-subscription.json"), EXFILGUARD_EMAIL_CHANNEL="smtp",
@@ -205,7 +205,7 @@ def test_a_teams_outage_is_retried_within_minutes_and_the_channel_check_falls_ba
         assert len(delivered) == 1 and "EXF-NSG-01" in delivered[0]
         assert app.services.notifier().ledger.pending() == []
         assert any(r.decision == "alert-resent" for r in app.audit())
-        assert upkeep.DEFAULT_ALERT_RETRY_SCHEDULE == "0 */5 * * * *"
+        assert settings.DEFAULT_ALERT_RETRY_SCHEDULE == "0 */5 * * * *"
 
 
 def test_channel_check_with_a_live_teams_sends_no_email(monkeypatch):
