@@ -33,19 +33,12 @@ from tests import factory as f
 from tests.alerts_support.png import colours, read_png
 from tests.browser import Browser
 
+pytestmark = pytest.mark.usefixtures("clean_env")
+
 REPO = Path(__file__).resolve().parents[2]
 DRIFTED = REPO / "samples" / "drifted-subscription.json"
 SCREENSHOT = REPO / "docs" / "report.png"
 CRITICAL_RED = (0xA4, 0x26, 0x2C)
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("EXFILGUARD_"):
-            monkeypatch.delenv(name)
 
 
 def cli(*args: str) -> tuple[int, str]:
