@@ -179,9 +179,9 @@ def test_hostile_names_are_text_and_no_script_from_the_data_runs(tmp_path: Path)
             assert b.errors() == []
             assert b.requests() == [path.as_uri()], "the hostile <img> was not fetched: it is text"
             assert b.evaluate("document.scripts.length") == 1
-            text = b.evaluate("document.body.innerText")
-            assert "gpu<img src=x onerror=alert(1)><svg onload=alert(2)>" in text
-            assert "<script>alert(4)</script>" in text
+            shown = b.evaluate("document.body.innerText")
+            assert "gpu<img src=x onerror=alert(1)><svg onload=alert(2)>" in shown
+            assert "<script>alert(4)</script>" in shown
 
 
 # ---------------------------------------------------------------------------------- CLI
