@@ -20,7 +20,7 @@ SUPPRESSED: Final = "suppressed"  # same open finding alerted within the dedup w
 EXEMPT: Final = "exempt"          # the resource's exfilguard-exempt tag covers the rule
 NO_CHANNEL: Final = "no_channel"  # nothing configured to send through
 Channel = Literal["teams", "email"]
-MessageKind = Literal["alert", "digest", "escalation", "exemption", "resolved", "test"]
+MessageKind = Literal["alert", "digest", "escalation", "exemption", "resolved", "test", "channel-check", "operations"]
 
 
 class DeliveryError(Exception):

@@ -13,7 +13,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from exfilguard.core import ids
 
@@ -130,7 +130,7 @@ def _mode(name: str, value: Any) -> Mode:
     text = str(value).strip().lower()
     if text not in MODES:
         raise ConfigError(f"{name}: expected 'audit' or 'remediate', got {value!r}")
-    return cast(Mode, text)
+    return text
 
 
 def _rule_modes(name: str, value: Any) -> dict[str, Mode]:

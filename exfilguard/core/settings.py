@@ -205,7 +205,7 @@ def _dedup_hours(raw: str) -> float:
         dedup = float(raw) if raw else 24.0
     except ValueError:
         raise SettingsError(f"{DEDUP_HOURS} must be a number of hours, not {raw!r}") from None
-    if dedup < 0 or dedup != dedup:
+    if not dedup >= 0:  # also refuses NaN
         raise SettingsError(f"{DEDUP_HOURS} must be zero or more, not {raw!r}")
     return dedup
 
@@ -250,7 +250,7 @@ def alert_settings(env: Mapping[str, str]) -> AlertSettings:
     by_sev = {s: v for s in Severity if (v := _addresses(env, email_to_setting(s)))}
     password = env.get(SMTP_PASSWORD, "")
     out = AlertSettings(
-        teams_webhook_url=teams_url, email_channel=cast(EmailChannel, channel), acs_endpoint=get(ACS_ENDPOINT),
+        teams_webhook_url=teams_url, email_channel=channel, acs_endpoint=get(ACS_ENDPOINT),
         email_sender=get(EMAIL_SENDER), email_to=_addresses(env, EMAIL_TO), email_to_by_severity=by_sev,
         smtp_host=get(SMTP_HOST), smtp_port=_smtp_port(get(SMTP_PORT)), smtp_username=get(SMTP_USERNAME),
         smtp_password=Secret(password) if password else None, smtp_starttls=_alert_flag(env, SMTP_STARTTLS, True),
@@ -276,7 +276,7 @@ class StorageSettings:
     queue_uri: str | None = None
     client_id: str | None = None
     credential: Literal["managedidentity"] | None = None  # None: DefaultAzureCredential
-    blob_uri: str | None = None  # identity-based: the dead-letter container's blob service
+    blob_uri: str = ""  # identity-based: the dead-letter container's blob service
 
     @property
     def identity_based(self) -> bool:
