@@ -64,8 +64,8 @@ def _drain(items: Iterator[dict]) -> tuple[list[dict], ArmError | None]:
 
 def _latest_version_id(container: dict) -> str | None:
     cid = container.get("id")
-    props = container.get("properties") if isinstance(container.get("properties"), dict) else {}
-    latest = props.get("latestVersion")
+    props = container.get("properties")
+    latest = props.get("latestVersion") if isinstance(props, dict) else None
     if isinstance(cid, str) and isinstance(latest, str | int) and str(latest).strip():
         return f"{cid.rstrip('/')}/versions/{str(latest).strip()}"
     return None

@@ -275,9 +275,10 @@ def _orphans(tables: dict[str, dict[str, Any]], standalone: dict[str, dict[str, 
                 continue
             if t.table is not None:
                 tables[t.table].update(children)
-            for c in children.values() if t.orphan else ():
-                notices.append(Notice("absent", c.id, t.orphan.format(name=c.name, parent=ids.parent_id(c.id),
-                                                                      source=source)))
+            for c in children.values():
+                if t.orphan:
+                    notices.append(Notice("absent", c.id, t.orphan.format(name=c.name, parent=ids.parent_id(c.id),
+                                                                          source=source)))
     subnets = tables["subnets"]
     for vnet in tables["vnets"].values():
         for s in vnet.subnets:
@@ -318,8 +319,8 @@ def _index(vnets: dict[str, VirtualNetwork], subnets: dict[str, Subnet], compute
             by_sep.setdefault(ids.key(sep), []).append(k)
     guarded: dict[str, GuardedSubnet] = {}
     refs: dict[str, str] = {}
-    for k, on_subnet in by_subnet.items():
-        refs[k] = on_subnet[0].subnet_id or k
+    for k, computes_on in by_subnet.items():
+        refs[k] = computes_on[0].subnet_id or k
     for extra in extra_guarded:
         refs.setdefault(ids.key(extra), extra)
     for k, first_ref in refs.items():
