@@ -52,6 +52,7 @@ class ResourceType:
     """What ExfilGuard knows about one ARM type."""
 
     arm_type: str            # as ARM spells it: "Microsoft.Network/networkSecurityGroups"
+    label: str               # a reader's name for it in alerts ("Network security group"); "" for none
     api_version: str
     parser: Parser | None = None  # None: only listed, to find children (environment containers)
     table: str | None = None      # the Picture attribute its views land in
@@ -101,73 +102,74 @@ def _rules(prefix: str, *numbers: int) -> tuple[str, ...]:
 
 
 NSG = ResourceType(
-    f"{_N}/networkSecurityGroups", NETWORK_API_VERSION, model.parse_nsg, table="nsgs",
-    network_operations="network_security_groups", listing="subscription",
+    f"{_N}/networkSecurityGroups", "Network security group", NETWORK_API_VERSION, model.parse_nsg,
+    table="nsgs", network_operations="network_security_groups", listing="subscription",
     reactions=(_W, Reaction("securityRules/write"), Reaction("securityRules/delete", True)),
     write_rank=0, rules=_rules("NSG", 1, 2, 3, 4, 5))
 RULE = ResourceType(
-    f"{_N}/networkSecurityGroups/securityRules", NETWORK_API_VERSION, _child(model.parse_rule), fold="rules",
-    orphan="security rule's NSG {parent} is not in the {source}", network_operations="security_rules",
+    f"{_N}/networkSecurityGroups/securityRules", "NSG security rule", NETWORK_API_VERSION, _child(model.parse_rule),
+    fold="rules", orphan="security rule's NSG {parent} is not in the {source}", network_operations="security_rules",
     around_parent=True, write_rank=0)
 VNET = ResourceType(
-    f"{_N}/virtualNetworks", NETWORK_API_VERSION, model.parse_vnet, table="vnets",
+    f"{_N}/virtualNetworks", "Virtual network", NETWORK_API_VERSION, model.parse_vnet, table="vnets",
     network_operations="virtual_networks", listing="subscription", reactions=(_W,), write_rank=2)
 SUBNET = ResourceType(
-    f"{_N}/virtualNetworks/subnets", NETWORK_API_VERSION, _child(model.parse_subnet), table="subnets",
+    f"{_N}/virtualNetworks/subnets", "Subnet", NETWORK_API_VERSION, _child(model.parse_subnet), table="subnets",
     fold="subnets", network_operations="subnets", reactions=(_W, _D), write_rank=2, rules=_rules("SN", 1, 2, 3))
 SEP = ResourceType(
-    f"{_N}/serviceEndpointPolicies", NETWORK_API_VERSION, model.parse_sep, table="seps",
+    f"{_N}/serviceEndpointPolicies", "Service endpoint policy", NETWORK_API_VERSION, model.parse_sep, table="seps",
     network_operations="service_endpoint_policies", listing="subscription",
     reactions=(_W, Reaction("serviceEndpointPolicyDefinitions/write"),
                Reaction("serviceEndpointPolicyDefinitions/delete", True)),
     write_rank=1, rules=_rules("SEP", 1, 2, 3, 4))
 SEP_DEF = ResourceType(
-    f"{_N}/serviceEndpointPolicies/serviceEndpointPolicyDefinitions", NETWORK_API_VERSION,
-    _child(model.parse_sep_definition), fold="definitions",
+    f"{_N}/serviceEndpointPolicies/serviceEndpointPolicyDefinitions", "Service endpoint policy definition",
+    NETWORK_API_VERSION, _child(model.parse_sep_definition), fold="definitions",
     orphan="definition's policy {parent} is not in the {source}",
     network_operations="service_endpoint_policy_definitions", around_parent=True, write_rank=1)
 STORAGE = ResourceType(
-    f"{_ST}/storageAccounts", STORAGE_API_VERSION, model.parse_storage, table="storage_accounts",
+    f"{_ST}/storageAccounts", "Storage account", STORAGE_API_VERSION, model.parse_storage, table="storage_accounts",
     listing="subscription", reactions=(Reaction("privateEndpointConnections/write"),
                                        Reaction("privateEndpointConnections/delete", True)),
     rules=_rules("WS", 3))
 WORKSPACE = ResourceType(
-    f"{_ML}/workspaces", ML_API_VERSION, model.parse_workspace, table="workspaces", listing="subscription",
+    f"{_ML}/workspaces", "Machine Learning workspace", ML_API_VERSION, model.parse_workspace, table="workspaces",
+    listing="subscription",
     reactions=(_W, Reaction("outboundRules/write"), Reaction("outboundRules/delete", True),
                Reaction("privateEndpointConnections/write"), Reaction("privateEndpointConnections/delete", True),
                Reaction("provisionManagedNetwork/action")),
     write_rank=3, rules=_rules("WS", 1, 2, 4, 5, 6, 7))
 COMPUTE = ResourceType(
-    f"{_ML}/workspaces/computes", ML_API_VERSION, model.parse_compute, table="computes", listing="parent",
-    reactions=(_W, _D), write_rank=4, patch_only=True, rules=_rules("CMP", 1, 2, 3, 4))
-ENVIRONMENT = ResourceType(f"{_ML}/workspaces/environments", ML_API_VERSION, listing="parent")
+    f"{_ML}/workspaces/computes", "Machine Learning compute", ML_API_VERSION, model.parse_compute, table="computes",
+    listing="parent", reactions=(_W, _D), write_rank=4, patch_only=True, rules=_rules("CMP", 1, 2, 3, 4))
+ENVIRONMENT = ResourceType(f"{_ML}/workspaces/environments", "", ML_API_VERSION, listing="parent")
 ENV_VERSION = ResourceType(
-    f"{_ML}/workspaces/environments/versions", ML_API_VERSION, model.parse_env_version, table="environments",
-    listing="parent", reactions=(_W,), rules=_rules("ENV", 1))
+    f"{_ML}/workspaces/environments/versions", "Machine Learning environment version", ML_API_VERSION,
+    model.parse_env_version, table="environments", listing="parent", reactions=(_W,), rules=_rules("ENV", 1))
 # Egress through a firewall: a route table decides whether a subnet's NSG or a firewall controls
 # its internet traffic; a firewall's rules live in its policy's rule collection groups.
 ROUTE_TABLE = ResourceType(
-    f"{_N}/routeTables", NETWORK_API_VERSION, egress_model.parse_route_table, table="route_tables",
+    f"{_N}/routeTables", "Route table", NETWORK_API_VERSION, egress_model.parse_route_table, table="route_tables",
     network_operations="route_tables", listing="subscription",
     reactions=(_W, _D, Reaction("routes/write"), Reaction("routes/delete", True)), rules=_rules("RT", 1))
 ROUTE = ResourceType(
-    f"{_N}/routeTables/routes", NETWORK_API_VERSION, _child(egress_model.parse_route), fold="routes",
+    f"{_N}/routeTables/routes", "Route", NETWORK_API_VERSION, _child(egress_model.parse_route), fold="routes",
     orphan="{name}'s parent {parent} is not in the {source}", network_operations="routes", around_parent=True)
 FIREWALL = ResourceType(
-    f"{_N}/azureFirewalls", NETWORK_API_VERSION, egress_model.parse_firewall, table="firewalls",
+    f"{_N}/azureFirewalls", "Azure Firewall", NETWORK_API_VERSION, egress_model.parse_firewall, table="firewalls",
     network_operations="azure_firewalls", listing="subscription", reactions=(_W,), rules=_rules("FW", 1, 2, 3))
 FW_POLICY = ResourceType(
-    f"{_N}/firewallPolicies", NETWORK_API_VERSION, egress_model.parse_firewall_policy, table="fw_policies",
-    network_operations="firewall_policies", listing="subscription",
+    f"{_N}/firewallPolicies", "Firewall policy", NETWORK_API_VERSION, egress_model.parse_firewall_policy,
+    table="fw_policies", network_operations="firewall_policies", listing="subscription",
     reactions=(_W, Reaction("ruleCollectionGroups/write"), Reaction("ruleCollectionGroups/delete", True)),
     rules=_rules("FW", 1, 2))
 RCG = ResourceType(
-    f"{_N}/firewallPolicies/ruleCollectionGroups", NETWORK_API_VERSION,
+    f"{_N}/firewallPolicies/ruleCollectionGroups", "Firewall rule collection group", NETWORK_API_VERSION,
     _child(egress_model.parse_rule_collection_group), fold="groups",
     orphan="{name}'s parent {parent} is not in the {source}",
     network_operations="firewall_policy_rule_collection_groups", listing="parent", around_parent=True)
 IP_GROUP = ResourceType(
-    f"{_N}/ipGroups", NETWORK_API_VERSION, egress_model.parse_ip_group, table="ip_groups",
+    f"{_N}/ipGroups", "IP group", NETWORK_API_VERSION, egress_model.parse_ip_group, table="ip_groups",
     network_operations="ip_groups", listing="subscription", reactions=(_W,))
 
 TYPES: tuple[ResourceType, ...] = (

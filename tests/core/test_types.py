@@ -34,6 +34,7 @@ def test_a_type_with_a_view_enters_the_picture(t: types.ResourceType) -> None:
         assert t.listing == "parent" and types.children(t), "a type without a view is only walked to its children"
         return
     assert t.table is not None or t.fold is not None, "a view must land in a picture table or its parent's view"
+    assert t.label, "alerts name the type of every resource they are about"
     if t.table is not None:
         assert t.table in picture_fields
     if t.fold is not None:
