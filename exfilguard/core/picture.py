@@ -56,7 +56,7 @@ class GuardedSubnet:
 class Picture:
     """Resources by lowercase ID, plus the indexes rules use. Treat as read-only once built.
 
-    Slotted, and built with every field passed in order (:func:`_build`): an event builds one
+    Slotted, and built with every field passed at once (:func:`_build`): an event builds one
     per invocation for three resources, where filling a dict-backed instance field by field
     and calling a dozen default factories cost as much as indexing them."""
 
