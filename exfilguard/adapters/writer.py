@@ -20,9 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from exfilguard.core import ids
+from exfilguard.core import ids, types
 from exfilguard.core.fixes import Edit, EditError, PlannedChange, Sel, apply_edits
-from exfilguard.core.model import COMPUTE
 
 if TYPE_CHECKING:
     from exfilguard.adapters.arm import ArmClient
@@ -34,11 +33,6 @@ Replan = Callable[[dict], PlannedChange | None]
 
 _MISSING = object()
 _NO_TOKEN = "AuthenticationFailed"  # ArmError.code when no token could be had (transient, raised)
-
-# Types whose resource provider updates an existing resource only through PATCH (AML rejects a
-# PUT on an existing compute); their fixes are plain property sets, sent as a merge patch.
-_PATCH_TYPES = frozenset({COMPUTE})
-
 
 @dataclass(frozen=True)
 class WriteResult:
@@ -201,7 +195,7 @@ def apply_change(client: ArmClient, change: PlannedChange, replan: Replan, *, cu
             return _result(change, status, attempt, "the resource already has every planned change")
         etag = body.get("etag") if isinstance(body.get("etag"), str) else None
         merge = _merge_document(writes)
-        patch = merge is not None and (not etag or ids.type_key(ids.parse(target).type) in _PATCH_TYPES)
+        patch = merge is not None and (not etag or types.patch_only(ids.type_key(ids.parse(target).type)))
         if changed and not etag and not patch:
             return _result(change, "failed", attempt, f"{target} has no etag, so a full write could overwrite a "
                            "concurrent change; not written", changed=changed)

@@ -36,7 +36,7 @@ from exfilguard.app import actions
 from exfilguard.app import caller as caller_mod
 from exfilguard.app.runtime import Services
 from exfilguard.app.settings import SettingsError
-from exfilguard.core import engine, ids, model
+from exfilguard.core import engine, ids, model, types
 from exfilguard.core.picture import build
 from exfilguard.flows.closure import ClosureReader
 from exfilguard.render import report
@@ -45,7 +45,7 @@ log = telemetry.get_logger("exfilguard.http")
 
 FIELDS = ("resourceId", "scope", "remediate")
 _SWEEP_ID = re.compile(r"[0-9a-f]{32}")
-EVALUATED_TYPES = model.UNDERSTOOD_TYPES
+EVALUATED_TYPES = types.UNDERSTOOD
 
 
 @dataclass(frozen=True)
