@@ -13,18 +13,12 @@ which makes retries safe: a PUT replayed by the retry policy after a lost answer
 or lands once. Every outcome comes back as a :class:`WriteResult` for the audit log, alerts
 and the report; nothing here raises for an ARM refusal.
 
-The write is a small state machine (:class:`Step`)::
-
-    READ ──> PLAN ──> WRITE ──> CONFIRM ──> applied | accepted
-     ^  │     │ ^ │     │           │
-     │  │     └─┘ │     └> dry-run  ├─ 412 / transient, attempts left ──> READ
-     │  │         │                 └─ else ──> conflict | failed
-     │  └─> failed (404, 403, not the whole resource)
-     └──── transient read failure, attempts left
-    PLAN ──> not-needed | applied (the fix is there) | failed (edits do not fit, no etag)
-
-Throttling (429) and server faults (5xx) are first retried inside each request by the ARM
-client's retry policy, which honours Retry-After; only what is left after it reaches here.
+The write is a small state machine (:class:`Step`): READ -> PLAN -> WRITE -> CONFIRM, where
+each state's handler (``_Run.read`` ...) returns the next state or the result and says which
+transitions it makes. 412 and transient failures go back to READ as a new attempt (the plan is
+redone on the fresh body); 429 and 5xx are first waited out inside each request by the ARM
+client's retry policy (Retry-After honoured), which also follows a write's long-running
+operation. A read that is not the whole resource ends the run: nothing is written back.
 """
 
 from __future__ import annotations
@@ -52,6 +46,7 @@ class Step(StrEnum):
     PLAN = "plan"  # re-plan on a fresh body when needed, fit the edits, choose PUT, PATCH or POST
     WRITE = "write"  # the conditional write (If-Match) and actions, each followed to its operation's end
     CONFIRM = "confirm"  # what ARM's answer means: done, or another attempt
+
 
 Replan = Callable[[dict], PlannedChange | None]
 """Given the fresh raw body of the target, the change the engine plans now (None: nothing to do)."""
@@ -199,7 +194,7 @@ class _Request:
     patch: bool
 
     @classmethod
-    def plan(cls, change: PlannedChange, body: dict) -> _Request:
+    def of(cls, change: PlannedChange, body: dict) -> _Request:
         """The request doing ``change`` on top of ``body``; :class:`EditError` when it does not fit."""
         writes = [e for e in change.edits if e.op != "action"]
         after = apply_edits(body, writes)
@@ -293,7 +288,7 @@ class _Run:
         except ArmError as exc:
             if exc.code == _NO_TOKEN:
                 raise  # not about this resource: the caller retries the whole invocation
-            return self.again(exc) if exc.transient else _failure(self.change, self.attempt, exc)
+            return self.again(exc) if exc.transient else self.failure(exc)
         if body is None:
             return self.result("failed", f"{self.target} no longer exists; nothing written", http_status=404)
         problem = _not_whole(body, ids.key(self.target))
@@ -317,7 +312,7 @@ class _Run:
                 raise ValueError(f"replan for {self.target} returned a change for {fresh.target_id}")
             self.change, self.plan_from = fresh, "fresh"
         try:
-            request = _Request.plan(self.change, self.body)
+            request = _Request.of(self.change, self.body)
         except EditError as exc:
             if self.plan_from == "fresh":
                 return self.result("failed", f"the planned edits do not fit {self.target}: {exc}")
@@ -333,8 +328,7 @@ class _Run:
         return Step.WRITE
 
     def write(self) -> Step | WriteResult:
-        """WRITE -> CONFIRM with ARM's answer (the client has waited out Retry-After on 429/5xx and
-        followed Azure-AsyncOperation or Location to the operation's end); a dry run ends here."""
+        """WRITE -> CONFIRM with ARM's answer, once the client has followed the operation; -> dry-run."""
         from exfilguard.adapters.arm import ArmError
 
         assert self.request is not None
@@ -365,7 +359,7 @@ class _Run:
         if exc.transient:
             self.maybe_landed = self.maybe_landed or exc.status is None or exc.status >= 500
             return self.again(exc)
-        return _failure(self.change, self.attempt, exc, changed)
+        return self.failure(exc, changed)
 
     # ------------------------------------------------------------------ attempts
     def again(self, exc: ArmError) -> Step | WriteResult:
@@ -381,11 +375,9 @@ class _Run:
         if self.last is not None and self.last.status == 412:
             return self.result("conflict", f"{self.target} changed under every one of {self.attempt} attempts "
                                "(412 Precondition Failed); left as it is", http_status=412)
-        return _failure(self.change, self.attempt, self.last)
+        return self.failure(self.last)
 
-
-def _failure(change: PlannedChange, attempts: int, exc: Any, changed: dict | None = None) -> WriteResult:
-    if exc is None:
-        return _result(change, "failed", attempts, "gave up without an answer from ARM")
-    return _result(change, "failed", attempts, exc.message, http_status=exc.status, changed=changed,
-                   missing=exc.action)
+    def failure(self, exc: ArmError | None, changed: dict | None = None) -> WriteResult:
+        if exc is None:
+            return self.result("failed", "gave up without an answer from ARM")
+        return self.result("failed", exc.message, http_status=exc.status, changed=changed, missing=exc.action)
