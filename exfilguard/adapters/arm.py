@@ -193,10 +193,10 @@ def _guard_errors() -> tuple[type[Exception], ...]:
 @functools.cache
 def _guard_policy_classes() -> tuple[type, type, type]:
     """The deadline-aware retry, the request budget and the same-host redirect policies."""
-    from azure.core.pipeline.policies import RedirectPolicy, SansIOHTTPPolicy
+    return _bounded_retry_policy(), _budget_policy(), _same_host_redirect_policy()
 
-    from exfilguard.adapters.budget import BudgetExceeded
 
+def _bounded_retry_policy() -> type:
     jittered, _ = _policy_classes()
 
     class BoundedRetryPolicy(jittered):  # type: ignore[misc, valid-type]
@@ -225,6 +225,14 @@ def _guard_policy_classes() -> tuple[type, type, type]:
                 self.deadline.cap(wait, "retry backoff")
             return wait
 
+    return BoundedRetryPolicy
+
+
+def _budget_policy() -> type:
+    from azure.core.pipeline.policies import SansIOHTTPPolicy
+
+    from exfilguard.adapters.budget import BudgetExceeded
+
     class BudgetPolicy(SansIOHTTPPolicy):
         """Every try takes a token from the instance's ARM budget and stays inside the deadline."""
 
@@ -250,6 +258,12 @@ def _guard_policy_classes() -> tuple[type, type, type]:
                 http = response.http_response
                 self.budget.observe(request.http_request.method, http.status_code, http.headers)
 
+    return BudgetPolicy
+
+
+def _same_host_redirect_policy() -> type:
+    from azure.core.pipeline.policies import RedirectPolicy
+
     class SameHostRedirectPolicy(RedirectPolicy):
         """A redirect is followed only on the endpoint's own host: a body from elsewhere must
         never be taken for the resource (and our token must never go there)."""
@@ -270,7 +284,7 @@ def _guard_policy_classes() -> tuple[type, type, type]:
                                           "not followed")
             return location
 
-    return BoundedRetryPolicy, BudgetPolicy, SameHostRedirectPolicy
+    return SameHostRedirectPolicy
 
 
 class ArmClient:

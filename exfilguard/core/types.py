@@ -63,6 +63,8 @@ class ResourceType:
     reactions: tuple[Reaction, ...] = ()  # Event Grid operations that re-read a resource of this type
     around_parent: bool = False   # an event about it evaluates around its parent
     write_rank: int = 9           # fixes are written in ascending rank (NSG before subnet, ...)
+    inline: str | None = None     # the property its children arrive in on every read, empty or not: a body
+    #                               without it is half a resource, and a full PUT of it would delete them all
     patch_only: bool = False      # the provider updates only through PATCH (AML rejects a PUT on an existing
     #                               compute): fixes are plain property sets, sent as a merge patch
     rules: tuple[str, ...] = ()   # rule IDs whose findings are about resources of this type
@@ -103,7 +105,7 @@ def _rules(prefix: str, *numbers: int) -> tuple[str, ...]:
 
 NSG = ResourceType(
     f"{_N}/networkSecurityGroups", "Network security group", NETWORK_API_VERSION, model.parse_nsg,
-    table="nsgs", network_operations="network_security_groups", listing="subscription",
+    table="nsgs", network_operations="network_security_groups", listing="subscription", inline="securityRules",
     reactions=(_W, Reaction("securityRules/write"), Reaction("securityRules/delete", True)),
     write_rank=0, rules=_rules("NSG", 1, 2, 3, 4, 5))
 RULE = ResourceType(
@@ -112,13 +114,13 @@ RULE = ResourceType(
     around_parent=True, write_rank=0)
 VNET = ResourceType(
     f"{_N}/virtualNetworks", "Virtual network", NETWORK_API_VERSION, model.parse_vnet, table="vnets",
-    network_operations="virtual_networks", listing="subscription", reactions=(_W,), write_rank=2)
+    network_operations="virtual_networks", listing="subscription", reactions=(_W,), write_rank=2, inline="subnets")
 SUBNET = ResourceType(
     f"{_N}/virtualNetworks/subnets", "Subnet", NETWORK_API_VERSION, _child(model.parse_subnet), table="subnets",
     fold="subnets", network_operations="subnets", reactions=(_W, _D), write_rank=2, rules=_rules("SN", 1, 2, 3))
 SEP = ResourceType(
     f"{_N}/serviceEndpointPolicies", "Service endpoint policy", NETWORK_API_VERSION, model.parse_sep, table="seps",
-    network_operations="service_endpoint_policies", listing="subscription",
+    network_operations="service_endpoint_policies", listing="subscription", inline="serviceEndpointPolicyDefinitions",
     reactions=(_W, Reaction("serviceEndpointPolicyDefinitions/write"),
                Reaction("serviceEndpointPolicyDefinitions/delete", True)),
     write_rank=1, rules=_rules("SEP", 1, 2, 3, 4))
@@ -220,6 +222,12 @@ def targets(rule_ids: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 def write_order(type_key: str) -> int:
     t = BY_KEY.get(type_key)
     return t.write_rank if t is not None else 9
+
+
+def inline_children(type_key: str) -> str | None:
+    """The property a read of this type always carries its children in (None: no such list)."""
+    t = get(type_key)
+    return t.inline if t else None
 
 
 def patch_only(type_key: str) -> bool:
