@@ -7,14 +7,16 @@ and the two ARM behaviours the emulator does not offer itself.
   (202 with an Azure-AsyncOperation monitor; ``start`` with a Location monitor only), so
   quarantine and both LRO shapes can be proven end to end;
 - lost answers: a write that *lands* but whose connection is then dropped before the
-  client hears back, which is what makes a retried PUT dangerous without If-Match.
+  client hears back, which is what makes a retried PUT dangerous without If-Match;
+- half answers: a read answered 200 with only part of the resource (a body cut short, or a
+  JSON object missing members), which a writer must never take for the whole resource.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -46,9 +48,15 @@ class _ExtendedApp(ArmApp):
     """ArmApp plus compute actions and lost answers (see the module docstring)."""
 
     lose_answers: list[dict[str, Any]]
+    half_answers: list[dict[str, Any]]
 
     def handle(self, req: Request) -> Response:
         resp = super().handle(req)
+        for rule in self.half_answers:
+            if rule["count"] > 0 and req.method == "GET" and rule["path"].lower() in req.path.lower() \
+                    and resp.status == 200:
+                rule["count"] -= 1
+                return Response(200, rule["cut"](resp.body), resp.headers, fault="half-answer")
         for rule in self.lose_answers:
             if (rule["count"] > 0 and req.method == rule["method"] and rule["path"].lower() in req.path.lower()
                     and 200 <= resp.status < 300):
@@ -91,10 +99,16 @@ class ExtendedEmulator(ArmEmulator):
         super().__init__(*args, **kwargs)
         self._app.__class__ = _ExtendedApp
         self._app.lose_answers = []
+        self._app.half_answers = []
 
     def lose_answer(self, method: str, path: str, count: int = 1) -> None:
         """Serve the next ``count`` matching requests, then drop the connection before answering."""
         self._app.lose_answers.append({"method": method.upper(), "path": path, "count": count})
+
+    def half_answer(self, path: str, cut: Callable[[bytes], bytes] | None = None, count: int = 1) -> None:
+        """Answer the next ``count`` GETs of ``path`` with 200 and ``cut(body)`` (default: its first half)."""
+        self._app.half_answers.append({"path": path, "count": count,
+                                       "cut": cut or (lambda body: body[: len(body) // 2])})
 
 
 def emulator(resources: Any = None, **kwargs: Any) -> ExtendedEmulator:

@@ -42,61 +42,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from exfilguard.adapters import endpoint as endpoint_mod
-from exfilguard.core import ids
-from exfilguard.core.model import (
-    FIREWALL,
-    FW_POLICY,
-    IP_GROUP,
-    NSG,
-    RCG,
-    ROUTE,
-    ROUTE_TABLE,
-    RULE,
-    SEP,
-    SEP_DEF,
-    SUBNET,
-    VNET,
-    WORKSPACE,
-)
+from exfilguard.core import ids, types
+from exfilguard.core.types import ML_API_VERSION, NETWORK_API_VERSION, STORAGE_API_VERSION
 
-ML_API_VERSION = "2025-12-01"
-STORAGE_API_VERSION = "2023-05-01"
-NETWORK_API_VERSION = "2024-05-01"
-"""Pinned rather than the SDK's default so a dependency upgrade never changes what is sent."""
-
-ML_NAMESPACE = "microsoft.machinelearningservices"
-STORAGE_NAMESPACE = "microsoft.storage"
-NETWORK_NAMESPACE = "microsoft.network"
-
-# Network types the SDK has typed operations for: type key -> operations attribute.
-_NETWORK_OPERATIONS = {
-    NSG: "network_security_groups",
-    RULE: "security_rules",
-    VNET: "virtual_networks",
-    SUBNET: "subnets",
-    SEP: "service_endpoint_policies",
-    SEP_DEF: "service_endpoint_policy_definitions",
-    # egress through a firewall (read only: ExfilGuard never writes these)
-    ROUTE_TABLE: "route_tables",
-    ROUTE: "routes",
-    FIREWALL: "azure_firewalls",
-    FW_POLICY: "firewall_policies",
-    RCG: "firewall_policy_rule_collection_groups",
-    IP_GROUP: "ip_groups",
-}
-
-# What a subscription sweep lists at the top level, in this order.
-SWEEP_TYPES = (
-    "Microsoft.Network/networkSecurityGroups",
-    "Microsoft.Network/virtualNetworks",
-    "Microsoft.Network/serviceEndpointPolicies",
-    "Microsoft.Storage/storageAccounts",
-    "Microsoft.MachineLearningServices/workspaces",
-    "Microsoft.Network/routeTables",
-    "Microsoft.Network/azureFirewalls",
-    "Microsoft.Network/firewallPolicies",
-    "Microsoft.Network/ipGroups",
-)
+__all__ = ["ML_API_VERSION", "NETWORK_API_VERSION", "STORAGE_API_VERSION", "ArmClient", "ArmError"]
 
 DEFAULT_POLL_SECONDS = 5.0
 MIN_POLL_SECONDS = 0.05
@@ -184,6 +133,12 @@ def _raw_json(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
     return pipeline_response.http_response.json()
 
 
+def _network_operations(type_key: str) -> str | None:
+    """The ``NetworkManagementClient`` operation group a network type is read and written with."""
+    t = types.get(type_key)
+    return t.network_operations if t is not None else None
+
+
 def _pipeline_response(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
     """``cls=`` hook for ``begin_*``: hand back the initial response to poll it ourselves."""
     return pipeline_response
@@ -238,10 +193,10 @@ def _guard_errors() -> tuple[type[Exception], ...]:
 @functools.cache
 def _guard_policy_classes() -> tuple[type, type, type]:
     """The deadline-aware retry, the request budget and the same-host redirect policies."""
-    from azure.core.pipeline.policies import RedirectPolicy, SansIOHTTPPolicy
+    return _bounded_retry_policy(), _budget_policy(), _same_host_redirect_policy()
 
-    from exfilguard.adapters.budget import BudgetExceeded
 
+def _bounded_retry_policy() -> type:
     jittered, _ = _policy_classes()
 
     class BoundedRetryPolicy(jittered):  # type: ignore[misc, valid-type]
@@ -270,6 +225,14 @@ def _guard_policy_classes() -> tuple[type, type, type]:
                 self.deadline.cap(wait, "retry backoff")
             return wait
 
+    return BoundedRetryPolicy
+
+
+def _budget_policy() -> type:
+    from azure.core.pipeline.policies import SansIOHTTPPolicy
+
+    from exfilguard.adapters.budget import BudgetExceeded
+
     class BudgetPolicy(SansIOHTTPPolicy):
         """Every try takes a token from the instance's ARM budget and stays inside the deadline."""
 
@@ -295,6 +258,12 @@ def _guard_policy_classes() -> tuple[type, type, type]:
                 http = response.http_response
                 self.budget.observe(request.http_request.method, http.status_code, http.headers)
 
+    return BudgetPolicy
+
+
+def _same_host_redirect_policy() -> type:
+    from azure.core.pipeline.policies import RedirectPolicy
+
     class SameHostRedirectPolicy(RedirectPolicy):
         """A redirect is followed only on the endpoint's own host: a body from elsewhere must
         never be taken for the resource (and our token must never go there)."""
@@ -315,7 +284,7 @@ def _guard_policy_classes() -> tuple[type, type, type]:
                                           "not followed")
             return location
 
-    return BoundedRetryPolicy, BudgetPolicy, SameHostRedirectPolicy
+    return SameHostRedirectPolicy
 
 
 class ArmClient:
@@ -465,20 +434,16 @@ class ArmClient:
 
     @staticmethod
     def api_version(type_key: str) -> str:
-        namespace = type_key.split("/", 1)[0]
-        if namespace == ML_NAMESPACE:
-            return ML_API_VERSION
-        if namespace == STORAGE_NAMESPACE:
-            return STORAGE_API_VERSION
-        if namespace == NETWORK_NAMESPACE:
-            return NETWORK_API_VERSION
-        raise ArmError(f"type {type_key} is not one ExfilGuard reads", code="UnsupportedType")
+        version = types.api_version(type_key)
+        if version is None:
+            raise ArmError(f"type {type_key} is not one ExfilGuard reads", code="UnsupportedType")
+        return version
 
     def _pipeline_for(self, type_key: str) -> Any:
         """The pipeline a raw request of this type travels through: Machine Learning's SDK
         client's for its types, the shared ARM pipeline for the others."""
         self.api_version(type_key)
-        return self.ml._client if type_key.startswith(ML_NAMESPACE + "/") else self.pipeline
+        return self.ml._client if type_key.startswith(types.WORKSPACE.namespace.lower() + "/") else self.pipeline
 
     def _send(self, pipeline: Any, method: str, url: str, resource_id: str, *, api_version: str | None = None,
               body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
@@ -571,7 +536,7 @@ class ArmClient:
         """The resource's ARM JSON as ARM sent it; None when it does not exist (404)."""
         rid = ids.parse(resource_id)
         tkey = ids.type_key(rid.type)
-        op_name = _NETWORK_OPERATIONS.get(tkey)
+        op_name = _network_operations(tkey)
         if op_name is not None:
             from azure.core.exceptions import AzureError, ResourceNotFoundError
 
@@ -623,60 +588,11 @@ class ArmClient:
 
     def read_subscription(self, progress: Callable[[str, int], None] | None = None,
                           on_error: Callable[[ArmError], None] | None = None) -> list[dict]:
-        """Every resource the baseline reads: NSGs, VNets (subnets inline), service endpoint
-        policies (definitions inline), storage accounts, workspaces with their computes and
-        environment versions.
+        """Every resource the baseline reads, every environment version included: the sweep's
+        reader (:func:`exfilguard.adapters.sweepread.read`) run one list at a time."""
+        from exfilguard.adapters import sweepread
 
-        ``progress(step, resources_so_far)`` is called as resources arrive. With ``on_error``,
-        a list that fails (say a 403 on storage accounts) is reported there and the sweep goes
-        on, so one missing permission does not hide every other finding; without it the
-        first error is raised.
-        """
-        out: list[dict] = []
-
-        def collect(step: str, items: Iterator[dict]) -> list[dict]:
-            got = []
-            try:
-                for item in items:
-                    got.append(item)
-                    out.append(item)
-                    if progress is not None:
-                        progress(step, len(out))
-            except ArmError as exc:
-                if on_error is None:
-                    raise
-                on_error(exc)
-            return got
-
-        workspaces: list[dict] = []
-        policies: list[dict] = []
-        for resource_type in SWEEP_TYPES:
-            got = collect(resource_type.rsplit("/", 1)[-1], self.list_type(resource_type))
-            if ids.type_key(resource_type) == WORKSPACE:
-                workspaces = got
-            elif ids.type_key(resource_type) == FW_POLICY:
-                policies = got
-        for policy in policies:  # a policy lists its rule collection groups by reference only
-            if isinstance(policy.get("id"), str):
-                collect(f"{policy.get('name') or 'policy'}/ruleCollectionGroups",
-                        self.list_children(policy["id"], "ruleCollectionGroups"))
-        for ws in workspaces:
-            ws_id = ws.get("id")
-            if not isinstance(ws_id, str):
-                continue
-            name = ws.get("name") or ws_id.rsplit("/", 1)[-1]
-            collect(f"{name}/computes", self.list_children(ws_id, "computes"))
-            containers: list[dict] = []
-            try:
-                containers = list(self.list_children(ws_id, "environments"))
-            except ArmError as exc:
-                if on_error is None:
-                    raise
-                on_error(exc)
-            for env in containers:
-                if isinstance(env.get("id"), str):
-                    collect(f"{name}/environments", self.list_children(env["id"], "versions"))
-        return out
+        return sweepread.read(self, progress=progress, on_error=on_error).bodies
 
     # ------------------------------------------------------------------ writes
     def put(self, resource_id: str, body: dict, etag: str | None) -> dict:
@@ -691,7 +607,7 @@ class ArmClient:
         data = json.dumps(body, separators=(",", ":")).encode()
         headers = {"If-Match": etag} if etag else {}
         before = self._count("PUT")
-        op_name = _NETWORK_OPERATIONS.get(tkey)
+        op_name = _network_operations(tkey)
         if op_name is not None:
             from azure.core.exceptions import AzureError
 

@@ -12,22 +12,40 @@ which makes retries safe: a PUT replayed by the retry policy after a lost answer
 412 (its own first copy landed and changed the ETag; the replan then finds nothing left to do)
 or lands once. Every outcome comes back as a :class:`WriteResult` for the audit log, alerts
 and the report; nothing here raises for an ARM refusal.
+
+The write is a small state machine (:class:`Step`): READ -> PLAN -> WRITE -> CONFIRM, where
+each state's handler (``_Run.read`` ...) returns the next state or the result and says which
+transitions it makes. 412 and transient failures go back to READ as a new attempt (the plan is
+redone on the fresh body); 429 and 5xx are first waited out inside each request by the ARM
+client's retry policy (Retry-After honoured), which also follows a write's long-running
+operation. A read that is not the whole resource ends the run: nothing is written back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
 
-from exfilguard.core import ids
-from exfilguard.core.fixes import Edit, EditError, PlannedChange, Sel, apply_edits
-from exfilguard.core.model import COMPUTE
+from exfilguard.core import ids, types
+from exfilguard.core.fixes import Edit, EditError, PlannedChange, apply_edits
 
 if TYPE_CHECKING:
-    from exfilguard.adapters.arm import ArmClient
+    from exfilguard.adapters.arm import ArmClient, ArmError
 
-STATUSES = ("applied", "not-needed", "conflict", "failed", "dry-run", "planned", "accepted")
+WriteStatus = Literal["applied", "not-needed", "conflict", "failed", "dry-run", "planned", "accepted"]
+"""``accepted``: ARM took the write, its operation still running when the caller's time ran out."""
+
+
+class Step(StrEnum):
+    """The states of one write (see the module docstring)."""
+
+    READ = "read"  # GET the target; skipped when the caller has just read it
+    PLAN = "plan"  # re-plan on a fresh body when needed, fit the edits, choose PUT, PATCH or POST
+    WRITE = "write"  # the conditional write (If-Match) and actions, each followed to its operation's end
+    CONFIRM = "confirm"  # what ARM's answer means: done, or another attempt
+
 
 Replan = Callable[[dict], PlannedChange | None]
 """Given the fresh raw body of the target, the change the engine plans now (None: nothing to do)."""
@@ -35,18 +53,13 @@ Replan = Callable[[dict], PlannedChange | None]
 _MISSING = object()
 _NO_TOKEN = "AuthenticationFailed"  # ArmError.code when no token could be had (transient, raised)
 
-# Types whose resource provider updates an existing resource only through PATCH (AML rejects a
-# PUT on an existing compute); their fixes are plain property sets, sent as a merge patch.
-_PATCH_TYPES = frozenset({COMPUTE})
-
-
 @dataclass(frozen=True)
 class WriteResult:
     """What happened to one planned change; ``changed`` maps property paths to before/after."""
 
     target_id: str
     rule_ids: tuple[str, ...]
-    status: str
+    status: WriteStatus
     attempts: int = 0
     http_status: int | None = None
     message: str = ""
@@ -114,18 +127,19 @@ def _merge_document(edits: list[Edit]) -> dict | None:
     """A JSON merge patch doing exactly ``edits``, or None when they are not plain sets."""
     doc: dict[str, Any] = {}
     for e in edits:
-        if e.op != "set" or any(isinstance(s, Sel) for s in e.path) or e.value is None:
+        path = [s for s in e.path if isinstance(s, str)]
+        if e.op != "set" or len(path) != len(e.path) or e.value is None:
             return None
         node = doc
-        for seg in e.path[:-1]:
-            node = node.setdefault(seg, {})  # type: ignore[index]
+        for seg in path[:-1]:
+            node = node.setdefault(seg, {})
             if not isinstance(node, dict):
                 return None
-        node[e.path[-1]] = e.value  # type: ignore[index]
+        node[path[-1]] = e.value
     return doc
 
 
-def _result(change: PlannedChange, status: str, attempts: int, message: str, *, http_status: int | None = None,
+def _result(change: PlannedChange, status: WriteStatus, attempts: int, message: str, *, http_status: int | None = None,
             changed: dict | None = None, requests: tuple[dict, ...] = (), missing: str | None = None) -> WriteResult:
     return WriteResult(target_id=change.target_id, rule_ids=change.rule_ids, status=status, attempts=attempts,
                        http_status=http_status, message=message, changed=changed or {}, requests=requests,
@@ -151,101 +165,209 @@ def apply_change(client: ArmClient, change: PlannedChange, replan: Replan, *, cu
     ``current`` is a body (with its etag) the caller has just read, which saves a GET before
     the first write. ``dry_run`` reads as needed but returns the requests instead of sending them.
     """
-    from exfilguard.adapters.arm import ArmError
+    run = _Run(client, change, replan, dry_run, max_attempts, body=current)
+    if max_attempts < 1:
+        return run.give_up()
+    run.attempt = 1
+    return run.until_done(Step.READ if current is None else Step.PLAN)
 
-    target = change.target_id
-    target_key = ids.key(target)
-    body = current
-    maybe_landed = False  # a write whose answer was lost may have been applied
-    last: ArmError | None = None
-    attempt = 0
-    must_replan = False
-    while attempt < max_attempts:
-        attempt += 1
-        if body is None:
-            try:
-                body = client.get(target)
-            except ArmError as exc:
-                if exc.code == _NO_TOKEN:
-                    raise  # not about this resource: the caller retries the whole invocation
-                last = exc
-                if exc.transient:
-                    continue
-                return _failure(change, attempt, exc)
-            if body is None:
-                return _result(change, "failed", attempt, f"{target} no longer exists; nothing written",
-                               http_status=404)
-        if attempt > 1 or must_replan:
-            fresh = replan(body)
-            if fresh is None:
-                if maybe_landed:
-                    return _result(change, "applied", attempt, "applied (the answer to the write was lost; the "
-                                   "fresh read shows the fix in place)", http_status=last.status if last else None)
-                return _result(change, "not-needed", attempt, "the fresh read needs no fix any more")
-            if ids.key(fresh.target_id) != target_key:
-                raise ValueError(f"replan for {target} returned a change for {fresh.target_id}")
-            change = fresh
+
+@dataclass(frozen=True)
+class _Request:
+    """What PLAN decided to send: the body after the edits, or a merge patch, plus actions."""
+
+    after: dict
+    changed: dict
+    actions: tuple[str, ...]
+    etag: str | None
+    merge: dict | None
+    patch: bool
+
+    @classmethod
+    def of(cls, change: PlannedChange, body: dict) -> _Request:
+        """The request doing ``change`` on top of ``body``; :class:`EditError` when it does not fit."""
         writes = [e for e in change.edits if e.op != "action"]
-        actions = [str(e.path[0]) for e in change.edits if e.op == "action"]
-        try:
-            after = apply_edits(body, writes)
-        except EditError as exc:
-            if must_replan or attempt > 1:
-                return _result(change, "failed", attempt, f"the planned edits do not fit {target}: {exc}")
-            must_replan = True  # planned on an older body: ask again about this one
-            attempt -= 1
-            continue
-        changed = diff(body, after)
-        if not changed and not actions:
-            status = "applied" if maybe_landed else "not-needed"
-            return _result(change, status, attempt, "the resource already has every planned change")
+        after = apply_edits(body, writes)
         etag = body.get("etag") if isinstance(body.get("etag"), str) else None
         merge = _merge_document(writes)
-        patch = merge is not None and (not etag or ids.type_key(ids.parse(target).type) in _PATCH_TYPES)
-        if changed and not etag and not patch:
-            return _result(change, "failed", attempt, f"{target} has no etag, so a full write could overwrite a "
-                           "concurrent change; not written", changed=changed)
-        if dry_run:
-            requests = []
-            if changed:
-                requests.append(client.describe("PATCH", target, merge, etag) if patch
-                                else client.describe("PUT", target, after, etag))
-            requests += [client.describe("POST", target, action=a) for a in actions]
-            return _result(change, "dry-run", attempt, "; ".join(change.summaries), changed=changed,
-                           requests=tuple(requests))
+        patch = merge is not None and (not etag or types.patch_only(ids.type_key(ids.parse(change.target_id).type)))
+        return cls(after, diff(body, after), tuple(str(e.path[0]) for e in change.edits if e.op == "action"),
+                   etag, merge, patch)
+
+    def describe(self, client: ArmClient, target: str) -> tuple[dict, ...]:
+        """The requests :meth:`send` would make, for a dry run."""
+        requests = []
+        if self.changed:
+            requests.append(client.describe("PATCH", target, self.merge, self.etag) if self.patch
+                            else client.describe("PUT", target, self.after, self.etag))
+        requests += [client.describe("POST", target, action=a) for a in self.actions]
+        return tuple(requests)
+
+    def send(self, client: ArmClient, target: str) -> None:
+        """The conditional write, then the actions; each call follows its long-running operation."""
+        if self.changed:
+            if self.patch:
+                client.patch(target, self.merge or {}, self.etag)
+            else:
+                client.put(target, self.after, self.etag)
+        for action in self.actions:
+            client.post_action(target, action)
+
+
+def _not_whole(body: Any, target_key: str) -> str:
+    """Why a read cannot be the whole resource ("" when it can): a PUT built on part of a body
+    would delete the rest (an NSG read without its rules, written back, loses them)."""
+    if not isinstance(body, dict):
+        return "not a JSON object"
+    rid = body.get("id")
+    if not isinstance(rid, str) or ids.key(rid) != target_key:
+        return f"its id is {rid!r}"
+    props = body.get("properties")
+    if not isinstance(props, dict):
+        return "it has no properties object"
+    children = types.inline_children(ids.type_key(ids.parse(rid).type))
+    if children and not isinstance(props.get(children), list):
+        return f"it has no {children} list"
+    return ""
+
+
+@dataclass
+class _Run:
+    """One change on its way through the states of :class:`Step`; each handler returns the next
+    state or the final :class:`WriteResult`.
+
+    Termination: every way back to READ starts a new attempt (at most ``max_attempts``), and
+    PLAN -> PLAN happens at most once per body (a caller's plan becomes ``stale``, then ``fresh``).
+    """
+
+    client: ArmClient
+    change: PlannedChange
+    replan: Replan
+    dry_run: bool
+    max_attempts: int
+    body: dict | None = None
+    attempt: int = 0
+    plan_from: Literal["caller", "stale", "fresh"] = "caller"  # what ``change`` was planned on
+    maybe_landed: bool = False  # a write whose answer was lost may have been applied
+    last: ArmError | None = None  # the last refusal that started another attempt
+    request: _Request | None = None  # PLAN -> WRITE
+    answer: ArmError | None = None  # WRITE -> CONFIRM (None: ARM accepted and finished)
+
+    @property
+    def target(self) -> str:
+        return self.change.target_id
+
+    def until_done(self, step: Step) -> WriteResult:
+        handlers: dict[Step, Callable[[], Step | WriteResult]] = {
+            Step.READ: self.read, Step.PLAN: self.plan, Step.WRITE: self.write, Step.CONFIRM: self.confirm}
+        state: Step | WriteResult = step
+        while isinstance(state, Step):
+            state = handlers[state]()
+        return state
+
+    def result(self, status: WriteStatus, message: str, **kwargs: Any) -> WriteResult:
+        return _result(self.change, status, self.attempt, message, **kwargs)
+
+    # ------------------------------------------------------------------ the states
+    def read(self) -> Step | WriteResult:
+        """READ -> PLAN with a whole body; -> READ (next attempt) on a transient refusal; else done."""
+        from exfilguard.adapters.arm import ArmError
+
         try:
-            if changed:
-                if patch:
-                    client.patch(target, merge or {}, etag)
-                else:
-                    client.put(target, after, etag)
-            for action in actions:
-                client.post_action(target, action)
+            body = self.client.get(self.target)
+        except ArmError as exc:
+            if exc.code == _NO_TOKEN:
+                raise  # not about this resource: the caller retries the whole invocation
+            return self.again(exc) if exc.transient else self.failure(exc)
+        if body is None:
+            return self.result("failed", f"{self.target} no longer exists; nothing written", http_status=404)
+        problem = _not_whole(body, ids.key(self.target))
+        if problem:
+            return self.result("failed", f"{self.target}: ARM's answer is not the whole resource ({problem}); "
+                               "nothing written", http_status=200)
+        self.body = body
+        return Step.PLAN
+
+    def plan(self) -> Step | WriteResult:
+        """PLAN -> WRITE; -> PLAN once when the edits were planned on an older body; else done."""
+        assert self.body is not None
+        if self.plan_from == "stale":
+            fresh = self.replan(self.body)
+            if fresh is None:
+                if self.maybe_landed:
+                    return self.result("applied", "applied (the answer to the write was lost; the fresh read shows "
+                                       "the fix in place)", http_status=self.last.status if self.last else None)
+                return self.result("not-needed", "the fresh read needs no fix any more")
+            if ids.key(fresh.target_id) != ids.key(self.target):
+                raise ValueError(f"replan for {self.target} returned a change for {fresh.target_id}")
+            self.change, self.plan_from = fresh, "fresh"
+        try:
+            request = _Request.of(self.change, self.body)
+        except EditError as exc:
+            if self.plan_from == "fresh":
+                return self.result("failed", f"the planned edits do not fit {self.target}: {exc}")
+            self.plan_from = "stale"  # planned on an older body: ask again about this one
+            return Step.PLAN
+        if not request.changed and not request.actions:
+            return self.result("applied" if self.maybe_landed else "not-needed",
+                               "the resource already has every planned change")
+        if request.changed and not request.etag and not request.patch:
+            return self.result("failed", f"{self.target} has no etag, so a full write could overwrite a "
+                               "concurrent change; not written", changed=request.changed)
+        self.request = request
+        return Step.WRITE
+
+    def write(self) -> Step | WriteResult:
+        """WRITE -> CONFIRM with ARM's answer, once the client has followed the operation; -> dry-run."""
+        from exfilguard.adapters.arm import ArmError
+
+        assert self.request is not None
+        if self.dry_run:
+            return self.result("dry-run", "; ".join(self.change.summaries), changed=self.request.changed,
+                               requests=self.request.describe(self.client, self.target))
+        try:
+            self.request.send(self.client, self.target)
+            self.answer = None
         except ArmError as exc:
             if exc.code == _NO_TOKEN:
                 raise  # no request reached ARM: nothing landed, the invocation is retried whole
-            if exc.code == "OperationPending":  # accepted; the caller's time ran out before ARM finished
-                return _result(change, "accepted", attempt, exc.message, http_status=202, changed=changed)
-            last = exc
-            if exc.status == 412:
-                maybe_landed = maybe_landed or exc.replayed
-                body = None
-                continue
-            if exc.transient:
-                maybe_landed = maybe_landed or exc.status is None or (exc.status or 0) >= 500
-                body = None
-                continue
-            return _failure(change, attempt, exc, changed)
-        return _result(change, "applied", attempt, "; ".join(change.summaries), http_status=client.last_status,
-                       changed=changed)
-    if last is not None and last.status == 412:
-        return _result(change, "conflict", attempt, f"{target} changed under every one of {attempt} attempts "
-                       "(412 Precondition Failed); left as it is", http_status=412)
-    return _failure(change, attempt, last)
+            self.answer = exc
+        return Step.CONFIRM
 
+    def confirm(self) -> Step | WriteResult:
+        """CONFIRM: applied or accepted; -> READ (next attempt) on 412 or a transient failure; else failed."""
+        assert self.request is not None
+        exc, changed = self.answer, self.request.changed
+        if exc is None:
+            return self.result("applied", "; ".join(self.change.summaries), http_status=self.client.last_status,
+                               changed=changed)
+        if exc.code == "OperationPending":  # accepted; the caller's time ran out before ARM finished
+            return self.result("accepted", exc.message, http_status=202, changed=changed)
+        if exc.status == 412:
+            self.maybe_landed = self.maybe_landed or exc.replayed
+            return self.again(exc)
+        if exc.transient:
+            self.maybe_landed = self.maybe_landed or exc.status is None or exc.status >= 500
+            return self.again(exc)
+        return self.failure(exc, changed)
 
-def _failure(change: PlannedChange, attempts: int, exc: Any, changed: dict | None = None) -> WriteResult:
-    if exc is None:
-        return _result(change, "failed", attempts, "gave up without an answer from ARM")
-    return _result(change, "failed", attempts, exc.message, http_status=exc.status, changed=changed,
-                   missing=exc.action)
+    # ------------------------------------------------------------------ attempts
+    def again(self, exc: ArmError) -> Step | WriteResult:
+        """Another read-modify-write (READ, then a re-plan on what it reads), if attempts are left."""
+        self.last = exc
+        if self.attempt >= self.max_attempts:
+            return self.give_up()
+        self.attempt += 1
+        self.body, self.plan_from = None, "stale"
+        return Step.READ
+
+    def give_up(self) -> WriteResult:
+        if self.last is not None and self.last.status == 412:
+            return self.result("conflict", f"{self.target} changed under every one of {self.attempt} attempts "
+                               "(412 Precondition Failed); left as it is", http_status=412)
+        return self.failure(self.last)
+
+    def failure(self, exc: ArmError | None, changed: dict | None = None) -> WriteResult:
+        if exc is None:
+            return self.result("failed", "gave up without an answer from ARM")
+        return self.result("failed", exc.message, http_status=exc.status, changed=changed, missing=exc.action)

@@ -7,6 +7,7 @@ step gets a sensible default instead of an empty "next step".
 
 from __future__ import annotations
 
+from exfilguard.core import types
 from exfilguard.core.catalog import GUIDE_EXFIL, guidance_url, manual_step
 
 __all__ = ["GUIDE_EXFIL", "friendly_type", "guidance_url", "next_step"]
@@ -31,26 +32,7 @@ def next_step(rule_id: str, action_kind: str, fix_summary: str, *, actor: str = 
     return manual or (f"Correct the resource: {fix_summary}." if fix_summary else "Correct the resource by hand.")
 
 
-_FRIENDLY_TYPES: dict[str, str] = {
-    "microsoft.network/networksecuritygroups": "Network security group",
-    "microsoft.network/networksecuritygroups/securityrules": "NSG security rule",
-    "microsoft.network/virtualnetworks": "Virtual network",
-    "microsoft.network/virtualnetworks/subnets": "Subnet",
-    "microsoft.network/serviceendpointpolicies": "Service endpoint policy",
-    "microsoft.network/serviceendpointpolicies/serviceendpointpolicydefinitions": "Service endpoint policy definition",
-    "microsoft.machinelearningservices/workspaces": "Machine Learning workspace",
-    "microsoft.machinelearningservices/workspaces/computes": "Machine Learning compute",
-    "microsoft.machinelearningservices/workspaces/environments/versions": "Machine Learning environment version",
-    "microsoft.storage/storageaccounts": "Storage account",
-    "microsoft.network/routetables": "Route table",
-    "microsoft.network/routetables/routes": "Route",
-    "microsoft.network/azurefirewalls": "Azure Firewall",
-    "microsoft.network/firewallpolicies": "Firewall policy",
-    "microsoft.network/firewallpolicies/rulecollectiongroups": "Firewall rule collection group",
-    "microsoft.network/ipgroups": "IP group",
-}
-
-
 def friendly_type(resource_type: str) -> str:
     """A reader's name for an ARM type ("Subnet"), or the ARM type itself when unknown."""
-    return _FRIENDLY_TYPES.get(resource_type.lower(), resource_type or "Resource")
+    t = types.get(resource_type)
+    return t.label if t is not None and t.label else (resource_type or "Resource")

@@ -35,7 +35,7 @@ from exfilguard.adapters.state import AuditEntry, StateError
 from exfilguard.app import actions
 from exfilguard.app import caller as caller_mod
 from exfilguard.app.runtime import Services
-from exfilguard.core import engine, ids, model
+from exfilguard.core import engine, ids, model, types
 from exfilguard.core.actor import Actor
 from exfilguard.core.picture import build
 from exfilguard.core.settings import SettingsError
@@ -46,7 +46,7 @@ log = telemetry.get_logger("exfilguard.http")
 
 FIELDS = ("resourceId", "scope", "remediate")
 _SWEEP_ID = re.compile(r"[0-9a-f]{32}")
-EVALUATED_TYPES = model.UNDERSTOOD_TYPES
+EVALUATED_TYPES = types.UNDERSTOOD
 
 
 @dataclass(frozen=True)

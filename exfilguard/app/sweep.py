@@ -1,6 +1,6 @@
 """Full sweeps of the guarded subscription: the nightly timer and the HTTP-requested one.
 
-A sweep reads everything the baseline looks at (``ArmClient.read_subscription``), evaluates
+A sweep reads everything the baseline looks at (:func:`exfilguard.adapters.sweepread.read`), evaluates
 it like a snapshot scan, acts like an event does (loop guard included), and stores the
 report for ``GET /api/evaluate/status/{id}``. It also rebuilds the compute index from what
 it read, which is what keeps NSG events cheap, and records every exemption it found expired:
@@ -8,7 +8,7 @@ an expired exemption's findings count again from that sweep on, so they are fixe
 in the same run.
 
 Progress is written to the sweep's status row at each step of the read (one resource type
-or one workspace's children), which is what the status endpoint shows while it runs.
+at a time), which is what the status endpoint shows while it runs.
 """
 
 from __future__ import annotations
@@ -169,11 +169,12 @@ def run_sweep(services: Services, *, trigger: Trigger, what_if: bool = False,
                 read_errors.append(exc)
 
             from exfilguard.adapters.budget import Deadline
-            from exfilguard.flows.sweepread import read as sweep_read
+            from exfilguard.adapters.sweepread import read as sweep_read
 
-            got = sweep_read(client, CheckedVersions(state) if knobs.environments else None,
+            got = sweep_read(client, CheckedVersions(state) if knobs.environments else None, versions="latest",
                              deadline=Deadline(knobs.deadline_s), environments=knobs.environments,
-                             workers=knobs.concurrency, progress=progress, on_error=on_error)
+                             workers=knobs.concurrency, on_error=on_error,
+                             progress=lambda step, n: progress(step.rsplit("/", 1)[-1], n))
             if not got.complete:
                 paused = replace(record, progress=f"paused at the {knobs.deadline_s:g}s deadline: "
                                                   f"{got.versions_known + got.versions_read} of {got.versions_total} "

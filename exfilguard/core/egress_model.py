@@ -4,7 +4,7 @@ collection groups) and IP groups.
 
 Kept apart from :mod:`exfilguard.core.model` so the NSG views stay as they are; the parsers follow
 the same rules (one interpretation per property, ``raw`` kept, :class:`BadResource` naming
-the misfit) and are registered with :func:`exfilguard.core.model.parse_resource`.
+the misfit) and are named by their descriptors in :mod:`exfilguard.core.types`.
 
 A firewall rule is flattened into :class:`FwRule` with the names of its group and
 collection, so a finding can say exactly which collection and rule to edit.
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from exfilguard.core import ids, model
+from exfilguard.core import ids
 from exfilguard.core.frozen import quick_init
 from exfilguard.core.model import (
     FIREWALL,
@@ -32,8 +32,6 @@ from exfilguard.core.model import (
     _json_type,
     _Reader,
 )
-
-EGRESS_TYPES = frozenset({ROUTE_TABLE, ROUTE, FIREWALL, FW_POLICY, RCG, IP_GROUP})
 
 
 # --------------------------------------------------------------------------- views
@@ -261,21 +259,6 @@ def parse_ip_group(body: Mapping[str, Any], rid: str, tkey: str) -> IpGroup:
     return IpGroup(**common, addresses=tuple(a.strip() for a in r.texts(props, "ipAddresses", "properties")))
 
 
-def _route_any(body: Mapping[str, Any], rid: str, tkey: str) -> Route:
-    return parse_route(body)
-
-
-PARSERS = {
-    ROUTE_TABLE: parse_route_table,
-    ROUTE: _route_any,
-    FIREWALL: parse_firewall,
-    FW_POLICY: parse_firewall_policy,
-    RCG: parse_rule_collection_group,
-    IP_GROUP: parse_ip_group,
-}
-
-model._PARSERS.update(PARSERS)
-
-__all__ = ["EGRESS_TYPES", "FIREWALL", "FW_POLICY", "IP_GROUP", "PARSERS", "RCG", "ROUTE", "ROUTE_TABLE",
+__all__ = ["FIREWALL", "FW_POLICY", "IP_GROUP", "RCG", "ROUTE", "ROUTE_TABLE",
            "AppProtocol", "AzureFirewall", "BadResource", "FirewallPolicy", "FwRule", "IpGroup", "Route",
            "RouteTable", "RuleCollectionGroup", "_json_type"]

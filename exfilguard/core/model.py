@@ -1,7 +1,7 @@
 """Typed, immutable views of the ARM resources the baseline reads.
 
 Every source (snapshot files, SDK reads, event payloads) hands raw ARM JSON to
-:func:`parse_resource`, so there is exactly one interpretation of each property. Each view
+:func:`exfilguard.core.types.parse_resource`, so there is exactly one interpretation of each property. Each view
 keeps ``raw``, the JSON it came from, so a fix can be applied to the full body and no
 property the model does not know is ever lost. ``raw`` is never mutated by the product.
 (A security rule nested in an NSG may keep the view, ``raw`` and etag of an earlier read
@@ -38,16 +38,13 @@ WORKSPACE = "microsoft.machinelearningservices/workspaces"
 COMPUTE = "microsoft.machinelearningservices/workspaces/computes"
 ENV_VERSION = "microsoft.machinelearningservices/workspaces/environments/versions"
 STORAGE = "microsoft.storage/storageaccounts"
-# Egress through a firewall: views and parsers in egress_model.py, registered below.
+# Egress through a firewall: views and parsers in egress_model.py (all in core/types.py).
 ROUTE_TABLE = "microsoft.network/routetables"
 ROUTE = "microsoft.network/routetables/routes"
 FIREWALL = "microsoft.network/azurefirewalls"
 FW_POLICY = "microsoft.network/firewallpolicies"
 RCG = "microsoft.network/firewallpolicies/rulecollectiongroups"
 IP_GROUP = "microsoft.network/ipgroups"
-
-UNDERSTOOD_TYPES = frozenset({NSG, RULE, VNET, SUBNET, SEP, SEP_DEF, WORKSPACE, COMPUTE, ENV_VERSION, STORAGE,
-                              ROUTE_TABLE, ROUTE, FIREWALL, FW_POLICY, RCG, IP_GROUP})
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _JUST_DICT = {dict}
@@ -1116,36 +1113,6 @@ def parse_storage(body: Mapping[str, Any], rid: str, tkey: str) -> StorageAccoun
     common = _common(r, body, rid, tkey)
     props = r.obj(body, "properties", "") or {}
     return StorageAccount(**common, private_endpoint_statuses=_pe_statuses(r, props))
-
-
-_PARSERS = {
-    NSG: parse_nsg,
-    VNET: parse_vnet,
-    SEP: parse_sep,
-    WORKSPACE: parse_workspace,
-    COMPUTE: parse_compute,
-    ENV_VERSION: parse_env_version,
-    STORAGE: parse_storage,
-}
-
-
-def parse_resource(body: Any, previous: Resource | None = None) -> Resource | None:
-    """One ARM object to its view; None for types the baseline does not read. ``previous`` is
-    a view of the same resource parsed before, whose unchanged parts may be reused (an NSG's
-    rules); the view returned is the same either way."""
-    rid, tkey = _identity(body)
-    if tkey == NSG:
-        return parse_nsg(body, rid, tkey, previous)
-    if tkey == RULE:
-        return parse_rule(body)
-    if tkey == SUBNET:
-        return parse_subnet(body)
-    if tkey == SEP_DEF:
-        return parse_sep_definition(body)
-    parser = _PARSERS.get(tkey)
-    if parser is None:
-        return None
-    return parser(body, rid, tkey)
 
 
 def resource_type_of(body: Any) -> str:

@@ -1,15 +1,18 @@
 """The ARM operations ExfilGuard reacts to, and which guarded resource each one touches.
 
-This table is the single source of truth for three things that must agree: the Event Grid
-handler's routing, the Event Grid subscription's ``data.operationName`` filter in
-``infra/`` (a test checks both are the same set), and docs/ (the user's documentation). Event
-Grid allows at most 25 values in one ``StringIn`` filter: infra/main.bicep splits the list over
-as many event subscriptions as that takes.
+Derived from the descriptors' ``reactions`` (:mod:`exfilguard.core.types`), the single source
+of truth for three things that must agree: the Event Grid handler's routing, the Event Grid
+subscription's ``data.operationName`` filter in ``infra/`` (a test checks both are the same
+set), and docs/ (the user's documentation). Event Grid allows at most 25 values in one
+``StringIn`` filter: infra/main.bicep splits the list over as many event subscriptions as that
+takes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from exfilguard.core import types
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,59 +26,21 @@ class Operation:
     deleted: bool = False
 
 
-_N = "Microsoft.Network"
-_ML = "Microsoft.MachineLearningServices"
-_ST = "Microsoft.Storage"
-
-_TABLE: tuple[Operation, ...] = (
-    Operation(f"{_N}/networkSecurityGroups/write", f"{_N}/networkSecurityGroups", 0),
-    Operation(f"{_N}/networkSecurityGroups/securityRules/write", f"{_N}/networkSecurityGroups", 1),
-    Operation(f"{_N}/networkSecurityGroups/securityRules/delete", f"{_N}/networkSecurityGroups", 1, True),
-    Operation(f"{_N}/virtualNetworks/write", f"{_N}/virtualNetworks", 0),
-    Operation(f"{_N}/virtualNetworks/subnets/write", f"{_N}/virtualNetworks/subnets", 0),
-    Operation(f"{_N}/virtualNetworks/subnets/delete", f"{_N}/virtualNetworks/subnets", 0, True),
-    Operation(f"{_N}/serviceEndpointPolicies/write", f"{_N}/serviceEndpointPolicies", 0),
-    Operation(f"{_N}/serviceEndpointPolicies/serviceEndpointPolicyDefinitions/write",
-              f"{_N}/serviceEndpointPolicies", 1),
-    Operation(f"{_N}/serviceEndpointPolicies/serviceEndpointPolicyDefinitions/delete",
-              f"{_N}/serviceEndpointPolicies", 1, True),
-    Operation(f"{_ML}/workspaces/write", f"{_ML}/workspaces", 0),
-    Operation(f"{_ML}/workspaces/computes/write", f"{_ML}/workspaces/computes", 0),
-    Operation(f"{_ML}/workspaces/computes/delete", f"{_ML}/workspaces/computes", 0, True),
-    Operation(f"{_ML}/workspaces/environments/versions/write", f"{_ML}/workspaces/environments/versions", 0),
-    Operation(f"{_ML}/workspaces/outboundRules/write", f"{_ML}/workspaces", 1),
-    Operation(f"{_ML}/workspaces/outboundRules/delete", f"{_ML}/workspaces", 1, True),
-    Operation(f"{_ML}/workspaces/privateEndpointConnections/write", f"{_ML}/workspaces", 1),
-    Operation(f"{_ML}/workspaces/privateEndpointConnections/delete", f"{_ML}/workspaces", 1, True),
-    Operation(f"{_ML}/workspaces/provisionManagedNetwork/action", f"{_ML}/workspaces", 0),
-    Operation(f"{_ST}/storageAccounts/privateEndpointConnections/write", f"{_ST}/storageAccounts", 1),
-    Operation(f"{_ST}/storageAccounts/privateEndpointConnections/delete", f"{_ST}/storageAccounts", 1, True),
-    # Egress through a firewall: a route table decides whether a subnet's NSG or a firewall
-    # controls its internet traffic; a firewall's rules live in its policy's rule collection groups.
-    Operation(f"{_N}/routeTables/write", f"{_N}/routeTables", 0),
-    Operation(f"{_N}/routeTables/delete", f"{_N}/routeTables", 0, True),
-    Operation(f"{_N}/routeTables/routes/write", f"{_N}/routeTables", 1),
-    Operation(f"{_N}/routeTables/routes/delete", f"{_N}/routeTables", 1, True),
-    Operation(f"{_N}/azureFirewalls/write", f"{_N}/azureFirewalls", 0),
-    Operation(f"{_N}/firewallPolicies/write", f"{_N}/firewallPolicies", 0),
-    Operation(f"{_N}/firewallPolicies/ruleCollectionGroups/write", f"{_N}/firewallPolicies", 1),
-    Operation(f"{_N}/firewallPolicies/ruleCollectionGroups/delete", f"{_N}/firewallPolicies", 1, True),
-    Operation(f"{_N}/ipGroups/write", f"{_N}/ipGroups", 0),
+_TABLE: tuple[Operation, ...] = tuple(
+    Operation(f"{t.arm_type}/{r.path}", t.arm_type, r.levels_up, r.deleted)
+    for t in types.TYPES for r in t.reactions
 )
 
 OPERATIONS: dict[str, Operation] = {op.name.lower(): op for op in _TABLE}
 MAPPED_OPERATION_NAMES: tuple[str, ...] = tuple(op.name for op in _TABLE)
 
-# Azure Resource Notifications carry no operation name, only the resource type.
+# Azure Resource Notifications carry no operation name, only the resource type: a type that
+# reacts is re-read itself, a child evaluated around its parent re-reads the parent.
 RESOURCE_TYPES: dict[str, Operation] = {
-    op.reread_type.lower(): Operation(op.reread_type, op.reread_type, 0)
-    for op in _TABLE
+    t.key: Operation(t.arm_type, t.arm_type, 0) for t in types.TYPES if t.reactions
 } | {
-    f"{_N}/networkSecurityGroups/securityRules".lower(): Operation("", f"{_N}/networkSecurityGroups", 1),
-    f"{_N}/serviceEndpointPolicies/serviceEndpointPolicyDefinitions".lower(): Operation(
-        "", f"{_N}/serviceEndpointPolicies", 1),
-    f"{_N}/routeTables/routes".lower(): Operation("", f"{_N}/routeTables", 1),
-    f"{_N}/firewallPolicies/ruleCollectionGroups".lower(): Operation("", f"{_N}/firewallPolicies", 1),
+    t.key: Operation("", types.BY_KEY[t.parent_key].arm_type, 1)
+    for t in types.TYPES if t.around_parent and t.parent_key is not None
 }
 
 

@@ -13,26 +13,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from exfilguard.core import ids
+from exfilguard.core import ids, types
 from exfilguard.core.findings import Notice
 from exfilguard.core.frozen import quick_init
 from exfilguard.core.model import (
-    COMPUTE,
-    ENV_VERSION,
-    FIREWALL,
-    FW_POLICY,
-    IP_GROUP,
-    NSG,
-    RCG,
-    ROUTE,
-    ROUTE_TABLE,
     RULE,
-    SEP,
-    SEP_DEF,
-    STORAGE,
-    SUBNET,
-    VNET,
-    WORKSPACE,
     BadResource,
     Compute,
     EnvironmentVersion,
@@ -44,7 +29,6 @@ from exfilguard.core.model import (
     UnreadableRule,
     VirtualNetwork,
     Workspace,
-    parse_resource,
     region_key,
     resource_type_of,
     unreadable_rule,
@@ -72,7 +56,7 @@ class GuardedSubnet:
 class Picture:
     """Resources by lowercase ID, plus the indexes rules use. Treat as read-only once built.
 
-    Slotted, and built with every field passed in order (:func:`_build`): an event builds one
+    Slotted, and built with every field passed at once (:func:`_build`): an event builds one
     per invocation for three resources, where filling a dict-backed instance field by field
     and calling a dozen default factories cost as much as indexing them."""
 
@@ -102,18 +86,12 @@ class Picture:
 
     # ------------------------------------------------------------------ lookups
     def resource_count(self) -> int:
-        return (len(self.nsgs) + len(self.vnets) + len(self.subnets) + len(self.seps) + len(self.workspaces)
-                + len(self.computes) + len(self.environments) + len(self.storage_accounts)
-                + len(self.route_tables) + len(self.firewalls) + len(self.fw_policies) + len(self.ip_groups))
+        return sum(len(getattr(self, t.table)) for t in types.TABLES if t.table)
 
     def get(self, resource_id: str) -> Resource | None:
-        k = ids.key(resource_id)
-        for table in (self.nsgs, self.subnets, self.vnets, self.seps, self.workspaces, self.computes,
-                      self.environments, self.storage_accounts, self.route_tables, self.firewalls,
-                      self.fw_policies, self.ip_groups):
-            if k in table:
-                return table[k]
-        return None
+        t = types.of_id(resource_id)
+        table = getattr(self, t.table) if t is not None and t.table else None
+        return table.get(ids.key(resource_id)) if table is not None else None
 
     def all_resources(self) -> Iterable[Resource]:
         for table in (self.nsgs, self.vnets, self.subnets, self.seps, self.workspaces, self.computes,
@@ -175,13 +153,6 @@ def _fold(parents: dict, children: dict[str, dict], field_name: str) -> None:
         parents[parent_key] = replace(parent, **{field_name: tuple(merged.values())})
 
 
-def _store_children(nsgs: dict, vnets: dict, seps: dict, standalone_rules: dict, standalone_subnets: dict,
-                    standalone_defs: dict) -> None:
-    _fold(nsgs, standalone_rules, "rules")
-    _fold(vnets, standalone_subnets, "subnets")
-    _fold(seps, standalone_defs, "definitions")
-
-
 def _keep_unreadable(nsgs: dict[str, Nsg], bad_rules: dict[str, dict[str, UnreadableRule]],
                      notices: list[Notice], source: str) -> None:
     """Put standalone rules that do not read on their NSGs, in place of any inline rule of the
@@ -215,7 +186,7 @@ def build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str] = (), s
     still frees every temporary; the collector resumes afterwards.
     """
     with cyclic_gc_paused():
-        return _build(bodies, extra_guarded_subnets, source, parse_resource if views is None else views.parse)
+        return _build(bodies, extra_guarded_subnets, source, types.parse_resource if views is None else views.parse)
 
 
 class cyclic_gc_paused:  # lower case: used like the function it replaces
@@ -239,20 +210,9 @@ class cyclic_gc_paused:  # lower case: used like the function it replaces
 
 def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], source: str,
            parse: Callable[[Any], Resource | None]) -> Picture:
-    # Plain dicts made as literals and handed to Picture at once: an event's picture holds
-    # three resources, where a dozen dict() calls and defaultdicts would cost more than they do.
-    nsgs: dict[str, Nsg] = {}
-    vnets: dict[str, VirtualNetwork] = {}
-    seps: dict[str, ServiceEndpointPolicy] = {}
-    workspaces: dict[str, Workspace] = {}
-    computes: dict[str, Compute] = {}
-    environments: dict[str, EnvironmentVersion] = {}
-    storage_accounts: dict[str, StorageAccount] = {}
-    tables: dict[str, dict] = {NSG: nsgs, VNET: vnets, SEP: seps, WORKSPACE: workspaces, COMPUTE: computes,
-                               ENV_VERSION: environments, STORAGE: storage_accounts}
-    # Standalone children by parent key, then by their own key (a standalone child wins).
-    standalone: dict[str, dict[str, dict[str, Any]]] = {RULE: {}, SUBNET: {}, SEP_DEF: {}, ROUTE: {}, RCG: {}}
-    egress: dict[str, dict] = {ROUTE_TABLE: {}, FIREWALL: {}, FW_POLICY: {}, IP_GROUP: {}}
+    tables: dict[str, dict[str, Any]] = {t.table: {} for t in types.TABLES if t.table}
+    # Standalone children by type, then parent key, then their own key (a standalone child wins).
+    standalone: dict[str, dict[str, dict[str, Any]]] = {t.key: {} for t in types.FOLDED}
     notices: list[Notice] = []
     ignored: dict[str, int] = {}
     read: dict[str, int] = {}
@@ -261,34 +221,77 @@ def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], sourc
         try:
             res = parse(body)
         except BadResource as exc:
-            rid = exc.resource_id or f"{source}[{i}]"
-            if rid != f"{source}[{i}]" and resource_type_of(body) == RULE:
-                # A standalone rule of an NSG: kept unread on its NSG (fail closed), not dropped.
-                bad = unreadable_rule(body, ids.parent_id(rid), False, exc.reason, f"{source}[{i}]")
-                bad_rules.setdefault(_parent_key(bad.id), {})[ids.key(bad.id)] = bad
+            _misfit(body, exc, f"{source}[{i}]", bad_rules, notices)
+            continue
+        t = types.BY_KEY.get(res.type) if res is not None else None
+        if res is None or t is None:
+            what = resource_type_of(body)
+            ignored[what] = ignored.get(what, 0) + 1
+            continue
+        read[t.key] = read.get(t.key, 0) + 1
+        if t.fold is not None:
+            standalone[t.key].setdefault(_parent_key(res.id), {})[ids.key(res.id)] = res
+        elif t.table is not None:
+            tables[t.table][ids.key(res.id)] = res
+    _fold_children(tables, standalone)
+    _nsg_rule_notices(tables["nsgs"], standalone[types.RULE.key], bad_rules, notices, source)
+    _orphans(tables, standalone, notices, source)
+    extra = tuple(extra_guarded_subnets)
+    indexes = _index(tables["vnets"], tables["subnets"], tables["computes"], extra)
+    return Picture(**tables, notices=notices, ignored=ignored, read_counts=read, extra_guarded=extra,
+                   _computes_by_subnet=indexes[0], _subnets_by_nsg=indexes[1], _subnets_by_sep=indexes[2],
+                   _guarded=indexes[3], egress_memo={})
+
+
+def _misfit(body: object, exc: BadResource, where: str, bad_rules: dict[str, dict[str, UnreadableRule]],
+            notices: list[Notice]) -> None:
+    """A body that does not fit its type: skipped with a notice, except a standalone rule of
+    an NSG, which is kept unread on its NSG (fail closed), not dropped."""
+    rid = exc.resource_id or where
+    if rid != where and resource_type_of(body) == RULE:
+        bad = unreadable_rule(body, ids.parent_id(rid), False, exc.reason, where)
+        bad_rules.setdefault(_parent_key(bad.id), {})[ids.key(bad.id)] = bad
+        return
+    notices.append(Notice("skipped", rid, f"skipped {where}: {exc.reason}"))
+
+
+def _fold_children(tables: dict[str, dict[str, Any]], standalone: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """Standalone children into their parents' views (a standalone child wins)."""
+    for t in types.FOLDED:
+        parent = types.BY_KEY[t.parent_key] if t.parent_key else None
+        if standalone[t.key] and parent is not None and parent.table and t.fold:
+            _fold(tables[parent.table], standalone[t.key], t.fold)
+
+
+def _orphans(tables: dict[str, dict[str, Any]], standalone: dict[str, dict[str, dict[str, Any]]],
+             notices: list[Notice], source: str) -> None:
+    """Standalone children whose parent is absent: a subnet still counts on its own, the others
+    get a notice. Then every subnet of a VNet in the picture."""
+    for t in types.FOLDED:
+        parent = types.BY_KEY[t.parent_key] if t.parent_key else None
+        parents = tables[parent.table] if parent is not None and parent.table else {}
+        for parent_key, children in standalone[t.key].items():
+            if parent_key in parents:
                 continue
-            notices.append(Notice("skipped", rid, f"skipped {source}[{i}]: {exc.reason}"))
-            continue
-        if res is None:
-            t = resource_type_of(body)
-            ignored[t] = ignored.get(t, 0) + 1
-            continue
-        t = res.type
-        read[t] = read.get(t, 0) + 1
-        table = tables.get(t)
-        if table is not None:
-            table[ids.key(res.id)] = res
-        elif t in egress:
-            egress[t][ids.key(res.id)] = res
-        elif t in standalone:  # a standalone rule, subnet or policy definition
-            standalone[t].setdefault(_parent_key(res.id), {})[ids.key(res.id)] = res
-    standalone_rules, standalone_subnets, standalone_defs = standalone[RULE], standalone[SUBNET], standalone[SEP_DEF]
-    if standalone_rules or standalone_subnets or standalone_defs:
-        _store_children(nsgs, vnets, seps, standalone_rules, standalone_subnets, standalone_defs)
-        for nsg_key, kids in standalone_rules.items():  # a standalone rule that reads wins over an inline misfit
-            nsg = nsgs.get(nsg_key)
-            if nsg is not None and nsg.unreadable:
-                nsgs[nsg_key] = replace(nsg, unreadable=tuple(u for u in nsg.unreadable if ids.key(u.id) not in kids))
+            if t.table is not None:
+                tables[t.table].update(children)
+            for c in children.values():
+                if t.orphan:
+                    notices.append(Notice("absent", c.id, t.orphan.format(name=c.name, parent=ids.parent_id(c.id),
+                                                                          source=source)))
+    subnets = tables["subnets"]
+    for vnet in tables["vnets"].values():
+        for s in vnet.subnets:
+            subnets[ids.key(s.id)] = s
+
+
+def _nsg_rule_notices(nsgs: dict[str, Nsg], standalone_rules: dict[str, dict[str, Any]],
+                      bad_rules: dict[str, dict[str, UnreadableRule]], notices: list[Notice], source: str) -> None:
+    """Rules that do not read stay on their NSG as unknown rules (fail closed), each with a notice."""
+    for nsg_key, kids in standalone_rules.items():  # a standalone rule that reads wins over an inline misfit
+        nsg = nsgs.get(nsg_key)
+        if nsg is not None and nsg.unreadable:
+            nsgs[nsg_key] = replace(nsg, unreadable=tuple(u for u in nsg.unreadable if ids.key(u.id) not in kids))
     if bad_rules:
         _keep_unreadable(nsgs, bad_rules, notices, source)
     for nsg in nsgs.values():
@@ -296,36 +299,6 @@ def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], sourc
             notices.append(Notice("unreadable", u.id, f"security rule {u.name} of NSG {nsg.name} cannot be read "
                                   f"({u.reason}): it is kept as an unknown rule read the way that could produce "
                                   "each finding, and ExfilGuard will not write this NSG until it is corrected"))
-    subnets: dict[str, Subnet] = {}
-    # Standalone subnets whose VNet is absent still count.
-    for vnet_key, kids in standalone_subnets.items():
-        if vnet_key not in vnets:
-            subnets.update(kids)
-    for vnet in vnets.values():
-        for s in vnet.subnets:
-            subnets[ids.key(s.id)] = s
-    for nsg_key, rules in standalone_rules.items():
-        if nsg_key not in nsgs:
-            for r in rules.values():
-                notices.append(Notice("absent", r.id, f"security rule's NSG {r.nsg_id} is not in the {source}"))
-    for sep_key, defs in standalone_defs.items():
-        if sep_key not in seps:
-            for d in defs.values():
-                notices.append(Notice("absent", d.id, f"definition's policy {d.sep_id} is not in the {source}"))
-    if egress[ROUTE_TABLE] or egress[FW_POLICY] or standalone[ROUTE] or standalone[RCG]:
-        _fold(egress[ROUTE_TABLE], standalone[ROUTE], "routes")
-        _fold(egress[FW_POLICY], standalone[RCG], "groups")
-        for parent_key, kids in (*standalone[ROUTE].items(), *standalone[RCG].items()):
-            if parent_key not in egress[ROUTE_TABLE] and parent_key not in egress[FW_POLICY]:
-                for child in kids.values():
-                    notices.append(Notice("absent", child.id, f"{child.name}'s parent {ids.parent_id(child.id)} "
-                                          f"is not in the {source}"))
-    extra = tuple(extra_guarded_subnets)
-    # Every field in order: nsgs, vnets, subnets, seps, workspaces, computes, environments,
-    # storage accounts, notices, ignored, read counts, extra guarded, then the four indexes.
-    return Picture(nsgs, vnets, subnets, seps, workspaces, computes, environments, storage_accounts, notices, ignored,
-                   read, extra, *_index(vnets, subnets, computes, extra), egress[ROUTE_TABLE], egress[FIREWALL],
-                   egress[FW_POLICY], egress[IP_GROUP], {})
 
 
 def _index(vnets: dict[str, VirtualNetwork], subnets: dict[str, Subnet], computes: dict[str, Compute],
@@ -346,24 +319,28 @@ def _index(vnets: dict[str, VirtualNetwork], subnets: dict[str, Subnet], compute
             by_sep.setdefault(ids.key(sep), []).append(k)
     guarded: dict[str, GuardedSubnet] = {}
     refs: dict[str, str] = {}
-    for k, on_subnet in by_subnet.items():
-        refs[k] = on_subnet[0].subnet_id or k
+    for k, computes_on in by_subnet.items():
+        refs[k] = computes_on[0].subnet_id or k
     for extra in extra_guarded:
         refs.setdefault(ids.key(extra), extra)
     for k, first_ref in refs.items():
         subnet = subnets.get(k)
         on_subnet = tuple(by_subnet.get(k, ()))
-        regions: list[str] = []
-        if subnet is not None:
-            vnet = vnets.get(ids.key(subnet.vnet_id))
-            if vnet is not None and vnet.location:
-                region = region_key(vnet.location)
-                if region:
-                    regions.append(region)
-        if not regions:
-            for c in on_subnet:
-                rk = region_key(c.location)
-                if rk and rk not in regions:
-                    regions.append(rk)
-        guarded[k] = GuardedSubnet(k, subnet.id if subnet else first_ref, subnet, tuple(regions), on_subnet)
+        guarded[k] = GuardedSubnet(k, subnet.id if subnet else first_ref, subnet, _regions(subnet, vnets, on_subnet),
+                                   on_subnet)
     return by_subnet, by_nsg, by_sep, guarded
+
+
+def _regions(subnet: Subnet | None, vnets: dict[str, VirtualNetwork],
+             on_subnet: tuple[Compute, ...]) -> tuple[str, ...]:
+    """A guarded subnet's region: its VNet's, else those of the computes on it."""
+    vnet = vnets.get(ids.key(subnet.vnet_id)) if subnet is not None else None
+    region = region_key(vnet.location) if vnet is not None and vnet.location else None
+    if region:
+        return (region,)
+    regions: list[str] = []
+    for c in on_subnet:
+        rk = region_key(c.location)
+        if rk and rk not in regions:
+            regions.append(rk)
+    return tuple(regions)

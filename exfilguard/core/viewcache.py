@@ -20,7 +20,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from exfilguard.core.model import Resource, parse_resource
+from exfilguard.core.model import Resource
+from exfilguard.core.types import parse_resource
 
 
 class ViewCache:
@@ -36,7 +37,7 @@ class ViewCache:
         self.misses = 0
 
     def parse(self, body: Any) -> Resource | None:
-        """:func:`exfilguard.core.model.parse_resource` of ``body``, reusing an equal body's view."""
+        """:func:`exfilguard.core.types.parse_resource` of ``body``, reusing an equal body's view."""
         rid = body.get("id") if type(body) is dict else None
         if type(rid) is str:
             seen = self._views.get(rid)

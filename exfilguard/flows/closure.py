@@ -16,13 +16,14 @@ record of which NSG and policies each guarded subnet had is used instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from exfilguard.adapters.state import IndexedCompute, State
 from exfilguard.adapters.telemetry import get_logger
-from exfilguard.core import ids, model
+from exfilguard.core import ids, model, types
 from exfilguard.core.config import Config
 from exfilguard.flows import egress_closure
 
@@ -73,16 +74,6 @@ def _ref_ids(items: Any) -> list[str]:
     return out
 
 
-# The reader's method per evaluated type. Computes, workspaces and subnets leave traces to
-# clean up when deleted (index rows); the other types simply have nothing left to evaluate.
-_WITH_DELETION = {model.COMPUTE: "compute", model.WORKSPACE: "workspace", model.SUBNET: "subnet"}
-_PLAIN = {model.NSG: "nsg", model.SEP: "sep", model.VNET: "vnet", model.ENV_VERSION: "env_version",
-          model.STORAGE: "storage"}
-# Egress resources (egress_closure.py); a route or rule collection group is read through its parent.
-_EGRESS = {model.ROUTE_TABLE: egress_closure.route_table, model.FIREWALL: egress_closure.firewall,
-           model.FW_POLICY: egress_closure.policy, model.IP_GROUP: egress_closure.ip_group}
-
-
 class ClosureReader:
     """One invocation's reads. ``client`` is an :class:`~exfilguard.adapters.arm.ArmClient`."""
 
@@ -99,35 +90,15 @@ class ClosureReader:
     # ------------------------------------------------------------------ entry points
     def around(self, resource_type: str, resource_id: str, *, deleted: bool = False) -> ClosureRead:
         """Read the closure of one resource of a type the baseline evaluates (lowercase key)."""
-        t = resource_type.lower()
-        if t == model.RULE:
+        t = types.get(resource_type)
+        if t is not None and t.around_parent and t.parent_key is not None:
             parent = ids.parse(resource_id).parent
             assert parent is not None
-            return self.around(model.NSG, str(parent))
-        if t == model.SEP_DEF:
-            parent = ids.parse(resource_id).parent
-            assert parent is not None
-            return self.around(model.SEP, str(parent))
-        if t in (model.ROUTE, model.RCG):
-            parent = ids.parse(resource_id).parent
-            assert parent is not None
-            return self.around(model.ROUTE_TABLE if t == model.ROUTE else model.FW_POLICY, str(parent))
-        if t in _EGRESS:
-            if deleted:
-                self.read.gone.append(resource_id)
-                self.read.notes.append(f"{resource_id} was deleted; nothing left to evaluate")
-            else:
-                _EGRESS[t](self, resource_id)
-            return self.read
-        if t in _WITH_DELETION:
-            getattr(self, _WITH_DELETION[t])(resource_id, deleted=deleted)
-        elif t not in _PLAIN:
+            return self.around(t.parent_key, str(parent))
+        shape = AROUND.get(t.key) if t is not None else None
+        if shape is None:
             raise ValueError(f"type {resource_type} is not evaluated by ExfilGuard")
-        elif deleted:
-            self.read.gone.append(resource_id)
-            self.read.notes.append(f"{resource_id} was deleted; nothing left to evaluate")
-        else:
-            getattr(self, _PLAIN[t])(resource_id)
+        shape(self, resource_id, deleted)
         return self.read
 
     # ------------------------------------------------------------------ reads
@@ -313,7 +284,7 @@ class ClosureReader:
             for sep in seps:
                 self.sep(sep)
 
-    def subnet(self, subnet_id: str, *, deleted: bool = False) -> None:
+    def subnet(self, subnet_id: str, deleted: bool = False) -> None:
         parent = ids.parse(subnet_id).parent
         assert parent is not None
         if deleted:
@@ -322,7 +293,7 @@ class ClosureReader:
             return
         self.vnet(str(parent), only_subnet=subnet_id)
 
-    def compute(self, compute_id: str, *, deleted: bool = False) -> None:
+    def compute(self, compute_id: str, deleted: bool = False) -> None:
         """A compute (and, when it sits in a subnet, that subnet's closure); keeps the index current."""
         workspace_id = str(ids.parse(compute_id).parent)
         if deleted:
@@ -343,7 +314,7 @@ class ClosureReader:
         if subnet_id and ids.try_parse(subnet_id) is not None and ids.parse(subnet_id).parent is not None:
             self.subnet(subnet_id)
 
-    def workspace(self, workspace_id: str, *, deleted: bool = False) -> None:
+    def workspace(self, workspace_id: str, deleted: bool = False) -> None:
         """The workspace, its default storage account, and its computes without a subnet
         (whether they are covered depends on the workspace's managed network)."""
         if deleted:
@@ -406,3 +377,38 @@ class ClosureReader:
             self._affect(body.get("id") or storage_id)
         else:
             self.read.notes.append(f"storage account {storage_id} is no workspace's default storage; not evaluated")
+
+
+Around = Callable[[ClosureReader, str, bool], None]
+"""Read around one resource of a type: ``(reader, resource ID, deleted)``."""
+
+
+def _plain(read: Callable[[ClosureReader, str], None]) -> Around:
+    """A type whose deletion leaves nothing to evaluate and nothing to clean up."""
+    def around(reader: ClosureReader, resource_id: str, deleted: bool) -> None:
+        if deleted:
+            reader.read.gone.append(resource_id)
+            reader.read.notes.append(f"{resource_id} was deleted; nothing left to evaluate")
+        else:
+            read(reader, resource_id)
+    return around
+
+
+# The closure per descriptor (types.py) of a type an event evaluates around itself. It is kept
+# here, not on the descriptor, because it does I/O and the core imports nothing above it
+# (tests/core/test_types.py checks every such type has one). Computes, workspaces and subnets
+# leave traces to clean up when deleted (index rows); the others have nothing left to evaluate.
+AROUND: Mapping[str, Around] = MappingProxyType({
+    types.NSG.key: _plain(ClosureReader.nsg),
+    types.VNET.key: _plain(ClosureReader.vnet),
+    types.SUBNET.key: ClosureReader.subnet,
+    types.SEP.key: _plain(ClosureReader.sep),
+    types.STORAGE.key: _plain(ClosureReader.storage),
+    types.WORKSPACE.key: ClosureReader.workspace,
+    types.COMPUTE.key: ClosureReader.compute,
+    types.ENV_VERSION.key: _plain(ClosureReader.env_version),
+    types.ROUTE_TABLE.key: _plain(egress_closure.route_table),
+    types.FIREWALL.key: _plain(egress_closure.firewall),
+    types.FW_POLICY.key: _plain(egress_closure.policy),
+    types.IP_GROUP.key: _plain(egress_closure.ip_group),
+})

@@ -148,7 +148,8 @@ def policy(reader: ClosureReader, policy_id: str) -> None:
         if k in seen:
             continue
         seen.add(k)
-        reader._affect(p.get("id") if isinstance(p.get("id"), str) else pid)
+        rid = p.get("id")
+        reader._affect(rid if isinstance(rid, str) else pid)
         firewalls += _refs(_props(p).get("firewalls"))
         for child in _refs(_props(p).get("childPolicies")):
             cb = reader.get(child)

@@ -15,17 +15,13 @@ from typing import Any, TextIO
 
 from exfilguard.adapters.endpoint import EndpointError, resolve_endpoint
 from exfilguard.adapters.writer import Replan, WriteResult, apply_change, planned
-from exfilguard.core import ids
+from exfilguard.core import ids, types
 from exfilguard.core.config import Config, Mode
 from exfilguard.core.engine import Evaluation, evaluate, plan, should_apply
 from exfilguard.core.findings import Notice
 from exfilguard.core.fixes import PlannedChange
-from exfilguard.core.model import COMPUTE, NSG, RULE, SEP, SEP_DEF, SUBNET, VNET, WORKSPACE
 from exfilguard.core.picture import build
 
-# Fix the things that get attached before attaching them: NSGs and policies first, then
-# subnets, then workspaces and computes.
-_WRITE_ORDER = {NSG: 0, RULE: 0, SEP: 1, SEP_DEF: 1, SUBNET: 2, VNET: 2, WORKSPACE: 3, COMPUTE: 4}
 _INLINE = ("subnets", "securityRules", "serviceEndpointPolicyDefinitions")
 
 
@@ -89,8 +85,10 @@ def replanner(bodies: list[dict], config: Config, mode: Mode | None) -> Callable
 
 
 def write_order(change: PlannedChange) -> tuple[int, str]:
+    """Fix the things that get attached before attaching them: NSGs and policies first, then
+    subnets, then workspaces and computes (each descriptor's ``write_rank``)."""
     parsed = ids.try_parse(change.target_id)
-    rank = _WRITE_ORDER.get(ids.type_key(parsed.type), 9) if parsed else 9
+    rank = types.write_order(ids.type_key(parsed.type)) if parsed else 9
     return rank, ids.key(change.target_id)
 
 

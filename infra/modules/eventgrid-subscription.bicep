@@ -1,6 +1,6 @@
 // The event subscription that feeds ExfilGuard: ARM write/delete/action successes in the
 // subscription, narrowed by an advanced filter to exactly the operations the handler maps
-// (exfilguard/operations.py), delivered to the Event Grid trigger, retried, and dead-lettered
+// (the reactions of the type descriptors in exfilguard/core/types.py), delivered to the Event Grid trigger, retried, and dead-lettered
 // to blob storage with the topic's managed identity when delivery finally fails.
 @description('Name of the subscription\'s system topic (in this resource group).')
 param systemTopicName string

@@ -92,6 +92,36 @@ def test_sweep_asks_for_lists_only_never_one_resource_at_a_time(emu: ExtendedEmu
     assert client.counts == {"GET": len(reads)}
 
 
+def test_the_cli_and_the_sweep_read_through_one_reader(emu: ExtendedEmulator, client: ArmClient) -> None:
+    """The sweep's mode differs only in environment versions: the latest of each container, one GET
+    each, instead of every version by list; the checkpoint records what it read."""
+    from exfilguard.adapters import sweepread
+
+    emu.page_size = 50
+    every = client.read_subscription()
+    cli_reads = client.counts["GET"]
+
+    class Checked:
+        recorded: dict[str, list[str]] = {}
+
+        def load(self) -> dict:
+            return {}
+
+        def record(self, ws_id: str, bodies: list[dict]) -> None:
+            self.recorded[ids.key(ws_id)] = [b["id"] for b in bodies]
+
+    checked = Checked()
+    with client_for(emu) as sweeping:
+        got = sweepread.read(sweeping, checked, versions="latest", workers=4)
+    versions = [b for b in got.bodies if "/versions/" in b["id"]]
+    assert len(versions) == got.versions_read == got.versions_total == 3 and got.complete
+    assert {ids.key(b["id"]) for b in got.bodies if b not in versions} == \
+        {ids.key(b["id"]) for b in every if "/versions/" not in b["id"]}
+    # the same lists, with one GET per container's latest version in place of its version list
+    assert sweeping.counts == {"GET": cli_reads}
+    assert sorted(v for vs in checked.recorded.values() for v in vs) == sorted(b["id"] for b in versions)
+
+
 @pytest.mark.parametrize("resource_id", [
     NSG_WEU,
     f"{NSG_WEU}/securityRules/allow-ssh-in",

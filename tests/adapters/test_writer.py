@@ -1,9 +1,15 @@
 """The remediation writer against the ARM emulator: If-Match, re-plan on 412, exactly as wide
-as the planned fix, one write per resource, outcomes as data."""
+as the planned fix, one write per resource, outcomes as data.
+
+Every transition of the writer's state machine (``writer.Step``) is proven here; the test
+names say which, and the emulator's request log shows the path taken (a GET is READ, a
+PUT/PATCH/POST is WRITE, polls are the long-running operation WRITE follows).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -17,6 +23,7 @@ from exfilguard.core.picture import build
 from exfilguard.flows.live import body_index, replanner
 from tests import factory as f
 from tests.arm_support import ExtendedEmulator, client_for, property_paths, stable
+from tests.armemu.log import LogRecord
 
 NSG_WEU = f.nsg_id("rg-ml-weu", "nsg-ml-westeurope")
 WS_EUS = f.ws_id("rg-ml-eus", "mlw-eastus")
@@ -52,6 +59,15 @@ def _write(client: ArmClient, bodies: list[dict], target: str, *, with_current: 
 
 def _rule_names(body: dict) -> list[str]:
     return [r["name"] for r in body["properties"]["securityRules"]]
+
+
+def _log(emu: ExtendedEmulator, path: str = "nsg-ml-westeurope") -> list[tuple[str, int]]:
+    """The requests for one resource as (method, status): the READ and WRITE steps taken."""
+    return [(r.method, r.status) for r in emu.records(path=path) if _not_poll(r)]
+
+
+def _not_poll(record: LogRecord) -> bool:
+    return record.kind != "poll"
 
 
 def test_a_fix_is_one_conditional_put_and_no_read_when_the_body_is_at_hand(
@@ -271,3 +287,152 @@ def test_results_serialise_for_the_audit_log() -> None:
     assert r.to_json() == {"resourceId": "/subscriptions/s/x", "rules": ["EXF-WS-02"], "status": "applied",
                            "attempts": 1, "httpStatus": 200, "message": "done",
                            "changed": {"properties.publicNetworkAccess": {"before": "Enabled", "after": "Disabled"}}}
+
+
+# ---------------------------------------------------------------------- each transition
+def test_read_then_plan_then_write_when_no_body_is_at_hand(emu: ExtendedEmulator, client: ArmClient,
+                                                           bodies: list[dict]) -> None:
+    result = _write(client, bodies, NSG_WEU, with_current=False)
+    assert (result.status, result.attempts) == ("applied", 1)
+    assert _log(emu) == [("GET", 200), ("PUT", 200)]
+
+
+def _without(member: str) -> Callable[[bytes], bytes]:
+    def cut(raw: bytes) -> bytes:
+        body = json.loads(raw)
+        holder = body["properties"] if member != "properties" else body
+        del holder[member]
+        return json.dumps(body).encode()
+    return cut
+
+
+def _other_id(raw: bytes) -> bytes:
+    body = json.loads(raw)
+    body["id"] = body["id"].rsplit("/", 1)[0] + "/nsg-someone-elses"
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize("cut", [None, _without("properties"), _without("securityRules"), _other_id],
+                         ids=["cut-short", "no-properties", "no-rules", "other-id"])
+def test_read_fails_closed_on_half_a_resource(emu: ExtendedEmulator, client: ArmClient, bodies: list[dict],
+                                              cut: Callable[[bytes], bytes] | None) -> None:
+    before = emu.get_body(NSG_WEU)
+    emu.half_answer("nsg-ml-westeurope", cut)
+    result = _write(client, bodies, NSG_WEU, with_current=False)
+    assert (result.status, result.http_status, result.attempts) == ("failed", 200, 1), result.message
+    assert emu.count(kind="write") == 0, "a PUT of half a body would delete the other half"
+    assert emu.get_body(NSG_WEU) == before
+
+
+def test_a_half_read_after_a_conflict_is_not_written_back(emu: ExtendedEmulator, client: ArmClient,
+                                                          bodies: list[dict]) -> None:
+    theirs = emu.get_body(NSG_WEU)
+    emu.set_body(NSG_WEU, {**theirs, "tags": {"owner": "network-team"}})  # a new etag: our PUT meets 412
+    emu.half_answer("nsg-ml-westeurope", _without("securityRules"))
+    result = _write(client, bodies, NSG_WEU)
+    assert (result.status, result.attempts) == ("failed", 2) and "securityRules" in result.message
+    assert _log(emu) == [("PUT", 412), ("GET", 200)]
+    assert _rule_names(emu.get_body(NSG_WEU)) == _rule_names(theirs)
+
+
+def test_a_transient_read_failure_starts_the_next_attempt(emu: ExtendedEmulator, bodies: list[dict]) -> None:
+    emu.add_fault(503, method="GET", path="nsg-ml-westeurope", count=1, retry_after=0)
+    with client_for(emu, retry_total=0) as client:
+        result = _write(client, bodies, NSG_WEU, with_current=False)
+    assert (result.status, result.attempts) == ("applied", 2), result.message
+    assert _log(emu) == [("GET", 503), ("GET", 200), ("PUT", 200)]
+
+
+def test_reads_failing_on_every_attempt_stop_after_three(emu: ExtendedEmulator, bodies: list[dict]) -> None:
+    emu.add_fault(503, method="GET", path="nsg-ml-westeurope", retry_after=0)
+    with client_for(emu, retry_total=0) as client:
+        result = _write(client, bodies, NSG_WEU, with_current=False)
+    assert (result.status, result.attempts, result.http_status) == ("failed", 3, 503)
+    assert _log(emu) == [("GET", 503)] * 3
+
+
+def test_a_fresh_plan_that_still_does_not_fit_fails(emu: ExtendedEmulator, client: ArmClient,
+                                                    bodies: list[dict]) -> None:
+    stale = PlannedChange(NSG_WEU, ("EXF-NSG-05",), ("deny ssh",),
+                          (Edit("set", ("properties", "securityRules", _sel("gone-rule"), "access"), "Deny"),))
+    asked: list[dict] = []
+
+    def replan(body: dict) -> PlannedChange:
+        asked.append(body)
+        return stale
+
+    result = apply_change(client, stale, replan, current=body_index(bodies)[ids.key(NSG_WEU)])
+    assert result.status == "failed" and "do not fit" in result.message
+    assert len(asked) == 1, "re-planned once on the body at hand, then gave up"
+    assert emu.count(kind="write") == 0
+
+
+def test_a_replan_for_another_resource_is_a_bug_not_a_write(emu: ExtendedEmulator, client: ArmClient,
+                                                            bodies: list[dict]) -> None:
+    other = _change(bodies, WS_EUS)
+    emu.concurrent_modification(NSG_WEU, {"tags": {"x": "y"}})
+    with pytest.raises(ValueError, match="returned a change for"):
+        apply_change(client, _change(bodies, NSG_WEU), lambda body: other)
+    assert [w.status for w in emu.records(kind="write")] == [412]
+
+
+def test_a_body_that_already_has_the_fix_needs_no_write(emu: ExtendedEmulator, client: ArmClient,
+                                                        bodies: list[dict]) -> None:
+    change = _change(bodies, WS_EUS)
+    assert _write(client, bodies, WS_EUS).status == "applied"
+    emu.reset_log()
+    result = apply_change(client, change, replanner(bodies, CONFIG, "remediate")(WS_EUS),
+                          current=emu.get_body(WS_EUS))
+    assert (result.status, result.attempts) == ("not-needed", 1)
+    assert "already has every planned change" in result.message
+    assert emu.log == []
+
+
+def test_throttling_is_waited_out_inside_the_write(emu: ExtendedEmulator, client: ArmClient,
+                                                   bodies: list[dict]) -> None:
+    emu.add_fault(429, method="PUT", path="nsg-ml-westeurope", count=1, retry_after=0)
+    result = _write(client, bodies, NSG_WEU)
+    assert (result.status, result.attempts) == ("applied", 1), result.message
+    assert _log(emu) == [("PUT", 429), ("PUT", 200)]
+
+
+def test_a_retry_after_past_the_deadline_fails_without_another_request(emu: ExtendedEmulator,
+                                                                       bodies: list[dict]) -> None:
+    emu.add_fault(429, method="PUT", path="nsg-ml-westeurope", retry_after=600)
+    with client_for(emu, deadline_s=60) as client:
+        result = _write(client, bodies, NSG_WEU)
+    assert (result.status, result.attempts) == ("failed", 1)
+    assert "Retry-After" in result.message and "deadline" in result.message
+    assert _log(emu) == [("PUT", 429)], "neither retried early nor sent again by a new attempt"
+
+
+def test_an_operation_still_running_at_the_deadline_is_accepted(emu: ExtendedEmulator,
+                                                                bodies: list[dict]) -> None:
+    emu.lro_delay = 600.0
+    with client_for(emu, deadline_s=3, polling_interval=0.2) as client:
+        result = _write(client, bodies, NSG_WEU)
+    assert (result.status, result.http_status, result.attempts) == ("accepted", 202, 1), result.message
+    assert _log(emu) == [("PUT", 200)]
+    assert emu.count(kind="poll") >= 1
+    assert DENY in _rule_names(emu.get_body(NSG_WEU))
+
+
+def test_a_location_monitored_action_is_followed_to_its_end(emu: ExtendedEmulator, client: ArmClient,
+                                                            bodies: list[dict]) -> None:
+    compute = WS_EUS + "/computes/ci-quick-test"
+    start = PlannedChange(compute, ("TEST",), ("start",), (Edit("action", ("start",)),))
+    result = apply_change(client, start, lambda body: None, current=body_index(bodies)[ids.key(compute)])
+    assert (result.status, result.attempts) == ("applied", 1), result.message
+    assert [(r.method, r.kind) for r in emu.records(path="ci-quick-test")] == [("POST", "action")]
+    assert emu.count(kind="poll") >= 1, "the Location monitor was polled"
+    assert emu.get_body(compute)["properties"]["properties"]["state"] == "Running"
+
+
+def test_a_lost_operation_status_is_confirmed_by_a_fresh_read(emu: ExtendedEmulator, bodies: list[dict]) -> None:
+    emu.add_fault(503, method="GET", path="/operations/", count=2, retry_after=0)
+    with client_for(emu, retry_total=1) as client:
+        result = _write(client, bodies, NSG_WEU)
+    assert (result.status, result.attempts) == ("applied", 2), result.message
+    assert "fresh read shows the fix in place" in result.message
+    assert _log(emu) == [("PUT", 200), ("GET", 200)], "one write; the re-read confirms it"
+    assert _rule_names(emu.get_body(NSG_WEU)).count(DENY) == 1

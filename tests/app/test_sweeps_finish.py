@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
+from exfilguard.adapters import sweepread
 from exfilguard.core import ids
-from exfilguard.flows import sweepread
 from tests import factory
 from tests.function_support import WS_WEU, running_app, sample, snapshot_scan, sorted_findings
 

@@ -26,9 +26,9 @@ from exfilguard.core.model import (
     VNET,
     WORKSPACE,
     BadResource,
-    parse_resource,
 )
 from exfilguard.core.picture import build
+from exfilguard.core.types import parse_resource
 from tests import factory as f
 from tests.support import DATA
 

@@ -93,7 +93,7 @@ def _after_write(body: dict, n: int, rule: str | None = None, **changes) -> dict
 
 
 def test_an_nsg_read_again_reuses_the_rules_whose_json_did_not_change():
-    from exfilguard.core.model import parse_resource
+    from exfilguard.core.types import parse_resource
 
     views = ViewCache()
     body = f.nsg("rg", "n", "westeurope", [f.rule("r1", 100), f.rule("r2", 110, dest="Storage"),
@@ -125,7 +125,7 @@ def test_rules_are_read_afresh_when_renamed_moved_to_another_nsg_or_misfit():
     assert [r.name for r in grown.rules] == ["r1-new", "r2", "r9"] and grown.rules[1] is first.rules[1]
     # An etag of the wrong JSON type must fail as a fresh parse fails (the rule kept unreadable
     # on its NSG), not be waved through.
-    from exfilguard.core.model import parse_resource
+    from exfilguard.core.types import parse_resource
 
     bad = _after_write(added, 4)
     bad["properties"]["securityRules"][1]["etag"] = 7

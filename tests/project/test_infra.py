@@ -296,8 +296,8 @@ def test_audit_mode_role_has_no_write_action() -> None:
 def test_every_granted_action_is_one_the_code_calls() -> None:
     """Each action maps to something ExfilGuard reads, writes or polls; the ones it never calls
     (rules and policy definitions are handled inline by their parents) stay out."""
-    from exfilguard.adapters import arm
     from exfilguard.cli import roles
+    from exfilguard.core import types
 
     actions = {a.action for a in roles.load()}
     for never in ("Microsoft.Network/networkSecurityGroups/securityRules/read",
@@ -306,8 +306,8 @@ def test_every_granted_action_is_one_the_code_calls() -> None:
                   "Microsoft.Network/serviceEndpointPolicies/serviceEndpointPolicyDefinitions/write",
                   "Microsoft.MachineLearningServices/workspaces/outboundRules/read"):
         assert never not in actions, never
-    for swept in arm.SWEEP_TYPES:
-        assert f"{swept}/read" in actions, swept
+    for swept in types.SWEPT:
+        assert f"{swept.arm_type}/read" in actions, swept
 
 
 def test_docs_table_is_rendered_from_the_data_file() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from exfilguard.core import types
 from exfilguard.core.catalog import RULES as CATALOG
 from exfilguard.core.findings import Finding
 from exfilguard.core.fixes import Edit
@@ -19,7 +20,7 @@ CMP_03 = CATALOG["EXF-CMP-03"]
 CMP_04 = CATALOG["EXF-CMP-04"]
 
 RULES = (CMP_01, CMP_02, CMP_03, CMP_04)
-TARGETS = (COMPUTE,)  # resource types its findings are about
+TARGETS = types.targets([r.id for r in RULES])  # resource types its findings are about
 
 SIMPLIFIED_SINCE = "2022-12-01"
 

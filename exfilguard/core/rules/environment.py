@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from exfilguard.core import types
 from exfilguard.core.catalog import RULES as CATALOG
 from exfilguard.core.findings import Finding
 from exfilguard.core.model import ENV_VERSION
@@ -14,7 +15,7 @@ from exfilguard.core.rules.base import Context
 ENV_01 = CATALOG["EXF-ENV-01"]
 
 RULES = (ENV_01,)
-TARGETS = (ENV_VERSION,)  # resource types its findings are about
+TARGETS = types.targets([r.id for r in RULES])  # resource types its findings are about
 
 
 RETIRED_REGISTRY = "viennaglobal.azurecr.io"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from exfilguard.core import egress, ids
+from exfilguard.core import egress, ids, types
 from exfilguard.core.catalog import RULES as CATALOG
 from exfilguard.core.egress_model import FwRule
 from exfilguard.core.findings import Finding
@@ -27,7 +27,7 @@ FW_02 = CATALOG["EXF-FW-02"]
 FW_03 = CATALOG["EXF-FW-03"]
 
 RULES = (RT_01, FW_01, FW_02, FW_03)
-TARGETS = (ROUTE_TABLE, FW_POLICY, FIREWALL)  # resource types its findings are about
+TARGETS = types.targets([r.id for r in RULES])  # resource types its findings are about
 
 
 def _name(rid: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from exfilguard.core import ids
+from exfilguard.core import ids, types
 from exfilguard.core.catalog import RULES as CATALOG
 from exfilguard.core.findings import Finding
 from exfilguard.core.model import STORAGE, WORKSPACE, PortRange, Workspace
@@ -21,7 +21,7 @@ WS_06 = CATALOG["EXF-WS-06"]
 WS_07 = CATALOG["EXF-WS-07"]
 
 RULES = (WS_06, WS_07)
-TARGETS = (WORKSPACE,)  # resource types its findings are about
+TARGETS = types.targets([r.id for r in RULES])  # resource types its findings are about
 
 
 def _user_defined(ws: Workspace, kind: str) -> list:

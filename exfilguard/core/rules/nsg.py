@@ -16,6 +16,7 @@ from operator import itemgetter
 from types import MappingProxyType
 
 from exfilguard.core import nsg_decisions as engine
+from exfilguard.core import types
 from exfilguard.core.catalog import RULES as CATALOG
 from exfilguard.core.egress import nsg_judged_as_written
 from exfilguard.core.findings import Finding
@@ -42,7 +43,7 @@ NSG_04 = CATALOG["EXF-NSG-04"]
 NSG_05 = CATALOG["EXF-NSG-05"]
 
 RULES = (NSG_01, NSG_02, NSG_03, NSG_04, NSG_05)
-TARGETS = (NSG,)  # resource types its findings are about
+TARGETS = types.targets([r.id for r in RULES])  # resource types its findings are about
 
 DENY_RULE_NAME = "exfilguard-deny-internet-outbound"
 _RULES_PATH = ("properties", "securityRules")

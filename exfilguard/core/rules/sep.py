@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from exfilguard.core import ids
+from exfilguard.core import ids, types
 from exfilguard.core.catalog import RULES as CATALOG
 from exfilguard.core.findings import Finding
 from exfilguard.core.fixes import Edit, Sel
@@ -19,7 +19,7 @@ SEP_03 = CATALOG["EXF-SEP-03"]
 SEP_04 = CATALOG["EXF-SEP-04"]
 
 RULES = (SEP_01, SEP_02, SEP_03, SEP_04)
-TARGETS = (SEP,)  # resource types its findings are about
+TARGETS = types.targets([r.id for r in RULES])  # resource types its findings are about
 
 ML_ALIAS = "/services/Azure/MachineLearning"
 ALIAS_DEFINITION = "exfilguard-aml-alias"

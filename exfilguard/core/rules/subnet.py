@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from exfilguard.core import types
 from exfilguard.core.catalog import RULES as CATALOG
 from exfilguard.core.findings import Finding
 from exfilguard.core.fixes import Edit
@@ -17,7 +18,7 @@ SN_02 = CATALOG["EXF-SN-02"]
 SN_03 = CATALOG["EXF-SN-03"]
 
 RULES = (SN_01, SN_02, SN_03)
-TARGETS = (SUBNET,)  # resource types its findings are about
+TARGETS = types.targets([r.id for r in RULES])  # resource types its findings are about
 
 _STORAGE_SERVICES = ("microsoft.storage", "microsoft.storage.global")
 _PATH = ("properties",)

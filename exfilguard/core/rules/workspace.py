@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from exfilguard.core import ids
+from exfilguard.core import ids, types
 from exfilguard.core.catalog import RULES as CATALOG
 from exfilguard.core.findings import Finding
 from exfilguard.core.fixes import Edit
@@ -23,7 +23,7 @@ WS_02_NO_ENDPOINT = ("add an approved private endpoint to the workspace first, t
                      "Disabled (disabling it without one locks every user out of the studio and the SDK)")
 
 RULES = (WS_01, WS_02, WS_03, WS_04, WS_05)
-TARGETS = (WORKSPACE, STORAGE)  # resource types its findings are about
+TARGETS = types.targets([r.id for r in RULES])  # resource types its findings are about
 
 
 def _fqdn_allowed(host: str, allow: list[str]) -> bool:

@@ -118,7 +118,9 @@ def _egress(bodies: Iterable[object]) -> _Egress:
     policies: set[str] = set()
     wanted = (ROUTE_TABLE, FIREWALL_TYPE, POLICY_TYPE)
     for body in bodies:
-        t = body.get("type") if type(body) is dict else None
+        if not isinstance(body, dict):
+            continue
+        t = body.get("type")
         if type(t) is not str or len(t) not in _EGRESS_TYPE_LENGTHS or (t := t.lower()) not in wanted:
             continue
         rid = body.get("id")
@@ -132,18 +134,20 @@ def _egress(bodies: Iterable[object]) -> _Egress:
             if base:
                 policy_of[ids.key(rid)] = base
         elif t == FIREWALL_TYPE:
-            props = _obj(body, "properties")
-            for conf in _list(props, "ipConfigurations"):
-                ip = _text(_obj(conf, "properties"), "privateIPAddress")
-                if ip:
-                    by_ip.setdefault(ip, rid)
-            ip = _text(_obj(props, "hubIPAddresses"), "privateIPAddress")  # a secured-hub firewall
-            if ip:
-                by_ip.setdefault(ip, rid)
-            policy = _text(_obj(props, "firewallPolicy"), "id")
-            if policy:
-                policy_of[ids.key(rid)] = policy
+            _read_firewall(rid, _obj(body, "properties"), by_ip, policy_of)
     return _Egress(route_tables, by_ip, policy_of, frozenset(policies))
+
+
+def _read_firewall(rid: str, props: Mapping[str, Any], by_ip: dict[str, str], policy_of: dict[str, str]) -> None:
+    """The firewall's private IPs (the next hops routes name) and its policy."""
+    hub = _text(_obj(props, "hubIPAddresses"), "privateIPAddress")  # a secured-hub firewall
+    for ip in [*(_text(_obj(conf, "properties"), "privateIPAddress") for conf in _list(props, "ipConfigurations")),
+               hub]:
+        if ip:
+            by_ip.setdefault(ip, rid)
+    policy = _text(_obj(props, "firewallPolicy"), "id")
+    if policy:
+        policy_of[ids.key(rid)] = policy
 
 
 def _route_table_id(subnet_raw: Mapping[str, Any]) -> str:
@@ -276,13 +280,23 @@ def _workspace_path(picture: Picture, egress: _Egress, ws_key: str, ws_id: str, 
                                  missing=_key(sid) not in picture.storage_accounts), 0)
         d.edge(storage_key, ws_node)
     # Subnets first (their order sets everyone else's), then computes grouped under them.
-    subnet_rank: dict[str, int] = {}
     subnet_refs: dict[str, str] = {}
     for c in computes:
         if c.subnet_id:
             subnet_refs.setdefault(_key(c.subnet_id), c.subnet_id)
-    for sk in sorted(subnet_refs, key=lambda k: (_name(subnet_refs[k]).lower(), k)):
-        subnet_rank[sk] = len(subnet_rank)
+    subnet_rank = {sk: n for n, sk in enumerate(sorted(subnet_refs, key=lambda k: (_name(subnet_refs[k]).lower(), k)))}
+    _draw_computes(d, computes, subnet_rank, ws_key, ws_node)
+    for sk, rank in subnet_rank.items():
+        _draw_subnet(d, picture, egress, sk, subnet_refs[sk], rank, storage_key or ws_node,
+                     storage_key is not None)
+    nodes, edges = d.result()
+    name = _name(ws_id)
+    return WorkspacePath(ws_key, ws_id, name, _group(ws_id), (ws.location or "") if ws is not None else "", nodes,
+                         edges, ws is None, len(computes))
+
+
+def _draw_computes(d: _Drawing, computes: list, subnet_rank: dict[str, int], ws_key: str, ws_node: str) -> None:
+    """Each compute, ranked with its subnet; one outside any virtual network goes straight out."""
     no_vnet = "none:" + ws_key
     for c in sorted(computes, key=lambda c: (subnet_rank.get(_key(c.subnet_id or ""), 10**6), c.name.lower())):
         sk = _key(c.subnet_id) if c.subnet_id else None
@@ -294,60 +308,70 @@ def _workspace_path(picture: Picture, egress: _Egress, ws_key: str, ws_id: str, 
             d.edge(no_vnet, ws_node)
             continue
         d.edge(ck, sk)
-    for sk, rank in subnet_rank.items():
-        s = picture.subnets.get(sk)
-        sid = s.id if s is not None else subnet_refs[sk]
-        vnet = _name(ids.parent_id(sid))
-        prefix = ", ".join(s.address_prefixes) if s is not None else ""
-        d.add(Node(sk, sid, "subnet", _name(sid), SUBNET, " · ".join(x for x in (vnet, prefix) if x),
-                   missing=s is None), rank)
-        if s is None:
-            continue
-        after: list[str] = []  # what traffic reaches after this subnet's controls
-        controls: list[str] = []
-        if s.nsg_id:
-            controls.append(d.add(Node(_key(s.nsg_id), s.nsg_id, "nsg", _name(s.nsg_id), CONTROL, "NSG",
-                                       missing=_key(s.nsg_id) not in picture.nsgs), rank))
-        for sep in s.sep_ids:
-            controls.append(d.add(Node(_key(sep), sep, "sep", _name(sep), CONTROL, "endpoint policy",
-                                       missing=_key(sep) not in picture.seps), rank))
-        rt_id = _route_table_id(s.raw)
-        rt_key = ""
-        if rt_id:
-            rt_key = _key(rt_id)
-            rt = egress.route_tables.get(rt_key)
-            controls.append(d.add(Node(rt_key, rt_id, "routetable", _name(rt_id), CONTROL, "route table",
-                                       missing=rt is None), rank))
-            for ip in _appliance_hops(rt) if rt is not None else ():
-                fw = egress.firewall_by_ip.get(ip)
-                if fw is not None:
-                    hop = d.add(Node(_key(fw), fw, "firewall", _name(fw), FIREWALL, ip), rank)
-                    prev = hop
-                    for n, pid in enumerate(egress.policy_chain(_key(fw))):
-                        pk = d.add(Node(_key(pid), pid, "firewallpolicy", _name(pid), FIREWALL,
-                                        "firewall policy" if n == 0 else "base policy",
-                                        missing=_key(pid) not in egress.policies), rank)
-                        d.edge(prev, pk)
-                        prev = pk
-                else:
-                    hop = d.add(Node(f"appliance:{ip}", "", "appliance", f"appliance {ip}", FIREWALL,
-                                     "not a firewall in the scan"), rank)
-                d.edge(rt_key, hop)
-                after.append(hop)
+
+
+def _draw_subnet(d: _Drawing, picture: Picture, egress: _Egress, sk: str, ref: str, rank: int, end: str,
+                 to_storage: bool) -> None:
+    """A subnet, its controls (NSG, endpoint policies, route table and the firewalls it routes
+    through) and their edges on to ``end``: the workspace's storage, else the workspace."""
+    s = picture.subnets.get(sk)
+    sid = s.id if s is not None else ref
+    vnet = _name(ids.parent_id(sid))
+    prefix = ", ".join(s.address_prefixes) if s is not None else ""
+    d.add(Node(sk, sid, "subnet", _name(sid), SUBNET, " · ".join(x for x in (vnet, prefix) if x),
+               missing=s is None), rank)
+    if s is None:
+        return
+    controls: list[str] = []
+    if s.nsg_id:
+        controls.append(d.add(Node(_key(s.nsg_id), s.nsg_id, "nsg", _name(s.nsg_id), CONTROL, "NSG",
+                                   missing=_key(s.nsg_id) not in picture.nsgs), rank))
+    for sep in s.sep_ids:
+        controls.append(d.add(Node(_key(sep), sep, "sep", _name(sep), CONTROL, "endpoint policy",
+                                   missing=_key(sep) not in picture.seps), rank))
+    rt_id = _route_table_id(s.raw)
+    rt_key = _key(rt_id) if rt_id else ""
+    after: list[str] = []  # what traffic reaches after this subnet's controls
+    if rt_id:
+        controls.append(rt_key)
+        after = _draw_route_table(d, egress, rt_id, rank)
+    for ctl in controls:
+        d.edge(sk, ctl)
+    if to_storage:
+        for hop in after:
+            d.edge(hop, end)
         for ctl in controls:
-            d.edge(sk, ctl)
-        if storage_key is not None:
-            for hop in after:
-                d.edge(hop, storage_key)
-            for ctl in controls:
-                if not (after and ctl == rt_key):  # a route to a firewall goes on through it
-                    d.edge(ctl, storage_key)
-            if not controls:
-                d.edge(sk, storage_key)
-        elif not controls:
-            d.edge(sk, ws_node)
-    nodes, edges = d.result()
-    name = _name(ws_id)
-    return WorkspacePath(ws_key, ws_id, name, _group(ws_id), (ws.location or "") if ws is not None else "", nodes,
-                         edges, ws is None, len(computes))
+            if not (after and ctl == rt_key):  # a route to a firewall goes on through it
+                d.edge(ctl, end)
+    if not controls:
+        d.edge(sk, end)
+
+
+def _draw_route_table(d: _Drawing, egress: _Egress, rt_id: str, rank: int) -> list[str]:
+    """A route table and the next hops its routes send traffic to, which it returns."""
+    rt_key = _key(rt_id)
+    rt = egress.route_tables.get(rt_key)
+    d.add(Node(rt_key, rt_id, "routetable", _name(rt_id), CONTROL, "route table", missing=rt is None), rank)
+    after = []
+    for ip in _appliance_hops(rt) if rt is not None else ():
+        hop = _draw_hop(d, egress, ip, rank)
+        d.edge(rt_key, hop)
+        after.append(hop)
+    return after
+
+
+def _draw_hop(d: _Drawing, egress: _Egress, ip: str, rank: int) -> str:
+    """The next hop at ``ip``: a firewall of the scan with its policy chain, or an unknown appliance."""
+    fw = egress.firewall_by_ip.get(ip)
+    if fw is None:
+        return d.add(Node(f"appliance:{ip}", "", "appliance", f"appliance {ip}", FIREWALL,
+                          "not a firewall in the scan"), rank)
+    hop = prev = d.add(Node(_key(fw), fw, "firewall", _name(fw), FIREWALL, ip), rank)
+    for n, pid in enumerate(egress.policy_chain(_key(fw))):
+        pk = d.add(Node(_key(pid), pid, "firewallpolicy", _name(pid), FIREWALL,
+                        "firewall policy" if n == 0 else "base policy",
+                        missing=_key(pid) not in egress.policies), rank)
+        d.edge(prev, pk)
+        prev = pk
+    return hop
 
