@@ -33,11 +33,11 @@ from exfilguard.adapters import eventgrid as events
 from exfilguard.adapters import telemetry
 from exfilguard.adapters.state import AuditEntry, StateError
 from exfilguard.app import caller as caller_mod
-from exfilguard.app.runtime import Services
 from exfilguard.app.settings import SettingsError
 from exfilguard.core import ids, model
 from exfilguard.flows import actions
 from exfilguard.flows.evaluate import evaluate_around
+from exfilguard.flows.runtime import Services
 from exfilguard.render import report
 
 log = telemetry.get_logger("exfilguard.http")

@@ -22,10 +22,10 @@ from typing import Any
 
 from exfilguard.adapters import telemetry
 from exfilguard.adapters.state import AuditEntry, IndexedCompute, IndexedSubnet, SweepRecord
-from exfilguard.app.runtime import Services
 from exfilguard.core import engine
 from exfilguard.core.picture import Picture
 from exfilguard.flows import actions
+from exfilguard.flows.runtime import Services
 from exfilguard.flows.sweep import SweepError, Swept, sweep
 from exfilguard.render import report
 

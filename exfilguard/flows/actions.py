@@ -38,13 +38,15 @@ _WRITTEN = ("applied", "accepted")  # accepted: ARM took the write, its operatio
 
 
 class Services(Protocol):
-    """What acting needs from the Function app's long-lived pieces (``app.runtime.Services``):
+    """What acting needs from the Function app's long-lived pieces (:class:`exfilguard.flows.runtime.Services`):
     passed in, so this flow knows no trigger. ``settings``: config, subscription_id,
     http_endpoint, loop_max_backoffs, loop_memory."""
 
     settings: Any
     state: State
-    clock: Callable[[], datetime]
+
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
 
     def loop_guard(self) -> Any: ...
 
@@ -215,7 +217,8 @@ def _record_intent(intents: Any, inv: Invocation, change: PlannedChange, body: d
     k = ids.key(change.target_id)
     fixes = [finding_record(f) for f in evaluation.findings
              if ids.key(f.fix_target) == k and f.rule_id in change.rule_ids]
-    etag = body.get("etag") if isinstance(body, dict) and isinstance(body.get("etag"), str) else ""
+    raw_etag = body.get("etag") if isinstance(body, dict) else None
+    etag = raw_etag if isinstance(raw_etag, str) else ""
     intents.record(Intent(event_id=inv.event.event_id, target_id=change.target_id, rule_ids=change.rule_ids,
                           etag=etag, changed=planned(change, body).changed, findings=tuple(fixes),
                           time=datetime.now(UTC), edits=edits_json(change.edits)))

@@ -22,9 +22,9 @@ from typing import Any
 from exfilguard.adapters import eventgrid as events
 from exfilguard.adapters import telemetry
 from exfilguard.adapters.state import StateError
-from exfilguard.app.runtime import Services
 from exfilguard.flows import actions
 from exfilguard.flows.evaluate import evaluate_around
+from exfilguard.flows.runtime import Services
 
 log = telemetry.get_logger("exfilguard.adapters.eventgrid")
 
