@@ -16,41 +16,25 @@ A what-if (HTTP ``"remediate": false``) stops after planning: no write, no alert
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from exfilguard.adapters import telemetry
 from exfilguard.adapters.eventgrid import ChangeEvent
 from exfilguard.adapters.loopguard import Decision, Writer
-from exfilguard.adapters.state import AuditEntry, State
+from exfilguard.adapters.state import AuditEntry
 from exfilguard.core import ids
 from exfilguard.core.engine import Evaluation
 from exfilguard.core.findings import Finding
 from exfilguard.core.fixes import PlannedChange
 from exfilguard.core.picture import Picture
 from exfilguard.flows import remediate
+from exfilguard.flows.runtime import Services
 
 log = telemetry.get_logger("exfilguard.actions")
 
 _WRITTEN = ("applied", "accepted")  # accepted: ARM took the write, its operation still running
-
-
-class Services(Protocol):
-    """What acting needs from the Function app's long-lived pieces (:class:`exfilguard.flows.runtime.Services`):
-    passed in, so this flow knows no trigger. ``settings``: config, subscription_id,
-    http_endpoint, loop_max_backoffs, loop_memory."""
-
-    settings: Any
-    state: State
-
-    @property
-    def clock(self) -> Callable[[], datetime]: ...
-
-    def loop_guard(self) -> Any: ...
-
-    def notifier(self) -> Any: ...
 
 
 @dataclass
