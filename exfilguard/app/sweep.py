@@ -163,6 +163,7 @@ def run_sweep(services: Services, *, trigger: str, what_if: bool = False,
     from exfilguard.adapters.sweeplease import SweepLease
 
     started = time.perf_counter()
+    knobs = sweep_settings(services.environ)
     lease = SweepLease(services.state)
     sweep_id = record.sweep_id if record is not None else uuid.uuid4().hex
     ok, holder = lease.acquire(sweep_id)
@@ -176,7 +177,7 @@ def run_sweep(services: Services, *, trigger: str, what_if: bool = False,
                      progress="reading the subscription", error="")
     services.state.update_sweep(record)
     client = services.arm_client()
-    run = _Run(services, lease, sweep_settings(services.environ), record,
+    run = _Run(services, lease, knobs, record,
                actions.Invocation(services=services, client=client, trigger=trigger, what_if=what_if,
                                   report_url=report_url(services, record.sweep_id)))
     outcome = "failed"
@@ -184,8 +185,9 @@ def run_sweep(services: Services, *, trigger: str, what_if: bool = False,
         try:
             swept = sweep(run.read, services.settings.config, act=run.act, on_read_error=run.read_error,
                           source=f"subscription {services.settings.subscription_id}")
+            doc = run.finished(swept) if swept is not None else run.paused()
             outcome = "succeeded" if swept is not None else "paused"
-            return run.finished(swept) if swept is not None else run.paused()
+            return doc
         except Exception as exc:
             run.failed(exc)
             raise
