@@ -44,10 +44,12 @@ docs: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: $(STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 	scripts/ensure-chromium.sh
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	scripts/with-azurite.sh $(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP) $(NODE_STAMP)

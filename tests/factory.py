@@ -150,7 +150,7 @@ def sep(rg: str, name: str, location: str, storage: list[str], alias: bool = Tru
 
 def _pec(parent: str, status: str) -> list[dict[str, Any]]:
     return [{"id": f"{parent}/privateEndpointConnections/pe-{status.lower()}", "name": f"pe-{status.lower()}",
-             "properties": {"privateEndpoint": {"id": f"{parent.split('/providers/')[0]}/providers/"
+             "properties": {"privateEndpoint": {"id": f"{parent.split('/providers/', maxsplit=1)[0]}/providers/"
                                                       "Microsoft.Network/privateEndpoints/pe"},
                             "privateLinkServiceConnectionState": {"status": status, "description": status,
                                                                   "actionsRequired": "None"},

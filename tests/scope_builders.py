@@ -27,7 +27,7 @@ def attached_compute(workspace_id: str, name: str, location: str, kind: str = "K
     props = body["properties"]
     props["computeType"] = kind
     props["isAttachedCompute"] = True
-    props["resourceId"] = (f"{workspace_id.split('/providers/')[0]}/providers/Microsoft.ContainerService/"
+    props["resourceId"] = (f"{workspace_id.split('/providers/', maxsplit=1)[0]}/providers/Microsoft.ContainerService/"
                            f"managedClusters/{name}")
     inner = props["properties"]
     inner["remoteLoginPortPublicAccess"] = "Enabled"

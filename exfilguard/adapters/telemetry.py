@@ -74,7 +74,7 @@ def configure(environ: Mapping[str, str] | None = None, *, metric_readers: Seque
     ``metric_readers`` adds readers next to the Azure Monitor exporter (tests read metrics
     back through an in-memory reader). Returns whether Azure Monitor is on.
     """
-    global _configured, _instruments
+    global _configured, _instruments  # noqa: PLW0603 - Azure Monitor is set up once per process
     env = os.environ if environ is None else environ
     with _lock:
         if _configured:

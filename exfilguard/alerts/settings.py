@@ -191,7 +191,7 @@ class AlertSettings:
             dedup = float(dedup_raw) if dedup_raw else 24.0
         except ValueError:
             raise SettingsError(f"{DEDUP_HOURS} must be a number of hours, not {dedup_raw!r}") from None
-        if dedup < 0 or dedup != dedup:
+        if not dedup >= 0:  # also refuses NaN
             raise SettingsError(f"{DEDUP_HOURS} must be zero or more, not {dedup_raw!r}")
 
         endpoint = get(HTTP_ENDPOINT)

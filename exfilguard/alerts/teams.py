@@ -127,7 +127,7 @@ class TeamsSender:
                 return attempt
             if status is not None:
                 last = f"Teams webhook answered HTTP {status}"
-                if status != 429 and status != 408 and status < 500:
+                if status not in (429, 408) and status < 500:
                     raise DeliveryError(f"{last}; not retried (check the workflow and the card)",
                                         attempts=attempt, status=status, retryable=False)
             if attempt == self.max_attempts:

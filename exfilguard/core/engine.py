@@ -160,8 +160,9 @@ def _apply_exemptions(picture: Picture, found: list[Finding], today: date | None
                                               f"tag {exemptions.TAG} on {source.name} {verdict.message}"))
         ex = cache[k]
         if ex is not None and f.rule_id in ex.rules:  # type: ignore[attr-defined]
-            f = replace(f, exempt=True, exemption=ex)  # type: ignore[arg-type]
-        out.append(f)
+            out.append(replace(f, exempt=True, exemption=ex))  # type: ignore[arg-type]
+        else:
+            out.append(f)
     return out, notices
 
 

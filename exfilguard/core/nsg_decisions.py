@@ -158,7 +158,7 @@ def decide(ordered: Iterable[SecurityRule], flow: Flow,
         if protocol is None:
             if rule.protocol != "*":
                 continue
-        elif rule.protocol != "*" and rule.protocol != protocol:
+        elif rule.protocol not in ("*", protocol):
             continue
         ports = rule.dest_ports
         if port is None or len(ports) != 1:

@@ -64,7 +64,7 @@ class Services:
                     self.state.table(f"{s.state_prefix}fixloop"),
                     Policy(max_writes=s.loop_max_writes, window=s.loop_window, max_backoffs=s.loop_max_backoffs,
                            memory=s.loop_memory),
-                    clock=lambda: self.clock())
+                    clock=lambda: self.clock())  # noqa: PLW0108 - late-bound: a test may swap the clock
             return self._loop_guard
 
     def arm_client(self, *, interactive: bool = False) -> Any:

@@ -16,18 +16,12 @@ from exfilguard.core.fixes import Edit, PlannedChange
 from exfilguard.core.picture import build
 from exfilguard.flows.remediate import body_index, replanner
 from tests import factory as f
-from tests.arm_support import ExtendedEmulator, client_for, emulator, property_paths, stable
+from tests.arm_support import ExtendedEmulator, client_for, property_paths, stable
 
 NSG_WEU = f.nsg_id("rg-ml-weu", "nsg-ml-westeurope")
 WS_EUS = f.ws_id("rg-ml-eus", "mlw-eastus")
 DENY = "exfilguard-deny-internet-outbound"
 CONFIG = Config()
-
-
-@pytest.fixture
-def emu() -> Iterator[ExtendedEmulator]:
-    with emulator() as e:
-        yield e
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 from email import policy
 from email.parser import Parser
 
@@ -18,14 +17,9 @@ from tests.alerts_support.receivers import LoopbackReceiver, Reply
 from tests.alerts_support.samples import card_schema, compute_finding, exempt_finding, nsg_finding
 from tests.alerts_support.smtp_server import LoopbackSmtp
 
+pytestmark = pytest.mark.usefixtures("clean_env")
+
 FINDINGS = [nsg_finding(), compute_finding(), exempt_finding()]
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("EXFILGUARD_"):
-            monkeypatch.delenv(name)
 
 
 def notify(*argv: str, findings=FINDINGS) -> tuple[int, str, str]:

@@ -17,7 +17,8 @@ def test_text_and_parent_are_kept_and_equal_a_fresh_computation():
     rid = ids.parse(RULE)
     fresh = ids.ResourceId(rid.subscription, rid.resource_group, rid.namespace, rid.types, rid.names)
     assert str(rid) == RULE == str(fresh) == rid._compose()
-    assert str(rid) is str(rid)  # kept
+    text = str(rid)
+    assert str(rid) is text  # kept
     assert rid.parent is rid.parent and rid.parent == fresh.parent and str(rid.parent) == RULE.rsplit("/", 2)[0]
     assert rid.parent.parent is None
     assert rid == fresh and hash(rid) == hash(fresh)  # the kept values are not compared or hashed

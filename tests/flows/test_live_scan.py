@@ -8,7 +8,6 @@ import io
 import json
 from argparse import Namespace
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,24 +22,10 @@ from exfilguard.flows.remediate import remediate
 from tests import factory as f
 from tests.arm_support import ExtendedEmulator, client_for, emulator, property_paths, stable, state
 
+pytestmark = pytest.mark.usefixtures("clean_env")
+
 NSG_WEU = f.nsg_id("rg-ml-weu", "nsg-ml-westeurope")
 WS_EUS = f.ws_id("rg-ml-eus", "mlw-eastus")
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The developer's EXFILGUARD_* settings must not leak into what these tests expect."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("EXFILGUARD_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def emu() -> Iterator[ExtendedEmulator]:
-    with emulator() as e:
-        yield e
 
 
 def scan(emu: ExtendedEmulator, *flags: str, endpoint: str | None = None) -> tuple[int, dict]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,8 +21,10 @@ from exfilguard.core import ids
 from exfilguard.core.config import Config
 from exfilguard.flows import whatif
 from tests import factory as f
-from tests.arm_support import ExtendedEmulator, emulator
+from tests.arm_support import ExtendedEmulator
 from tests.support import DATA, SAMPLES, load_sample
+
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 WHATIF = DATA / "whatif"
 COMPLIANT = SAMPLES / "compliant-subscription.json"
@@ -31,15 +32,6 @@ DRIFTED = SAMPLES / "drifted-subscription.json"
 NSG_WEU = f.nsg_id("rg-ml-weu", "nsg-ml-westeurope")
 SNET_TRAINING = f.vnet_id("rg-ml-weu", "vnet-ml-westeurope") + "/subnets/snet-training"
 WS_EUS = f.ws_id("rg-ml-eus", "mlw-eastus")
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("EXFILGUARD_"):
-            monkeypatch.delenv(name)
 
 
 def run(*args: str) -> tuple[int, dict]:
@@ -190,12 +182,6 @@ def test_redeploying_a_resource_as_it_is_introduces_nothing(body: dict) -> None:
 
 
 # ------------------------------------------------------------------ live base (read-only)
-@pytest.fixture
-def emu() -> Iterator[ExtendedEmulator]:
-    with emulator() as e:
-        yield e
-
-
 def test_a_live_base_is_read_and_never_written(emu: ExtendedEmulator) -> None:
     code, report = run("--subscription", f.SUB, "--arm-endpoint", emu.url,
                        "--what-if", str(WHATIF / "handmade_whatif_fixes_drift.json"))

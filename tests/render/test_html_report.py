@@ -33,19 +33,12 @@ from tests import factory as f
 from tests.alerts_support.png import colours, read_png
 from tests.browser import Browser
 
+pytestmark = pytest.mark.usefixtures("clean_env")
+
 REPO = Path(__file__).resolve().parents[2]
 DRIFTED = REPO / "samples" / "drifted-subscription.json"
 SCREENSHOT = REPO / "docs" / "report.png"
 CRITICAL_RED = (0xA4, 0x26, 0x2C)
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("EXFILGUARD_"):
-            monkeypatch.delenv(name)
 
 
 def cli(*args: str) -> tuple[int, str]:
@@ -186,9 +179,9 @@ def test_hostile_names_are_text_and_no_script_from_the_data_runs(tmp_path: Path)
             assert b.errors() == []
             assert b.requests() == [path.as_uri()], "the hostile <img> was not fetched: it is text"
             assert b.evaluate("document.scripts.length") == 1
-            text = b.evaluate("document.body.innerText")
-            assert "gpu<img src=x onerror=alert(1)><svg onload=alert(2)>" in text
-            assert "<script>alert(4)</script>" in text
+            shown = b.evaluate("document.body.innerText")
+            assert "gpu<img src=x onerror=alert(1)><svg onload=alert(2)>" in shown
+            assert "<script>alert(4)</script>" in shown
 
 
 # ---------------------------------------------------------------------------------- CLI

@@ -33,7 +33,7 @@ def _fqdn_allowed(host: str, allow: list[str]) -> bool:
     h = host.strip().lower().rstrip(".")
     for pattern in allow:
         p = pattern.strip().lower()
-        if h == p or p == "*":
+        if p in (h, "*"):
             return True
         if p.startswith("*.") and h.endswith(p[1:]) and len(h) > len(p) - 1:
             return True
