@@ -26,13 +26,10 @@ from exfilguard.core import engine
 from exfilguard.core.picture import Picture
 from exfilguard.flows import actions
 from exfilguard.flows.runtime import Services
-from exfilguard.flows.sweep import SweepError, Swept, sweep
+from exfilguard.flows.sweep import Swept, sweep
 from exfilguard.render import report
 
 log = telemetry.get_logger("exfilguard.sweep")
-
-
-__all__ = ["SweepError", "run_sweep", "scheduled_sweep", "sweep_from_queue"]
 
 
 class BadSweepMessage(ValueError):

@@ -60,14 +60,19 @@ def _print_writes(results: list[WriteResult], stream: TextIO) -> None:
             stream.write(f"{r.status}: {r.target_id} ({', '.join(r.rule_ids)}): {r.message}\n")
 
 
-def _client(args: Any, subscription: str) -> Any:
+def connect(args: Any) -> tuple[str, Any]:
+    """(``--subscription``, an ARM client for it at ``--arm-endpoint``); :class:`LiveScanError`
+    when either is wrong."""
     from exfilguard.adapters.arm import ArmClient
 
+    subscription = (getattr(args, "subscription", None) or "").strip()
+    if not subscription or "/" in subscription:
+        raise LiveScanError(f"--subscription: expected a subscription ID, got {subscription!r}")
     try:
         endpoint = resolve_endpoint(getattr(args, "arm_endpoint", None))
     except EndpointError as exc:
         raise LiveScanError(str(exc)) from None
-    return ArmClient(subscription, endpoint)
+    return subscription, ArmClient(subscription, endpoint)
 
 
 def run_live_scan(args: Any, config: Config, *, client: Any = None, stderr: TextIO | None = None,
@@ -85,11 +90,11 @@ def run_live_scan(args: Any, config: Config, *, client: Any = None, stderr: Text
     from exfilguard.adapters.arm import ArmError
 
     err = stderr or sys.stderr
-    subscription = (getattr(args, "subscription", None) or "").strip()
-    if not subscription or "/" in subscription:
-        raise LiveScanError(f"--subscription: expected a subscription ID, got {subscription!r}")
     own_client = client is None
-    client = client if client is not None else _client(args, subscription)
+    if client is None:
+        subscription, client = connect(args)
+    else:
+        subscription = (getattr(args, "subscription", None) or "").strip()
     dry_run = bool(getattr(args, "dry_run", False))
     mode = "remediate" if getattr(args, "remediate", False) or dry_run else "audit"
 

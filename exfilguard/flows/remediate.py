@@ -111,16 +111,15 @@ def plan_writes(evaluation: Evaluation, config: Config, mode: str | None) -> Wri
 
 
 class WriteHooks(Protocol):
-    """What a caller wraps around each write (the Function app: loop guard, intents, audit)."""
+    """What a caller wraps around each write (the Function app: loop guard, intents, audit).
+    ``before`` returns a token to write with, or None to leave the change unwritten; ``abort``
+    undoes what ``before`` reserved when the write raised."""
 
-    def before(self, change: PlannedChange, current: dict | None) -> Any:
-        """A token to write the change with, or None to leave it unwritten."""
+    def before(self, change: PlannedChange, current: dict | None) -> Any: ...
 
-    def after(self, change: PlannedChange, result: WriteResult, token: Any) -> None:
-        """The write's result."""
+    def after(self, change: PlannedChange, result: WriteResult, token: Any) -> None: ...
 
-    def abort(self, token: Any) -> None:
-        """The write raised; undo what :meth:`before` reserved."""
+    def abort(self, token: Any) -> None: ...
 
 
 def write(client: Any, bodies: list[dict], writes: WritePlan, config: Config, *, dry_run: bool = False,

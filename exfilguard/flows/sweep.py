@@ -46,10 +46,10 @@ class Swept:
         return [e.to_json() for e in self.read_errors]
 
 
-def sweep(read: Callable[[OnError], list[dict] | None], config: Config, *, source: str,
-          act: Callable[[Swept], Any], on_read_error: OnError | None = None) -> Swept | None:
-    """Read (``read(on_error)``; None when the reader paused: nothing evaluated, None returned),
-    evaluate, then ``act(swept)``. Raises :class:`SweepError` when errors left nothing to read."""
+def read(read_fn: Callable[[OnError], list[dict] | None],
+         on_read_error: OnError | None = None) -> tuple[list[dict] | None, list[ArmError]]:
+    """``read_fn(on_error)`` with every read error collected, except a missing token
+    (``AuthenticationFailed``), which stops the read."""
     read_errors: list[ArmError] = []
 
     def on_error(exc: ArmError) -> None:
@@ -59,7 +59,14 @@ def sweep(read: Callable[[OnError], list[dict] | None], config: Config, *, sourc
             on_read_error(exc)
         read_errors.append(exc)
 
-    bodies = read(on_error)
+    return read_fn(on_error), read_errors
+
+
+def sweep(read_fn: Callable[[OnError], list[dict] | None], config: Config, *, source: str,
+          act: Callable[[Swept], Any], on_read_error: OnError | None = None) -> Swept | None:
+    """:func:`read` (None when the reader paused: nothing evaluated, None returned), evaluate,
+    then ``act(swept)``. Raises :class:`SweepError` when errors left nothing to read."""
+    bodies, read_errors = read(read_fn, on_read_error)
     if bodies is None:
         return None
     if read_errors and not bodies:
