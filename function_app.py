@@ -19,7 +19,7 @@
 - ``dead_letter_replay`` (timer, ``EXFILGUARD_DEADLETTER_SCHEDULE``, default every 15 minutes): replay
   the events Event Grid dead-lettered into the Blob container.
 
-Everything else lives in ``exfilguard.app``. Nothing imported here at module level imports an
+Everything else lives in ``exfilguard.app`` and ``exfilguard.flows``. Nothing imported here at module level imports an
 Azure management SDK, azure.identity, the storage SDKs, OpenTelemetry or rich: the host
 imports this file on every cold start, and those load only when a handler needs them.
 """
@@ -32,9 +32,10 @@ import logging
 import azure.functions as func
 
 from exfilguard.adapters import telemetry
-from exfilguard.app import deadletter, event_handler, http_api, loopguard_api, report_page, sweep, upkeep
-from exfilguard.app.runtime import Services, binding, services
+from exfilguard.app import deadletter, http_api, loopguard_api, report_page, sweep, upkeep
 from exfilguard.core import settings as s
+from exfilguard.flows.event import handle_event
+from exfilguard.flows.runtime import Services, binding, services
 
 app = func.FunctionApp()
 
@@ -53,7 +54,7 @@ def _http(answer: http_api.Answer) -> func.HttpResponse:
 @app.function_name("on_resource_event")
 @app.event_grid_trigger(arg_name="event")
 def on_resource_event(event: func.EventGridEvent) -> None:
-    outcome = event_handler.handle_event(event, _services())
+    outcome = handle_event(event, _services())
     logging.getLogger("exfilguard").info("event %s: %s %s", outcome.event_id, outcome.decision, outcome.reason)
 
 

@@ -72,7 +72,7 @@ def prime(emu: ArmEmulator) -> None:
     The timer sweep runs on a compliant subscription, so it writes nothing to ARM."""
     from azure.functions.timer import TimerRequest
 
-    from exfilguard.app.runtime import services
+    from exfilguard.flows.runtime import services
 
     emu.reset_log()
     functions()["scheduled_sweep"](TimerRequest(past_due=False))

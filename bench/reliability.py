@@ -75,14 +75,14 @@ def _play(schedule: list[tuple[float, dict]], handlers: list[Callable[[Any], Any
 def _instances(settings: dict[str, str]) -> list[Callable[[Any], Any]]:
     from exfilguard.adapters.configfile import load
     from exfilguard.adapters.state import State
-    from exfilguard.app import event_handler
-    from exfilguard.app.runtime import Services, services
+    from exfilguard.flows.event import handle_event
+    from exfilguard.flows.runtime import Services, services
 
     first = services()
     app = load(settings)
     second = Services(settings=app, state=State(app.storage, prefix=app.state_prefix, queue_name=app.sweep_queue),
                       environ=dict(settings))
-    return [lambda e, s=s: event_handler.handle_event(e, s) for s in (first, second)]
+    return [lambda e, s=s: handle_event(e, s) for s in (first, second)]
 
 
 def _prime(emu: Any) -> None:
@@ -166,7 +166,7 @@ def sweep_large(storage: str, *, workspaces: int = 300, environments: int = 100,
     import azure.functions as func
     from azure.functions.timer import TimerRequest
 
-    from exfilguard.app.runtime import services
+    from exfilguard.flows.runtime import services
     from tests.armemu import ArmEmulator
 
     from .live import functions

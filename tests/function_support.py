@@ -151,7 +151,7 @@ class RunningApp:
 
     @property
     def services(self) -> Any:
-        from exfilguard.app.runtime import services
+        from exfilguard.flows.runtime import services
 
         return services()
 

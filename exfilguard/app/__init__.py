@@ -1,7 +1,8 @@
-"""The Function app's behaviour behind ``function_app.py``'s thin triggers.
+"""The Function app's handlers behind ``function_app.py``'s thin triggers: each parses its
+trigger's input, calls a flow (:mod:`exfilguard.flows`) and shapes the answer.
 
-``events``-driven handling (:mod:`.event_handler`), HTTP re-evaluation (:mod:`.http_api`),
-sweeps (:mod:`.sweep`), the closure reads an event needs (:mod:`.closure`), what is done
-about an evaluation (:mod:`.actions`), settings (:mod:`.settings`) and the per-process
-services (:mod:`.runtime`). Importing this package imports no Azure SDK.
+HTTP re-evaluation (:mod:`.http_api`), sweeps with their lease, checkpoint and stored report
+(:mod:`.sweep`), dead letters (:mod:`.deadletter`) and settings (:mod:`.settings`). The event
+path is :mod:`exfilguard.flows.event`, the per-process services :mod:`exfilguard.flows.runtime`.
+Importing this package imports no Azure SDK.
 """

@@ -8,7 +8,7 @@ drains it:
    Grid schema or as CloudEvents. Each is deserialised with ``azure-eventgrid``
    (:class:`azure.eventgrid.EventGridEvent` / :class:`azure.core.messaging.CloudEvent`), so
    what the replay accepts is what the SDK accepts.
-2. Every event runs through the normal event path (:func:`.event_handler.handle_event`):
+2. Every event runs through the normal event path (:func:`exfilguard.flows.event.handle_event`):
    re-read from ARM, evaluated, fixed or alerted, audited.
 3. The blob is deleted only after its events' outcomes are audited (plus one
    ``dead-letter-replayed`` row naming the blob).
@@ -17,65 +17,26 @@ drains it:
    ``EXFILGUARD_DEADLETTER_MAX_ATTEMPTS`` times, default 5) is moved to
    ``<container>-poison``, audited and alerted, so a person looks at it.
 
-``exfilguard replay FILE`` runs steps 1-2 for a saved event by hand.
+``exfilguard replay FILE`` runs steps 1-2 for a saved event by hand (:mod:`exfilguard.flows.replay`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from exfilguard.adapters import telemetry
 from exfilguard.adapters.state import AuditEntry
-from exfilguard.app.runtime import Services
+from exfilguard.flows.event import handle_event
+from exfilguard.flows.replay import PoisonEvent, parse_events
+from exfilguard.flows.runtime import Services
 
 log = telemetry.get_logger("exfilguard.deadletter")
 
 _ATTEMPTS_KEY = "exfilguardattempts"
 
 
-class PoisonEvent(ValueError):
-    """The content is not an event the SDK can deserialise; retrying cannot help."""
-
-
-def parse_events(raw: bytes | str) -> list[dict[str, Any]]:
-    """The events of one dead-letter blob (or a saved event file), deserialised by the SDK and
-    handed on as plain envelopes the event path reads (time as an aware datetime)."""
-    from azure.core.messaging import CloudEvent
-    from azure.eventgrid import EventGridEvent
-
-    try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise PoisonEvent(f"not JSON: {str(exc)[:200]}") from None
-    items = doc if isinstance(doc, list) else [doc]
-    if not items:
-        raise PoisonEvent("no event in it")
-    out = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise PoisonEvent(f"item {i} is not an event object")
-        try:
-            if any(k.lower() == "specversion" for k in item):
-                ce = CloudEvent.from_dict({k if k.lower() != "specversion" else "specversion": v
-                                           for k, v in item.items()})
-                out.append({"specversion": ce.specversion, "id": ce.id, "source": ce.source, "type": ce.type,
-                            "time": ce.time, "subject": ce.subject, "data": ce.data})
-            else:
-                eg = EventGridEvent.from_dict(item)
-                if not eg.id or not eg.event_type:
-                    raise ValueError("id and eventType are required")
-                out.append({"id": eg.id, "eventType": eg.event_type, "subject": eg.subject,
-                            "eventTime": eg.event_time, "topic": eg.topic, "dataVersion": eg.data_version,
-                            "data": eg.data})
-        except PoisonEvent:
-            raise
-        except Exception as exc:  # the SDK's own refusal, whatever its type
-            raise PoisonEvent(f"item {i}: the Event Grid SDK cannot read it ({type(exc).__name__}: "
-                              f"{str(exc)[:200]})") from None
-    return out
 
 
 @dataclass
@@ -102,8 +63,6 @@ def _blob_service(services: Services) -> Any:
 def drain(services: Services) -> Replay:
     """The timer: replay every dead-lettered blob once."""
     from azure.core.exceptions import ResourceNotFoundError
-
-    from exfilguard.app.event_handler import handle_event
 
     name, max_attempts = services.settings.deadletter_container, services.settings.deadletter_max_attempts
     service = _blob_service(services)
@@ -174,12 +133,3 @@ def _poison(services: Services, service: Any, container: Any, blob: Any, blob_na
                                     "it once fixed), and check the resource it names by hand.")
     except Exception:  # alerting must not undo the move; the audit row says what happened
         log.exception("could not alert about the poison dead letter")
-
-
-def replay_file(path: str, services: Services) -> list[Any]:
-    """``exfilguard replay FILE``: the events of a saved file through the normal event path."""
-    from exfilguard.app.event_handler import handle_event
-
-    with open(path, "rb") as f:
-        raw = f.read()
-    return [handle_event(e, services) for e in parse_events(raw)]

@@ -32,14 +32,13 @@ from urllib.parse import urlsplit
 from exfilguard.adapters import eventgrid as events
 from exfilguard.adapters import telemetry
 from exfilguard.adapters.state import AuditEntry, StateError
-from exfilguard.app import actions
 from exfilguard.app import caller as caller_mod
-from exfilguard.app.runtime import Services
-from exfilguard.core import engine, ids, model, types
+from exfilguard.core import ids, model, types
 from exfilguard.core.actor import Actor
-from exfilguard.core.picture import build
 from exfilguard.core.settings import SettingsError
-from exfilguard.flows.closure import ClosureReader
+from exfilguard.flows import actions
+from exfilguard.flows.evaluate import evaluate_around
+from exfilguard.flows.runtime import Services
 from exfilguard.render import report
 
 log = telemetry.get_logger("exfilguard.http")
@@ -90,27 +89,7 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def parse_body(body: bytes, headers: Mapping[str, str], *, max_bytes: int, subscription_id: str) -> EvaluateRequest:
     """Validate a POST /api/evaluate body; raises :class:`BadRequest` with the precise reason."""
-    declared = headers.get("content-length") or headers.get("Content-Length")
-    if declared and declared.strip().isdigit() and int(declared) > max_bytes:
-        raise BadRequest(f"body is {int(declared)} bytes; the limit is {max_bytes} bytes (EXFILGUARD_MAX_BODY_BYTES)")
-    if len(body) > max_bytes:
-        raise BadRequest(f"body is {len(body)} bytes; the limit is {max_bytes} bytes (EXFILGUARD_MAX_BODY_BYTES)")
-    if not body.strip():
-        raise BadRequest('body is empty; send {"resourceId": "<ARM resource ID>"} or {"scope": "subscription"}')
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest(f"body is not UTF-8 text (byte {exc.start})") from None
-    try:
-        doc = json.loads(text, object_pairs_hook=_object_without_duplicates, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
-    except RecursionError:
-        raise BadRequest("body is not acceptable JSON: nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer of more than 4,300 digits: any parse failure is the caller's
-        raise BadRequest(f"body is not acceptable JSON: {str(exc)[:200]}") from None
-    if not isinstance(doc, dict):
-        raise BadRequest(f"body must be a JSON object such as {{\"resourceId\": \"...\"}}, got {_kind(doc)}")
+    doc = _json_object(_text(body, headers, max_bytes))
     unknown = [k for k in doc if k not in FIELDS]
     if unknown:
         raise BadRequest(f"unknown field {_show(unknown[0])}; allowed: {', '.join(FIELDS)}")
@@ -125,8 +104,43 @@ def parse_body(body: bytes, headers: Mapping[str, str], *, max_bytes: int, subsc
         if scope != "subscription":
             raise BadRequest(f'scope must be "subscription", got {_show(scope)}')
         return EvaluateRequest(None, remediate)
+    return EvaluateRequest(_resource_id(doc["resourceId"], subscription_id), remediate)
+
+
+def _text(body: bytes, headers: Mapping[str, str], max_bytes: int) -> str:
+    """The body as text, refused when larger than allowed (as declared or as sent) or empty."""
+    declared = headers.get("content-length") or headers.get("Content-Length")
+    if declared and declared.strip().isdigit() and int(declared) > max_bytes:
+        raise BadRequest(f"body is {int(declared)} bytes; the limit is {max_bytes} bytes (EXFILGUARD_MAX_BODY_BYTES)")
+    if len(body) > max_bytes:
+        raise BadRequest(f"body is {len(body)} bytes; the limit is {max_bytes} bytes (EXFILGUARD_MAX_BODY_BYTES)")
+    if not body.strip():
+        raise BadRequest('body is empty; send {"resourceId": "<ARM resource ID>"} or {"scope": "subscription"}')
     try:
-        rid = events.parse_guarded_id(doc["resourceId"], subscription_id)
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"body is not UTF-8 text (byte {exc.start})") from None
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """The body's JSON object: no duplicate keys, no NaN or Infinity, nothing pathological."""
+    try:
+        doc = json.loads(text, object_pairs_hook=_object_without_duplicates, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise BadRequest("body is not acceptable JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits: any parse failure is the caller's
+        raise BadRequest(f"body is not acceptable JSON: {str(exc)[:200]}") from None
+    if not isinstance(doc, dict):
+        raise BadRequest(f"body must be a JSON object such as {{\"resourceId\": \"...\"}}, got {_kind(doc)}")
+    return doc
+
+
+def _resource_id(value: Any, subscription_id: str) -> ids.ResourceId:
+    """A resource ID in the guarded subscription, of a type ExfilGuard evaluates."""
+    try:
+        rid = events.parse_guarded_id(value, subscription_id)
     except events.UnguardedResourceId as exc:
         raise BadRequest(f"resourceId: {exc}") from None
     if ids.type_key(rid.type) not in EVALUATED_TYPES:
@@ -134,7 +148,7 @@ def parse_body(body: bytes, headers: Mapping[str, str], *, max_bytes: int, subsc
                          "VNets and subnets, service endpoint policies and their definitions, ML workspaces, "
                          "computes and environment versions, storage accounts, route tables and routes, Azure "
                          "firewalls, firewall policies and their rule collection groups, IP groups)")
-    return EvaluateRequest(rid, remediate)
+    return rid
 
 
 def _kind(value: Any) -> str:
@@ -192,21 +206,19 @@ def _evaluate_resource(svc: Services, request: EvaluateRequest, requested_by: st
 
     rid = request.resource_id
     assert rid is not None
-    cfg = svc.settings.config
     client = svc.arm_client(interactive=True)
     inv = actions.Invocation(services=svc, client=client, trigger="http", what_if=not request.remediate,
                              requested_by=requested_by)
     try:
         with telemetry.bound(trigger="http", resource=str(rid)):
-            read = ClosureReader(client, svc.state, cfg).around(ids.type_key(rid.type), str(rid))
             target = rid.parent if ids.type_key(rid.type) in (model.RULE, model.SEP_DEF) else rid
             assert target is not None
-            if not read.affected and any(ids.key(g) == target.key for g in read.gone):
+            around = evaluate_around(inv, ids.type_key(rid.type), str(rid), views=svc.views,
+                                     evaluate_if=lambda read: bool(read.affected) or not any(
+                                         ids.key(g) == target.key for g in read.gone))
+            read, evaluation, done = around.read, around.evaluation, around.done
+            if evaluation is None or done is None:
                 return _error(404, f"{target} does not exist")
-            bodies = read.body_list()
-            picture = build(bodies, cfg.guarded_subnets, source="arm", views=svc.views)
-            evaluation = engine.evaluate(picture, cfg, only=read.affected.values())
-            done = actions.act(inv, bodies, evaluation, picture)
             inv.audit("evaluated", resource_id=str(rid), findings=actions.findings_json(evaluation.findings),
                       outcome=f"{len(evaluation.open_findings)} open finding(s); what-if" if inv.what_if
                       else f"{len(evaluation.open_findings)} open finding(s)",
@@ -214,7 +226,7 @@ def _evaluate_resource(svc: Services, request: EvaluateRequest, requested_by: st
             extra = {
                 "resourceId": str(rid),
                 "evaluated": sorted(read.affected.values(), key=str.lower),
-                "mode": "what-if" if inv.what_if else cfg.mode,
+                "mode": "what-if" if inv.what_if else svc.settings.config.mode,
                 "actions": done.to_json(),
                 "armRequests": dict(sorted(client.counts.items())),
             }

@@ -18,8 +18,8 @@ from exfilguard.adapters import telemetry
 from exfilguard.adapters.state import AuditEntry, StateError
 from exfilguard.app import caller as caller_mod
 from exfilguard.app.http_api import Answer
-from exfilguard.app.runtime import Services
 from exfilguard.core.settings import SettingsError
+from exfilguard.flows.runtime import Services
 
 log = telemetry.get_logger("exfilguard.adapters.loopguard")
 

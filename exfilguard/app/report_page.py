@@ -17,8 +17,8 @@ from html import escape
 
 from exfilguard.adapters import telemetry
 from exfilguard.adapters.state import StateError
-from exfilguard.app.runtime import Services
 from exfilguard.core.settings import SettingsError
+from exfilguard.flows.runtime import Services
 
 log = telemetry.get_logger("exfilguard.render.report")
 

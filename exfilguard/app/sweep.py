@@ -16,24 +16,21 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from exfilguard.adapters import telemetry
 from exfilguard.adapters.state import AuditEntry, IndexedCompute, IndexedSubnet, SweepRecord, Trigger
-from exfilguard.app import actions
-from exfilguard.app.runtime import Services
 from exfilguard.core import engine
-from exfilguard.core.findings import Notice
-from exfilguard.core.picture import Picture, build
+from exfilguard.core.picture import Picture
+from exfilguard.core.settings import SweepSettings
+from exfilguard.flows import actions
+from exfilguard.flows.runtime import Services
+from exfilguard.flows.sweep import Swept, sweep
 from exfilguard.render import report
 
 log = telemetry.get_logger("exfilguard.sweep")
-
-
-class SweepError(RuntimeError):
-    """The sweep could not produce a report (nothing readable); recorded on the sweep and raised."""
 
 
 class BadSweepMessage(ValueError):
@@ -126,123 +123,149 @@ def run_sweep(services: Services, *, trigger: Trigger, what_if: bool = False,
     so the queue retries the message (and finally parks it in the poison queue) and the
     timer's failure shows in the function's log. One sweep at a time (the lease); a sweep
     that reaches its deadline before everything is read is paused and queued to resume."""
-    from exfilguard.adapters.arm import ArmError
-    from exfilguard.adapters.sweeplease import CheckedVersions, SweepLease
+    from exfilguard.adapters.sweeplease import SweepLease
 
     started = time.perf_counter()
-    state = services.state
-    cfg = services.settings.config
     knobs = services.settings.sweep
-    lease = SweepLease(state)
+    lease = SweepLease(services.state)
     sweep_id = record.sweep_id if record is not None else uuid.uuid4().hex
     ok, holder = lease.acquire(sweep_id)
     if not ok:
         assert holder is not None
         raise SweepBusy(f"sweep {holder.holder} is running; sweep {sweep_id} waits for it")
-    record = record or state.create_sweep(trigger=trigger, remediate=not what_if, sweep_id=sweep_id)
+    record = record or services.state.create_sweep(trigger=trigger, remediate=not what_if, sweep_id=sweep_id)
     if holder is not None:
         _mark_dead(services, holder.holder)
     record = replace(record, state="running", started=record.started or datetime.now(UTC),
                      progress="reading the subscription", error="")
-    state.update_sweep(record)
+    services.state.update_sweep(record)
     client = services.arm_client()
-    inv = actions.Invocation(services=services, client=client, trigger=trigger, what_if=what_if,
-                             report_url=report_url(services, record.sweep_id))
+    run = _Run(services, lease, knobs, record,
+               actions.Invocation(services=services, client=client, trigger=trigger, what_if=what_if,
+                                  report_url=report_url(services, record.sweep_id)))
     outcome = "failed"
     with telemetry.bound(trigger=trigger, sweep_id=record.sweep_id):
         try:
-            last_step = [""]
-
-            def progress(step: str, count: int) -> None:
-                nonlocal record
-                if step != last_step[0]:
-                    last_step[0] = step
-                    record = replace(record, progress=f"reading {step}", resources=count)
-                    state.update_sweep(record)
-
-            read_errors: list[ArmError] = []
-
-            def on_error(exc: ArmError) -> None:
-                if exc.code == "AuthenticationFailed":
-                    raise exc
-                log.warning("sweep read error: %s", exc.message)
-                read_errors.append(exc)
-
-            from exfilguard.adapters.budget import Deadline
-            from exfilguard.adapters.sweepread import read as sweep_read
-
-            got = sweep_read(client, CheckedVersions(state) if knobs.environments else None, versions="latest",
-                             deadline=Deadline(knobs.deadline_s), environments=knobs.environments,
-                             workers=knobs.concurrency, on_error=on_error,
-                             progress=lambda step, n: progress(step.rsplit("/", 1)[-1], n))
-            if not got.complete:
-                paused = replace(record, progress=f"paused at the {knobs.deadline_s:g}s deadline: "
-                                                  f"{got.versions_known + got.versions_read} of {got.versions_total} "
-                                                  "environment versions checked; resuming")
-                state.update_sweep(paused)
-                state.enqueue_sweep({"sweepId": record.sweep_id, "whatIf": what_if, "resume": True})
-                lease.acquire(record.sweep_id)  # renewed: it is still this sweep's turn
-                state.audit(AuditEntry(trigger=trigger, decision="sweep-paused",
-                                       resource_id=f"/subscriptions/{services.settings.subscription_id}",
-                                       outcome=f"{got.versions_read} versions read; {got.versions_left} left",
-                                       detail=f"sweep {record.sweep_id}: resumes from the queue"))
-                log.info("sweep %s paused at its deadline; %d versions left", record.sweep_id, got.versions_left)
-                outcome = "paused"
-                return {"sweep": paused.to_json(), "paused": True, "armRequests": dict(sorted(client.counts.items())),
-                        "versions": {"total": got.versions_total, "known": got.versions_known,
-                                     "read": got.versions_read, "left": got.versions_left}}
-            bodies = got.bodies
-            if read_errors and not bodies:
-                raise SweepError("nothing could be read: " + "; ".join(e.message for e in read_errors[:5]))
-            picture = build(bodies, cfg.guarded_subnets, source=f"subscription {services.settings.subscription_id}")
-            evaluation = engine.evaluate(picture, cfg)
-            if read_errors:
-                evaluation = replace(evaluation, notices=(*evaluation.notices, *(
-                    Notice("read-error", e.resource_id, e.message) for e in read_errors)))
-            record = replace(record, progress="evaluated; acting", resources=len(bodies),
-                             findings=len(evaluation.open_findings))
-            state.update_sweep(record)
-            computes, subnets = index_rows(picture)
-            state.rebuild_index(computes, subnets)
-            done = actions.act(inv, bodies, evaluation, picture)
-            for n in evaluation.notices:
-                if n.kind == "expired-exemption":
-                    inv.audit("exemption-expired", resource_id=n.resource_id, detail=n.message)
-            finished = replace(record, state="succeeded", finished=datetime.now(UTC), progress="done")
-            extra: dict[str, Any] = {"sweep": finished.to_json(), "mode": "what-if" if what_if else cfg.mode,
-                                     "actions": done.to_json(), "armRequests": dict(sorted(client.counts.items())),
-                                     "environmentVersions": {"total": got.versions_total,
-                                                             "known": got.versions_known,
-                                                             "read": got.versions_read}}
-            if read_errors:
-                extra["incomplete"] = True
-                extra["errors"] = [e.to_json() for e in read_errors]
-            doc = report.to_json(evaluation, extra)
-            state.store_report(record.sweep_id, doc)
-            _store_html(services, record.sweep_id, doc, picture, bodies, evaluation)
-            state.update_sweep(finished)
-            lease.release(record.sweep_id)
-            inv.audit("swept", resource_id=f"/subscriptions/{services.settings.subscription_id}",
-                      findings=actions.findings_json(evaluation.open_findings),
-                      outcome=f"{len(bodies)} resources, {len(evaluation.open_findings)} open finding(s), "
-                              f"{len(done.writes)} fix(es) planned or written, {len(done.blocked)} blocked",
-                      detail=f"sweep {record.sweep_id}")
-            log.info("sweep %s: %d resources, %d open findings", record.sweep_id, len(bodies),
-                     len(evaluation.open_findings))
-            outcome = "succeeded"
+            swept = sweep(run.read, services.settings.config, act=run.act, on_read_error=run.read_error,
+                          source=f"subscription {services.settings.subscription_id}")
+            doc = run.finished(swept) if swept is not None else run.paused()
+            outcome = "succeeded" if swept is not None else "paused"
             return doc
         except Exception as exc:
-            log.exception("sweep %s failed", record.sweep_id)
-            telemetry.failure("sweep")
-            state.update_sweep(replace(record, state="failed", finished=datetime.now(UTC), error=f"{exc}"))
-            lease.release(record.sweep_id)
-            state.audit(AuditEntry(trigger=trigger, decision="sweep-failed",
-                                   resource_id=f"/subscriptions/{services.settings.subscription_id}",
-                                   detail=f"sweep {record.sweep_id}: {exc}"))
+            run.failed(exc)
             raise
         finally:
             client.close()
             telemetry.handler_latency(f"sweep:{trigger}", (time.perf_counter() - started) * 1000, outcome)
+
+
+@dataclass
+class _Run:
+    """The Function app's adapters around one sweep: its status row (progress), the
+    checkpointed read with a deadline, the compute index, the stored report, the lease."""
+
+    services: Services
+    lease: Any
+    knobs: SweepSettings
+    record: SweepRecord
+    inv: actions.Invocation
+    got: Any = None
+    last_step: str = ""
+
+    @property
+    def subscription(self) -> str:
+        return f"/subscriptions/{self.services.settings.subscription_id}"
+
+    def progress(self, step: str, count: int) -> None:
+        if step != self.last_step:
+            self.last_step = step
+            self.record = replace(self.record, progress=f"reading {step}", resources=count)
+            self.services.state.update_sweep(self.record)
+
+    def read_error(self, exc: Any) -> None:
+        log.warning("sweep read error: %s", exc.message)
+
+    def read(self, on_error: Any) -> list[dict] | None:
+        """Everything, unless the deadline comes first (then None: the sweep pauses)."""
+        from exfilguard.adapters.budget import Deadline
+        from exfilguard.adapters.sweeplease import CheckedVersions
+        from exfilguard.adapters.sweepread import read as sweep_read
+
+        knobs = self.knobs
+        self.got = sweep_read(self.inv.client, CheckedVersions(self.services.state) if knobs.environments else None,
+                              versions="latest", deadline=Deadline(knobs.deadline_s),
+                              environments=knobs.environments, workers=knobs.concurrency, on_error=on_error,
+                              progress=lambda step, n: self.progress(step.rsplit("/", 1)[-1], n))
+        return self.got.bodies if self.got.complete else None
+
+    def act(self, swept: Swept) -> actions.Actions:
+        evaluation = swept.evaluation
+        self.record = replace(self.record, progress="evaluated; acting", resources=len(swept.bodies),
+                              findings=len(evaluation.open_findings))
+        self.services.state.update_sweep(self.record)
+        computes, subnets = index_rows(swept.picture)
+        self.services.state.rebuild_index(computes, subnets)
+        done = actions.act(self.inv, swept.bodies, evaluation, swept.picture)
+        for n in evaluation.notices:
+            if n.kind == "expired-exemption":
+                self.inv.audit("exemption-expired", resource_id=n.resource_id, detail=n.message)
+        return done
+
+    def paused(self) -> dict[str, Any]:
+        """Queued to resume from the checkpoint; the lease stays this sweep's."""
+        got, record, state = self.got, self.record, self.services.state
+        paused = replace(record, progress=f"paused at the {self.knobs.deadline_s:g}s deadline: "
+                                          f"{got.versions_known + got.versions_read} of {got.versions_total} "
+                                          "environment versions checked; resuming")
+        state.update_sweep(paused)
+        state.enqueue_sweep({"sweepId": record.sweep_id, "whatIf": self.inv.what_if, "resume": True})
+        self.lease.acquire(record.sweep_id)  # renewed: it is still this sweep's turn
+        state.audit(AuditEntry(trigger=self.inv.trigger, decision="sweep-paused", resource_id=self.subscription,
+                               outcome=f"{got.versions_read} versions read; {got.versions_left} left",
+                               detail=f"sweep {record.sweep_id}: resumes from the queue"))
+        log.info("sweep %s paused at its deadline; %d versions left", record.sweep_id, got.versions_left)
+        return {"sweep": paused.to_json(), "paused": True,
+                "armRequests": dict(sorted(self.inv.client.counts.items())),
+                "versions": {"total": got.versions_total, "known": got.versions_known,
+                             "read": got.versions_read, "left": got.versions_left}}
+
+    def finished(self, swept: Swept) -> dict[str, Any]:
+        """The report stored (JSON and HTML), the sweep marked done, the lease released."""
+        got, state, evaluation, done = self.got, self.services.state, swept.evaluation, swept.done
+        sweep_id = self.record.sweep_id
+        finished = replace(self.record, state="succeeded", finished=datetime.now(UTC), progress="done")
+        extra: dict[str, Any] = {"sweep": finished.to_json(),
+                                 "mode": "what-if" if self.inv.what_if else self.services.settings.config.mode,
+                                 "actions": done.to_json(), "armRequests": dict(sorted(self.inv.client.counts.items())),
+                                 "environmentVersions": {"total": got.versions_total, "known": got.versions_known,
+                                                         "read": got.versions_read}}
+        if swept.read_errors:
+            extra["incomplete"] = True
+            extra["errors"] = swept.errors_json()
+        doc = report.to_json(evaluation, extra)
+        state.store_report(sweep_id, doc)
+        _store_html(self.services, sweep_id, doc, swept.picture, swept.bodies, evaluation)
+        state.update_sweep(finished)
+        self.lease.release(sweep_id)
+        self.inv.audit("swept", resource_id=self.subscription,
+                       findings=actions.findings_json(evaluation.open_findings),
+                       outcome=f"{len(swept.bodies)} resources, {len(evaluation.open_findings)} open finding(s), "
+                               f"{len(done.writes)} fix(es) planned or written, {len(done.blocked)} blocked",
+                       detail=f"sweep {sweep_id}")
+        log.info("sweep %s: %d resources, %d open findings", sweep_id, len(swept.bodies),
+                 len(evaluation.open_findings))
+        return doc
+
+    def failed(self, exc: Exception) -> None:
+        """Recorded on the sweep and audited; the lease released for the next one."""
+        sweep_id = self.record.sweep_id
+        log.exception("sweep %s failed", sweep_id)
+        telemetry.failure("sweep")
+        self.services.state.update_sweep(replace(self.record, state="failed", finished=datetime.now(UTC),
+                                                 error=f"{exc}"))
+        self.lease.release(sweep_id)
+        self.services.state.audit(AuditEntry(trigger=self.inv.trigger, decision="sweep-failed",
+                                             resource_id=self.subscription, detail=f"sweep {sweep_id}: {exc}"))
 
 
 def report_url(services: Services, sweep_id: str) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from exfilguard.adapters import telemetry
 from exfilguard.adapters.state import AuditEntry
-from exfilguard.app.runtime import Services
+from exfilguard.flows.runtime import Services
 
 log = telemetry.get_logger("exfilguard.upkeep")
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from exfilguard.adapters import configfile, snapshot
 from exfilguard.core import config as config_mod
@@ -30,7 +30,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse prints usage + exits 2; keep it to one line
+    def error(self, message: str) -> NoReturn:  # argparse prints usage + exits 2; keep it to one line
         self.exit(EXIT_ERROR, f"exfilguard: error: {message}\n")
 
 
@@ -73,13 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                                            "event path, with the app settings in the environment")
     replay.add_argument("file", metavar="FILE", help="an Event Grid or CloudEvents event, or a JSON array of them")
 
-    notify = sub.add_parser("notify", help="preview or send alerts")
-    try:
-        from exfilguard.cli.alerts import add_notify_arguments
-    except ImportError:  # the alerts package is optional for the core
-        add_notify_arguments = None
-    if add_notify_arguments is not None:
-        add_notify_arguments(notify)
+    from exfilguard.cli.alerts import add_notify_arguments
+
+    add_notify_arguments(sub.add_parser("notify", help="preview or send alerts"))
     return p
 
 
@@ -165,20 +161,20 @@ def cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
         from exfilguard.flows.live import LiveScanError, run_live_scan
     except ImportError as exc:  # pragma: no cover - the live adapters ship with the package
         raise UsageError(f"live scans are unavailable: {exc}") from None
-    kept: list = []  # the picture and bodies the live scan read, for the HTML drawing
+    kept: list[tuple[Any, list[dict]]] = []  # the picture and bodies the live scan read, for the HTML drawing
     try:
-        evaluation, extra = run_live_scan(args, cfg, keep=(lambda *seen: kept.append(seen))
+        evaluation, extra = run_live_scan(args, cfg, keep=(lambda picture, bodies: kept.append((picture, bodies)))
                                           if args.format == "html" else None)
     except LiveScanError as exc:
         raise UsageError(str(exc)) from None
-    paths = None
+    drawing: NetworkPaths | None = None
     if kept:
         from exfilguard.core import ids
         from exfilguard.render.html import network_paths
 
-        paths = network_paths(*kept[0], relevant={ids.key(f.resource_id) for f in evaluation.findings})
+        drawing = network_paths(kept[0][0], kept[0][1], relevant={ids.key(f.resource_id) for f in evaluation.findings})
         kept.clear()
-    _emit(evaluation, args.format, out, f"azure://subscriptions/{args.subscription}", extra, paths=paths)
+    _emit(evaluation, args.format, out, f"azure://subscriptions/{args.subscription}", extra, paths=drawing)
     if extra.get("incomplete"):  # part of the subscription could not be read: never report that as clean
         return EXIT_ERROR
     return evaluation.exit_code()
@@ -248,18 +244,18 @@ def cmd_rules(out: TextIO, fmt: str | None = None) -> int:
 def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
     """One line per event: ID, decision, reason. Exit 0 when every event was handled, 1 when
     one ended in an error (audited), 2 on a bad file or settings."""
-    from exfilguard.app import deadletter, runtime
-    from exfilguard.app.event_handler import RetryableEventError
+    from exfilguard.flows import replay, runtime
+    from exfilguard.flows.event import RetryableEventError
 
     try:
         services = runtime.services()
     except config_mod.ConfigError as exc:
         raise UsageError(f"replay needs the Function app's settings: {exc}") from None
     try:
-        outcomes = deadletter.replay_file(args.file, services)
+        outcomes = replay.replay_file(args.file, services)
     except OSError as exc:
         raise UsageError(f"{args.file}: cannot read it ({exc.strerror})") from None
-    except deadletter.PoisonEvent as exc:
+    except replay.PoisonEvent as exc:
         raise UsageError(f"{args.file}: {exc}") from None
     except RetryableEventError as exc:
         raise UsageError(f"{args.file}: not handled now, try again later: {exc}") from None

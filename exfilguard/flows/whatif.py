@@ -71,7 +71,8 @@ def parse(doc: Any, where: str = "what-if") -> Plan:
         holder = doc["properties"]  # the REST API's shape
     status = doc.get("status")
     if isinstance(status, str) and status.lower() == "failed":
-        error = doc.get("error") if isinstance(doc.get("error"), dict) else {}
+        error = doc.get("error")
+        error = error if isinstance(error, dict) else {}
         raise WhatIfError(f"{where}: the what-if operation failed: "
                           f"{error.get('code', 'no code')}: {error.get('message', 'no message')}")
     if "changes" not in holder:
@@ -271,32 +272,22 @@ def base_bodies(args: Any, max_mb: float | None = None) -> tuple[list[Any], dict
         from exfilguard.adapters import snapshot
 
         return snapshot.read(args.snapshot, max_mb), {}
-    from exfilguard.adapters.arm import ArmClient, ArmError
-    from exfilguard.adapters.endpoint import EndpointError, resolve_endpoint
+    from exfilguard.adapters.arm import ArmError
+    from exfilguard.flows import sweep
+    from exfilguard.flows.live import LiveScanError, connect
 
-    subscription = (getattr(args, "subscription", None) or "").strip()
-    if not subscription or "/" in subscription:
-        raise WhatIfError(f"--subscription: expected a subscription ID, got {subscription!r}")
     try:
-        endpoint = resolve_endpoint(getattr(args, "arm_endpoint", None))
-    except EndpointError as exc:
+        subscription, client = connect(args)
+    except LiveScanError as exc:
         raise WhatIfError(str(exc)) from None
-    errors: list[ArmError] = []
-
-    def on_error(exc: ArmError) -> None:
-        if exc.code == "AuthenticationFailed":
-            raise exc
-        errors.append(exc)
-
-    client = ArmClient(subscription, endpoint)
     try:
-        bodies = client.read_subscription(on_error=on_error)
+        bodies, errors = sweep.read(lambda on_error: client.read_subscription(on_error=on_error))
     except ArmError as exc:
         raise WhatIfError(exc.message) from None
     finally:
         client.close()
-    extra: dict[str, Any] = {"live": {"subscription": subscription, "endpoint": endpoint, "mode": "read-only"}}
+    extra: dict[str, Any] = {"live": {"subscription": subscription, "endpoint": client.endpoint, "mode": "read-only"}}
     if errors:
         extra["errors"] = [e.to_json() for e in errors]
         extra["incomplete"] = True
-    return list(bodies), extra
+    return list(bodies or ()), extra

@@ -20,7 +20,7 @@ from exfilguard.core.config import Config
 from exfilguard.core.engine import evaluate, plan
 from exfilguard.core.fixes import Edit, PlannedChange
 from exfilguard.core.picture import build
-from exfilguard.flows.live import body_index, replanner
+from exfilguard.flows.remediate import body_index, replanner
 from tests import factory as f
 from tests.arm_support import ExtendedEmulator, client_for, property_paths, stable
 from tests.armemu.log import LogRecord

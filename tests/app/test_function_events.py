@@ -296,7 +296,7 @@ def test_malformed_events_are_audited_not_raised(monkeypatch, event, reason):
 
 
 def test_transient_arm_failure_is_raised_so_event_grid_redelivers(monkeypatch):
-    from exfilguard.app.event_handler import RetryableEventError
+    from exfilguard.flows.event import RetryableEventError
 
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:
         _prime_index(app)

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from exfilguard.app.sweep import SweepError
 from exfilguard.core import ids
+from exfilguard.flows.sweep import SweepError
 from tests import factory
 from tests.function_support import running_app, sample, snapshot_scan, sorted_findings
 

@@ -68,7 +68,7 @@ def _tokens_requested_on_loopback(monkeypatch) -> None:
 
 
 def test_a_transient_token_failure_is_raised_so_event_grid_redelivers(monkeypatch):
-    from exfilguard.app.event_handler import RetryableEventError
+    from exfilguard.flows.event import RetryableEventError
 
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:
         _prime(app)
@@ -100,7 +100,7 @@ def test_a_clear_401_from_arm_is_permanent_audited_not_raised(monkeypatch):
 
 def test_a_fix_whose_audit_failed_is_audited_and_alerted_on_redelivery(monkeypatch):
     from exfilguard.adapters.state import State
-    from exfilguard.app.event_handler import RetryableEventError
+    from exfilguard.flows.event import RetryableEventError
 
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:
         _prime(app)
@@ -140,7 +140,7 @@ def test_a_fix_whose_audit_failed_is_audited_and_alerted_on_redelivery(monkeypat
 def test_an_intent_whose_write_never_landed_is_not_claimed_as_a_fix(monkeypatch):
     """The write failed before reaching ARM and someone else fixed the NSG meanwhile: the
     redelivery says so and sends no "fixed" alert."""
-    from exfilguard.app.event_handler import RetryableEventError
+    from exfilguard.flows.event import RetryableEventError
 
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:
         _prime(app)

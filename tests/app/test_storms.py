@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 from exfilguard.adapters.configfile import load
 from exfilguard.adapters.state import State
-from exfilguard.app import event_handler
-from exfilguard.app.runtime import Services
 from exfilguard.core import ids
+from exfilguard.flows import event as event_flow
+from exfilguard.flows.runtime import Services
 from tests.function_support import NSG_WEU, as_delivered, resource_event, running_app, sample
 
 RULE_OP = "Microsoft.Network/networkSecurityGroups/securityRules/write"
@@ -54,7 +54,7 @@ def _drift(app, nsg: str) -> None:
     app.emulator.set_body(nsg, body)
 
 
-def _deliver_all(app, events: list[dict], spacing: float) -> list[event_handler.EventOutcome]:
+def _deliver_all(app, events: list[dict], spacing: float) -> list[event_flow.EventOutcome]:
     """Deliver concurrently, ``spacing`` seconds apart, alternating between two instances."""
     other = _second_instance(app)
     mine = app.services
@@ -64,7 +64,7 @@ def _deliver_all(app, events: list[dict], spacing: float) -> list[event_handler.
     def one(i: int) -> None:
         # The change happens as it is delivered: ARM's event time is now.
         body = {**events[i], "eventTime": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
-        got = event_handler.handle_event(as_delivered(body), mine if i % 2 else other)
+        got = event_flow.handle_event(as_delivered(body), mine if i % 2 else other)
         with lock:
             outcomes[i] = got
 

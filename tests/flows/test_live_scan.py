@@ -17,7 +17,8 @@ from exfilguard.core import ids
 from exfilguard.core.config import Config
 from exfilguard.core.engine import evaluate
 from exfilguard.core.picture import build
-from exfilguard.flows.live import _progress, remediate, run_live_scan
+from exfilguard.flows.live import _progress, run_live_scan
+from exfilguard.flows.remediate import remediate
 from tests import factory as f
 from tests.arm_support import ExtendedEmulator, client_for, emulator, property_paths, stable, state
 
@@ -254,7 +255,7 @@ def test_progress_bar_only_on_a_terminal() -> None:
 
 
 def test_body_index_takes_inline_children_not_references() -> None:
-    from exfilguard.flows.live import body_index
+    from exfilguard.flows.remediate import body_index
 
     vnet = f.vnet("rg-ml-eus", "vnet-a", "eastus", "10.0.0.0/16",
                   [f.subnet(f.vnet_id("rg-ml-eus", "vnet-a"), "s1", "10.0.1.0/24")])

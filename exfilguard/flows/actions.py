@@ -1,6 +1,6 @@
 """What ExfilGuard does about an evaluation, the same for an event, an HTTP call and a sweep.
 
-1. Plan the fixes the mode allows (``engine.plan``), one write per resource.
+1. Plan the fixes the mode allows (:func:`exfilguard.flows.remediate.plan_writes`), one write per resource.
 2. Ask the loop guard (:mod:`exfilguard.adapters.loopguard`) for each write. Past N writes to one
    resource in the window it backs off (doubling pauses), then holds the resource until a
    person releases it, with at most two escalations naming the other writer: two automations
@@ -25,13 +25,14 @@ from exfilguard.adapters import telemetry
 from exfilguard.adapters.eventgrid import ChangeEvent
 from exfilguard.adapters.loopguard import Decision
 from exfilguard.adapters.state import AuditDecision, AuditEntry, Trigger
-from exfilguard.app.runtime import Services
-from exfilguard.core import engine, ids
+from exfilguard.core import ids
 from exfilguard.core.actor import Actor
 from exfilguard.core.engine import Evaluation
 from exfilguard.core.findings import Finding
 from exfilguard.core.fixes import PlannedChange
 from exfilguard.core.picture import Picture
+from exfilguard.flows import remediate
+from exfilguard.flows.runtime import Services
 
 log = telemetry.get_logger("exfilguard.actions")
 
@@ -101,55 +102,66 @@ def findings_json(findings: tuple[Finding, ...] | list[Finding]) -> tuple[dict, 
 
 def act(inv: Invocation, bodies: list[dict], evaluation: Evaluation, picture: Picture) -> Actions:
     """Steps 1-5 of the module docstring for one evaluation."""
-    from exfilguard.adapters.writer import apply_change, planned
-    from exfilguard.flows.live import body_index, replanner, write_order
-
     cfg = inv.services.settings.config
     out = Actions()
     telemetry.findings([f.rule_id for f in evaluation.open_findings])
-    current = body_index(bodies)
-    fixable = engine.plan(evaluation.findings, cfg, "remediate")
+    writes = remediate.plan_writes(evaluation, cfg, "audit" if inv.what_if else None)
     if inv.what_if:
-        out.writes = [planned(c, current.get(ids.key(c.target_id))) for c in fixable]
+        out.writes = remediate.write(inv.client, bodies, writes, cfg)
         return out
-    to_write = sorted(engine.plan(evaluation.findings, cfg), key=write_order)
-    replans = replanner(bodies, cfg, None)
-    guard = inv.services.loop_guard() if to_write else None
+    current = remediate.body_index(bodies)
     intents = _intents(inv)
     # A redelivered event: fixes an earlier delivery wrote but could not audit or alert about.
     earlier = intents.pending(inv.event.event_id) if intents is not None and inv.event is not None else []
-    planned_keys = {ids.key(c.target_id) for c in to_write}
+    planned_keys = {ids.key(c.target_id) for c in writes.to_write}
     recovered = [_recover(inv, it, current, evaluation) for it in earlier if ids.key(it.target_id) not in planned_keys]
-    for change in to_write:
-        decision = guard.reserve(change.target_id, inv.actor)
-        if not decision.allowed:
-            out.blocked.append(change.target_id)
-            inv.audit("loop-guard", resource_id=change.target_id, outcome=f"not written: {decision.reason}",
-                      findings=tuple({"ruleId": r, "resourceId": change.target_id} for r in change.rule_ids))
-            if decision.escalate:
-                _escalate(inv, change, decision, out)
-            continue
-        try:
-            if intents is not None:  # written down first: a redelivery can finish what this run cannot
-                _record_intent(intents, inv, change, current.get(ids.key(change.target_id)), evaluation)
-            result = apply_change(inv.client, change, replans(change.target_id),
-                                  current=current.get(ids.key(change.target_id)))
-        except BaseException:
-            guard.release(decision)
-            raise
-        if result.status not in _WRITTEN:
-            guard.release(decision)
-        _audit_write(inv, result)
-        out.writes.append(result)
-    written = {ids.key(c.target_id) for c in to_write}
-    out.writes += [planned(c, current.get(ids.key(c.target_id))) for c in fixable
-                   if ids.key(c.target_id) not in written]
+    out.writes = remediate.write(inv.client, bodies, writes, cfg, hooks=_Guarded(inv, evaluation, intents, out))
     active = _watch_exemptions(inv, evaluation, picture, out)
     _alert(inv, evaluation, picture, out, active, [r for r in recovered if r is not None])
     if intents is not None and inv.event is not None:
-        for target in [*(c.target_id for c in to_write), *(it.target_id for it in earlier)]:
+        for target in [*(c.target_id for c in writes.to_write), *(it.target_id for it in earlier)]:
             intents.done(inv.event.event_id, target)
     return out
+
+
+@dataclass
+class _Guarded:
+    """The Function app's hooks around each write: the loop guard's reservation, the intent
+    written down first (a redelivery can finish what this run cannot), the audit row."""
+
+    inv: Invocation
+    evaluation: Evaluation
+    intents: Any
+    out: Actions
+    guard: Any = None
+
+    def before(self, change: PlannedChange, current: dict | None) -> Any:
+        inv = self.inv
+        if self.guard is None:
+            self.guard = inv.services.loop_guard()
+        decision = self.guard.reserve(change.target_id, inv.actor)
+        if not decision.allowed:
+            self.out.blocked.append(change.target_id)
+            inv.audit("loop-guard", resource_id=change.target_id, outcome=f"not written: {decision.reason}",
+                      findings=tuple({"ruleId": r, "resourceId": change.target_id} for r in change.rule_ids))
+            if decision.escalate:
+                _escalate(inv, change, decision, self.out)
+            return None
+        if self.intents is not None:
+            try:
+                _record_intent(self.intents, inv, change, current, self.evaluation)
+            except BaseException:
+                self.guard.release(decision)
+                raise
+        return decision
+
+    def after(self, change: PlannedChange, result: Any, token: Any) -> None:
+        if result.status not in _WRITTEN:
+            self.guard.release(token)
+        _audit_write(self.inv, result)
+
+    def abort(self, token: Any) -> None:
+        self.guard.release(token)
 
 
 def _watch_exemptions(inv: Invocation, evaluation: Evaluation, picture: Picture, out: Actions) -> list[Any]:
@@ -188,7 +200,8 @@ def _record_intent(intents: Any, inv: Invocation, change: PlannedChange, body: d
     k = ids.key(change.target_id)
     fixes = [finding_record(f) for f in evaluation.findings
              if ids.key(f.fix_target) == k and f.rule_id in change.rule_ids]
-    etag = body.get("etag") if isinstance(body, dict) and isinstance(body.get("etag"), str) else ""
+    raw_etag = body.get("etag") if isinstance(body, dict) else None
+    etag = raw_etag if isinstance(raw_etag, str) else ""
     intents.record(Intent(event_id=inv.event.event_id, target_id=change.target_id, rule_ids=change.rule_ids,
                           etag=etag, changed=planned(change, body).changed, findings=tuple(fixes),
                           time=datetime.now(UTC), edits=edits_json(change.edits)))

@@ -5,7 +5,7 @@ table, a validation event or a malformed payload costs no ARM call (one audit ro
 caused by ExfilGuard's own managed identity are audited as ``own-write`` and go no further:
 the change they report is the fix itself, and evaluating it again could only lead to a
 second write racing the first. Everything else is re-read from ARM (the payload is never
-trusted), evaluated around the changed resource, and acted on (:mod:`.actions`).
+trusted), evaluated around the changed resource, and acted on (:func:`exfilguard.flows.evaluate.evaluate_around`).
 
 Errors: a malformed or unroutable event is never raised (Event Grid would redeliver it
 forever). A transient failure (ARM throttling or unreachable, storage unreachable) is
@@ -22,11 +22,9 @@ from typing import Any, Literal
 from exfilguard.adapters import eventgrid as events
 from exfilguard.adapters import telemetry
 from exfilguard.adapters.state import AuditDecision, StateError
-from exfilguard.app import actions
-from exfilguard.app.runtime import Services
-from exfilguard.core import engine
-from exfilguard.core.picture import build
-from exfilguard.flows.closure import ClosureReader
+from exfilguard.flows import actions
+from exfilguard.flows.evaluate import evaluate_around
+from exfilguard.flows.runtime import Services
 
 log = telemetry.get_logger("exfilguard.adapters.eventgrid")
 
@@ -119,23 +117,19 @@ def _coalesced(event: events.ChangeEvent, routed: events.Route, services: Servic
 def _evaluate(event: events.ChangeEvent, routed: events.Route, services: Services) -> EventOutcome:
     from exfilguard.adapters.arm import ArmError
 
-    cfg = services.settings.config
     client = services.arm_client()
     inv = actions.Invocation(services=services, client=client, trigger="event", event=event)
     try:
-        reader = ClosureReader(client, services.state, cfg)
-        read = reader.around(routed.reread_type, str(routed.reread), deleted=routed.deleted)
-        if not read.affected:
+        around = evaluate_around(inv, routed.reread_type, str(routed.reread), deleted=routed.deleted,
+                                 views=services.views)
+        read, evaluation, done = around.read, around.evaluation, around.done
+        if evaluation is None or done is None:
             detail = "; ".join(read.notes) or "no guarded resource is affected"
             log.info("nothing to evaluate for %s: %s", routed.reread, detail)
             inv.audit("gone" if read.gone else "not-guarded", resource_id=str(routed.reread), detail=detail,
                       outcome=_requests(client))
             return EventOutcome(decision="gone" if read.gone else "not-guarded", reason=detail,
                                 event_id=event.event_id, arm_requests=dict(client.counts))
-        bodies = read.body_list()
-        picture = build(bodies, cfg.guarded_subnets, source="arm", views=services.views)
-        evaluation = engine.evaluate(picture, cfg, only=read.affected.values())
-        done = actions.act(inv, bodies, evaluation, picture)
         found = list(actions.findings_json(evaluation.findings))
         inv.audit("evaluated", resource_id=str(routed.reread), findings=tuple(found),
                   outcome=f"{len(evaluation.open_findings)} open finding(s); {_writes_words(done)}; "
