@@ -133,11 +133,6 @@ def _raw_json(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
     return pipeline_response.http_response.json()
 
 
-def _raw_json(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
-    """``cls=`` hook for SDK operations: the response JSON exactly as ARM sent it."""
-    return pipeline_response.http_response.json()
-
-
 def _network_operations(type_key: str) -> str | None:
     """The ``NetworkManagementClient`` operation group a network type is read and written with."""
     t = types.get(type_key)
@@ -465,7 +460,7 @@ class ArmClient:
         try:
             response = pipeline.send_request(request)
             response.read()
-        except (AzureError, *_guard_errors()) as exc:
+        except (AzureError, *_guard_errors()) as exc:  # type: ignore[misc]  # a tuple built at run time
             raise self._no_answer(exc, resource_id) from exc
         return response
 
@@ -700,7 +695,7 @@ class ArmClient:
         location = response.headers.get("Location") if response.status_code == 202 else None
         if not monitor and not location:
             return "Succeeded"
-        url = self._same_origin(monitor or location, resource_id)
+        url = self._same_origin(str(monitor or location), resource_id)
         deadline = time.monotonic() + self.lro_timeout
         current = response
         while True:
@@ -723,7 +718,8 @@ class ArmClient:
                 if status.lower() == "succeeded":
                     return "Succeeded"
                 if status.lower() in ("failed", "canceled", "cancelled"):
-                    err = status_body.get("error") if isinstance(status_body.get("error"), dict) else {}
+                    error = status_body.get("error") if isinstance(status_body, dict) else None
+                    err: dict[str, Any] = error if isinstance(error, dict) else {}
                     raise ArmError(f"{resource_id}: the operation ended {status}: {err.get('code') or ''} "
                                    f"{err.get('message') or ''}".rstrip(), code=err.get("code") or status,
                                    resource_id=resource_id, retryable=False)
