@@ -10,15 +10,20 @@ in-memory form of a resource:
   groups) are read and written with ``NetworkManagementClient``'s own operations at API
   2024-05-01, with a ``cls=`` hook that returns the response JSON and the request body passed
   as bytes.
-- Machine Learning resources go through ``MachineLearningServicesMgmtClient``'s pipeline with
-  API version 2025-12-01: the stable SDK (1.0.1) models API 2020-08-01, which lacks
-  ``enableNodePublicIp``, ``publicNetworkAccess`` and ``managedNetwork``.
-- Lists, storage accounts (private endpoint connections only) and pages after the first are
-  raw requests through one ``ARMPipelineClient`` of azure-mgmt-core (:attr:`ArmClient.pipeline`)
-  holding the same policies. Each page's JSON is kept byte for byte.
+- Machine Learning writes (a compute's PATCH or stop) go through
+  ``MachineLearningServicesMgmtClient``'s pipeline with API version 2025-12-01: the stable SDK
+  (1.0.1) models API 2020-08-01, which lacks ``enableNodePublicIp``, ``publicNetworkAccess``
+  and ``managedNetwork``. Machine Learning reads need nothing of that SDK but a pipeline, so
+  they take the shared one below: an event's decision, which only reads a compute, does not
+  import the SDK (0.05-0.1 s at a cold start).
+- Lists, Machine Learning reads, storage accounts (private endpoint connections only) and pages
+  after the first are raw requests through one ``ARMPipelineClient`` of azure-mgmt-core
+  (:attr:`ArmClient.pipeline`) holding the same policies. Each page's JSON is kept byte for byte.
 
-Importing ``azure-mgmt-network`` costs about half a second; it is paid on the first network
-read of a process, never at import (docs/performance.md, ``cold_first_decision_s``).
+Importing ``azure-mgmt-network`` costs 0.3-0.45 s (its one operations module defines every
+operation class and imports every model and typed dict; no smaller part of the package can be
+imported without its ``__init__`` importing all of it); it is paid on the first network read
+of a process, never at import (docs/performance.md, ``cold_first_decision_s``).
 
 Every request passes azure-core's ``RetryPolicy`` (429 with Retry-After, 5xx and connection
 errors, bounded exponential backoff, here with jitter) and a counting policy that records each
@@ -121,11 +126,6 @@ def _error(status: int | None, code: str | None, text: str, resource_id: str, re
         message = f"{resource_id}: ARM answered {label}: {text}"
     return ArmError(message, status=status, code=code, action=action, resource_id=resource_id, scope=scope,
                     replayed=replayed)
-
-
-def _raw_json(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
-    """``cls=`` hook for SDK operations: the response JSON exactly as ARM sent it."""
-    return pipeline_response.http_response.json()
 
 
 def _raw_json(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
@@ -439,11 +439,13 @@ class ArmClient:
             raise ArmError(f"type {type_key} is not one ExfilGuard reads", code="UnsupportedType")
         return version
 
-    def _pipeline_for(self, type_key: str) -> Any:
+    def _pipeline_for(self, type_key: str, *, write: bool = False) -> Any:
         """The pipeline a raw request of this type travels through: Machine Learning's SDK
-        client's for its types, the shared ARM pipeline for the others."""
+        client's for writes of its types, the shared ARM pipeline for everything else (reads
+        need only the policies, which both hold)."""
         self.api_version(type_key)
-        return self.ml._client if type_key.startswith(types.WORKSPACE.namespace.lower() + "/") else self.pipeline
+        ml = write and type_key.startswith(types.WORKSPACE.namespace.lower() + "/")
+        return self.ml._client if ml else self.pipeline
 
     def _send(self, pipeline: Any, method: str, url: str, resource_id: str, *, api_version: str | None = None,
               body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
@@ -458,7 +460,7 @@ class ArmClient:
         try:
             response = pipeline.send_request(request)
             response.read()
-        except (AzureError, *_guard_errors()) as exc:
+        except (AzureError, *_guard_errors()) as exc:  # type: ignore[misc]  # a tuple built at run time
             raise self._no_answer(exc, resource_id) from exc
         return response
 
@@ -623,7 +625,7 @@ class ArmClient:
                 raise self._from_sdk_error(exc, resource_id, self._count("PUT") - before > 1) from exc
             pipeline = self.network._client
         else:
-            pipeline = self._pipeline_for(tkey)
+            pipeline = self._pipeline_for(tkey, write=True)
             response = self._send(pipeline, "PUT", self.url(resource_id), resource_id,
                                   api_version=self.api_version(tkey), body=data, headers=headers)
             self._check(response, resource_id, (200, 201, 202), self._count("PUT") - before > 1)
@@ -640,7 +642,7 @@ class ArmClient:
         types whose provider updates only through PATCH (AML computes)."""
         rid = ids.parse(resource_id)
         tkey = ids.type_key(rid.type)
-        pipeline = self._pipeline_for(tkey)
+        pipeline = self._pipeline_for(tkey, write=True)
         headers = {"If-Match": etag} if etag else {}
         before = self._count("PATCH")
         response = self._send(pipeline, "PATCH", self.url(resource_id), resource_id,
@@ -658,7 +660,7 @@ class ArmClient:
             raise ValueError(f"{action!r} is not an ARM action name")
         rid = ids.parse(resource_id)
         tkey = ids.type_key(rid.type)
-        pipeline = self._pipeline_for(tkey)
+        pipeline = self._pipeline_for(tkey, write=True)
         response = self._send(pipeline, "POST", self.url(resource_id, f"/{action}"), resource_id,
                               api_version=self.api_version(tkey))
         self._check(response, resource_id, (200, 202, 204))
@@ -693,7 +695,7 @@ class ArmClient:
         location = response.headers.get("Location") if response.status_code == 202 else None
         if not monitor and not location:
             return "Succeeded"
-        url = self._same_origin(monitor or location, resource_id)
+        url = self._same_origin(str(monitor or location), resource_id)
         deadline = time.monotonic() + self.lro_timeout
         current = response
         while True:
@@ -716,7 +718,8 @@ class ArmClient:
                 if status.lower() == "succeeded":
                     return "Succeeded"
                 if status.lower() in ("failed", "canceled", "cancelled"):
-                    err = status_body.get("error") if isinstance(status_body.get("error"), dict) else {}
+                    error = status_body.get("error") if isinstance(status_body, dict) else None
+                    err: dict[str, Any] = error if isinstance(error, dict) else {}
                     raise ArmError(f"{resource_id}: the operation ended {status}: {err.get('code') or ''} "
                                    f"{err.get('message') or ''}".rstrip(), code=err.get("code") or status,
                                    resource_id=resource_id, retryable=False)

@@ -97,7 +97,7 @@ def _section(s: Section) -> list[dict[str, Any]]:
 def build_card(content: Content) -> dict[str, Any]:
     """The Adaptive Card for one message: a coloured header with the severity as a word, then
     the sections in reading order, then buttons."""
-    header = {
+    header: dict[str, Any] = {
         "type": "Container",
         "style": _STYLE.get(content.tone, "emphasis"),
         "bleed": True,

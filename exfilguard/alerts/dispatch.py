@@ -190,7 +190,8 @@ class Dispatcher:
         """Senders for the configured channels (or only those of them named in ``channels``).
         ``credential`` is for ACS (default: the managed identity through DefaultAzureCredential)."""
         only = set(channels) if channels is not None else {"teams", "email"}
-        teams = email = None
+        teams = None
+        email: Sender | None = None
         if settings.teams_webhook_url and "teams" in only:
             from exfilguard.alerts.teams import TeamsSender
 

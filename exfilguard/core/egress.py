@@ -228,7 +228,7 @@ def _networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] 
     try:
         if "-" in t:
             lo, hi = (ipaddress.ip_address(x.strip()) for x in t.split("-", 1))
-            return list(ipaddress.summarize_address_range(lo, hi))  # type: ignore[arg-type]
+            return list(ipaddress.summarize_address_range(lo, hi))
         return [ipaddress.ip_network(t, strict=False)]
     except (ValueError, TypeError):
         return None

@@ -370,7 +370,8 @@ def test_a_hanging_arm_is_cut_off_by_the_read_timeout(emu: ExtendedEmulator) -> 
 def test_network_resources_go_through_the_network_sdks_own_operations(emu: ExtendedEmulator, client: ArmClient,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Reads and writes of network types are NetworkManagementClient's operations (the raw JSON
-    comes back through a ``cls=`` hook); Machine Learning reads travel the ML SDK's pipeline."""
+    comes back through a ``cls=`` hook); Machine Learning writes travel the ML SDK's pipeline,
+    its reads the shared one (an event's decision only reads: no ML SDK import on its path)."""
     calls: list[tuple[str, str]] = []
     nsg_id = next(r["id"] for r in sample() if r["type"].lower().endswith("/networksecuritygroups"))
     ops = client.network.network_security_groups
@@ -384,4 +385,11 @@ def test_network_resources_go_through_the_network_sdks_own_operations(emu: Exten
     assert calls == [("get", body["name"]), ("begin_create_or_update", body["name"])]
     ws_id = next(r["id"] for r in sample() if r["type"].lower().endswith("/workspaces"))
     assert client._ml is None
-    assert client.get(ws_id) is not None and client._ml is not None
+    assert client.get(ws_id) is not None and client.get(f"{WS_EUS}/computes/ci-quick-test") is not None
+    assert list(client.list_children(ws_id, "computes")) and client._ml is None, "ML reads need no ML SDK"
+    sent = client.ml._client.send_request
+    ml_calls: list[str] = []
+    monkeypatch.setattr(client.ml._client, "send_request",
+                        lambda request, **k: (ml_calls.append(request.method), sent(request, **k))[1])
+    client.post_action(f"{WS_EUS}/computes/ci-quick-test", "stop")
+    assert ml_calls[0] == "POST", "an ML write travels the ML SDK's pipeline"

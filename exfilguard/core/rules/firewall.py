@@ -11,6 +11,7 @@ live in :mod:`exfilguard.core.egress`.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from exfilguard.core import egress, ids, types
 from exfilguard.core.catalog import RULES as CATALOG
@@ -69,7 +70,7 @@ def _rt01(ctx: Context) -> Iterator[Finding]:
 
 
 def _allowed_fqdns(ctx: Context, regions: tuple[str, ...], storage: bool) -> list[str]:
-    out = []
+    out: list[str] = []
     for p in ctx.config.fqdn_allow_list:
         if "<region>" in p:
             out.extend(p.replace("<region>", r) for r in regions)
@@ -80,7 +81,7 @@ def _allowed_fqdns(ctx: Context, regions: tuple[str, ...], storage: bool) -> lis
     return out
 
 
-def _leaks(ctx: Context, rule: FwRule, allowed: list[str], permitted) -> list[str]:
+def _leaks(ctx: Context, rule: FwRule, allowed: list[str], permitted: Any) -> list[str]:
     """What an Allow rule opens beyond the documented set (EXF-FW-01)."""
     pic = ctx.picture
     bad: list[str] = []
@@ -151,7 +152,7 @@ def _fw01(ctx: Context, rules: egress.FirewallRules, subnets: list[GuardedSubnet
 
 
 def _check_hosts(ctx: Context, rules: egress.FirewallRules, subnets: list[GuardedSubnet],
-                 hosts_for) -> list[str]:
+                 hosts_for: Any) -> list[str]:
     pic = ctx.picture
     items: dict[str, None] = {}
     for g in subnets:

@@ -49,7 +49,7 @@ def _ports(text: Any) -> tuple[PortRange, ...] | None:
     return tuple(out)
 
 
-def _service_tag_problem(dest: Any, permitted) -> str | None:
+def _service_tag_problem(dest: Any, permitted: Any) -> str | None:
     if not isinstance(dest, dict) or not isinstance(dest.get("serviceTag"), str):
         return f"unreadable destination {dest!r}"
     tag = dest["serviceTag"].strip()
