@@ -133,7 +133,7 @@ def _evaluate(event: events.ChangeEvent, routed: events.Route, services: Service
             return EventOutcome(decision="gone" if read.gone else "not-guarded", reason=detail,
                                 event_id=event.event_id, arm_requests=dict(client.counts))
         bodies = read.body_list()
-        picture = build(bodies, cfg.guarded_subnets, source="arm", views=services.views)
+        picture = build(bodies, cfg.guarded_subnets, source="arm")
         evaluation = engine.evaluate(picture, cfg, only=read.affected.values())
         done = actions.act(inv, bodies, evaluation, picture)
         found = list(actions.findings_json(evaluation.findings))

@@ -203,7 +203,7 @@ def _evaluate_resource(svc: Services, request: EvaluateRequest, requested_by: st
             if not read.affected and any(ids.key(g) == target.key for g in read.gone):
                 return _error(404, f"{target} does not exist")
             bodies = read.body_list()
-            picture = build(bodies, cfg.guarded_subnets, source="arm", views=svc.views)
+            picture = build(bodies, cfg.guarded_subnets, source="arm")
             evaluation = engine.evaluate(picture, cfg, only=read.affected.values())
             done = actions.act(inv, bodies, evaluation, picture)
             inv.audit("evaluated", resource_id=str(rid), findings=actions.findings_json(evaluation.findings),

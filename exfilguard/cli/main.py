@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, TextIO
 
 from exfilguard.adapters import snapshot
 from exfilguard.core import config as config_mod
-from exfilguard.core.engine import Evaluation
-from exfilguard.core.engine import scan as scan_bodies
+from exfilguard.core.engine import Evaluation, evaluate
+from exfilguard.core.picture import build
 
 if TYPE_CHECKING:
     from exfilguard.render.html import NetworkPaths
@@ -95,7 +95,7 @@ def _snapshot_evaluation(path: str, cfg: config_mod.Config, max_mb: float | None
         bodies = snapshot.read(path, max_mb)
     except snapshot.SnapshotError as exc:
         raise UsageError(str(exc)) from None
-    evaluation = scan_bodies(bodies, cfg, source=Path(path).name)[0]
+    evaluation = evaluate(build(bodies, cfg.guarded_subnets, source=Path(path).name), cfg)
     if bodies and not evaluation.resources and not evaluation.ignored:
         # Nothing in the file was a resource at all: "no findings" would read as "compliant".
         skipped = [n.message for n in evaluation.notices if n.kind == "skipped"]

@@ -8,14 +8,12 @@ no rule scans the whole picture per resource. Building it is linear in the input
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from exfilguard.core import ids
 from exfilguard.core.findings import Notice
-from exfilguard.core.frozen import quick_init
 from exfilguard.core.model import (
     COMPUTE,
     ENV_VERSION,
@@ -52,10 +50,8 @@ from exfilguard.core.model import (
 
 if TYPE_CHECKING:
     from exfilguard.core.egress_model import AzureFirewall, FirewallPolicy, IpGroup, RouteTable
-    from exfilguard.core.viewcache import ViewCache
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class GuardedSubnet:
     """A subnet some ML compute (ComputeInstance, AmlCompute) uses, or configuration names, with
@@ -201,44 +197,12 @@ def _parent_key(child_id: str) -> str:
     return ids.key(ids.parent_id(child_id))
 
 
-def build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str] = (), source: str = "input",
-          views: ViewCache | None = None) -> Picture:
-    """Parse ARM bodies into an indexed picture; ``views`` reuses the views of bodies equal to
-    ones parsed before (the event paths, whose neighbours rarely change between events).
+def build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str] = (), source: str = "input") -> Picture:
+    """Parse ARM bodies into an indexed picture.
 
     A body that does not fit its type is skipped with a notice naming the resource and the
     field, so one malformed resource never hides the findings of the others.
-
-    The cyclic garbage collector is paused while building: every view made here stays alive
-    and none is part of a reference cycle, so its passes over the growing heap only cost time
-    (half of a 100,000-resource sweep, and more the bigger the input). Reference counting
-    still frees every temporary; the collector resumes afterwards.
     """
-    with cyclic_gc_paused():
-        return _build(bodies, extra_guarded_subnets, source, parse_resource if views is None else views.parse)
-
-
-class cyclic_gc_paused:  # lower case: used like the function it replaces
-    """Pause the cyclic garbage collector (if it runs) for a burst of long-lived, acyclic
-    allocations; reference counting frees everything else as usual.
-
-    A class rather than ``@contextlib.contextmanager``: it is entered twice per event
-    (building, evaluating), where the generator machinery costs more than the pause."""
-
-    __slots__ = ("_collecting",)
-
-    def __enter__(self) -> None:
-        self._collecting = gc.isenabled()
-        if self._collecting:
-            gc.disable()
-
-    def __exit__(self, *exc: object) -> None:
-        if self._collecting:
-            gc.enable()
-
-
-def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], source: str,
-           parse: Callable[[Any], Resource | None]) -> Picture:
     # Plain dicts made as literals and handed to Picture at once: an event's picture holds
     # three resources, where a dozen dict() calls and defaultdicts would cost more than they do.
     nsgs: dict[str, Nsg] = {}
@@ -259,7 +223,7 @@ def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], sourc
     bad_rules: dict[str, dict[str, UnreadableRule]] = {}  # standalone rules that do not read, by NSG key
     for i, body in enumerate(bodies):
         try:
-            res = parse(body)
+            res = parse_resource(body)
         except BadResource as exc:
             rid = exc.resource_id or f"{source}[{i}]"
             if rid != f"{source}[{i}]" and resource_type_of(body) == RULE:

@@ -273,7 +273,8 @@ def _calls(bodies: list[dict]) -> int:
 
     sys.setprofile(profile)
     try:
-        engine.scan(bodies, Config(mode="remediate"))
+        cfg = Config(mode="remediate")
+        engine.plan(engine.evaluate(build(bodies), cfg).findings, cfg)
     finally:
         sys.setprofile(None)
     return count

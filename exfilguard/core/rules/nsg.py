@@ -11,7 +11,6 @@ flows working travel with the fix that would otherwise break them, so one write 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from functools import lru_cache
 from operator import itemgetter
 from types import MappingProxyType
 
@@ -28,7 +27,6 @@ from exfilguard.core.model import (
     PortRange,
     RuleFacts,
     SecurityRule,
-    memo_put,
     ordered_rules,
     parse_rule,
 )
@@ -67,7 +65,6 @@ _PERMITTED: dict[str, MappingProxyType | None] = {
 }
 
 
-@lru_cache(maxsize=256)
 def _permitted_for(regions: tuple[str, ...], extra_tags: tuple[str, ...]) -> Mapping[str, str | None]:
     """Permitted tag (lowercase, regions expanded) -> the ``_PERMITTED`` pattern that documents
     its protocol/ports (None: any protocol and port, the configured extra tags)."""
@@ -94,11 +91,9 @@ def required_flows(ctx: Context, region: str, hbi: bool = False) -> list[engine.
     return list(_required_flows(region, cfg.curated_environments, cfg.secured_monitor, cfg.storage_smb, hbi))
 
 
-@lru_cache(maxsize=256)
 def _required_flows(region: str, curated: bool, secured_monitor: bool = False, storage_smb: bool = False,
                     hbi: bool = False) -> tuple[engine.Flow, ...]:
-    """One tuple per configuration and region, the same object every time: the engine keeps
-    what it works out of a rule for a tuple of flows under the tuple's id (``decide_all``)."""
+    """The required flows of one configuration and region, in a fixed order."""
     flows = [("AzureActiveDirectory", "tcp", 80), ("AzureActiveDirectory", "tcp", 443),
              ("AzureMachineLearning", "tcp", 443), ("AzureMachineLearning", "tcp", 8787),
              ("AzureMachineLearning", "tcp", 18881), ("AzureMachineLearning", "udp", 5831),
@@ -136,21 +131,14 @@ def _offending_destination(dest: str, d: str, permitted: Mapping[str, object]) -
 def _outbound_verdict(facts: RuleFacts, permitted: Mapping[str, str | None]) -> tuple[tuple[str, ...], ...]:
     """An outbound Allow rule's (destinations that can receive data (EXF-NSG-02), permitted
     destinations it opens wider than documented (EXF-NSG-04)), for the permitted tags of
-    :func:`_permitted_for`. A pure function of the rule's addresses, protocol and ports, which
-    most NSGs of a subscription share, so it is kept with them (``facts.memo``) for the next
-    NSG and the next write."""
-    known = facts.memo.get(id(permitted))
-    if known is not None and known[0] is permitted:
-        return known[1]
+    :func:`_permitted_for`."""
     pairs = facts.dest_pairs
     bad = tuple(d for d, low in pairs if _offending_destination(d, low, permitted))
     wide = tuple(d for d, low in pairs
                  if low in permitted and _too_wide_for(facts.protocol, facts.dest_ports, permitted[low]))
-    memo_put(facts, permitted, (bad, wide))
     return bad, wide
 
 
-@lru_cache(maxsize=1024)
 def _internet_sources(source_prefixes: tuple[str, ...]) -> tuple[str, ...]:
     """The sources of an inbound Allow rule that are the internet or public addresses (EXF-NSG-05)."""
     return tuple(s for s in source_prefixes if s.strip().lower() in engine.GENERIC_INTERNET or engine.is_public(s))
@@ -334,7 +322,6 @@ def evaluate(ctx: Context) -> Iterator[Finding]:
 def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Iterator[Finding]:
     permitted = _permitted_for(tuple(sorted({r for g in subnets for r in g.regions})),
                                tuple(ctx.config.extra_service_tags))
-    pid = id(permitted)
     # Fail closed on rules that do not read (baseline "Scope"): the leak rules (NSG-01, 02, 05)
     # read an unreadable Allow as matching everything, NSG-03 reads an unreadable Deny so; and
     # nothing is written to such an NSG (``writable``), so no planned state is worked out.
@@ -390,9 +377,7 @@ def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Itera
         if rule.access != "allow":
             continue
         if rule.direction == "outbound":
-            known = rule.facts.memo.get(pid)  # _outbound_verdict() inline when it is known
-            bad, wide = known[1] if known is not None and known[0] is permitted else _outbound_verdict(
-                rule.facts, permitted)
+            bad, wide = _outbound_verdict(rule.facts, permitted)
             if bad and not as_written:
                 bad = tuple(d for d in bad if not _internet_bound(d))
             if bad:
