@@ -22,7 +22,7 @@ from exfilguard.core.picture import build
 if TYPE_CHECKING:
     from exfilguard.render.html import NetworkPaths
 
-EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_ERROR = 0, 2  # and 1: findings (Evaluation.exit_code), or replayed events that failed
 
 
 class UsageError(Exception):
@@ -265,7 +265,7 @@ def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"{args.file}: not handled now, try again later: {exc}") from None
     for o in outcomes:
         out.write(f"{o.event_id}\t{o.decision}\t{o.reason}\n")
-    return EXIT_FINDINGS if any(o.decision == "error" for o in outcomes) else EXIT_OK
+    return 1 if any(o.decision == "error" for o in outcomes) else EXIT_OK
 
 
 def cmd_notify(args: argparse.Namespace) -> int:

@@ -42,14 +42,6 @@ def is_public(prefix: str) -> bool:
     return not any(net.subnet_of(r) for r in ranges)  # type: ignore[arg-type]
 
 
-def tag_matches(rule_dest: str, tag: str) -> bool:
-    """Does a rule destination cover service tag ``tag`` (e.g. ``Storage.westeurope``)?
-
-    ``Internet`` is the address space outside the virtual network, so it never covers
-    ``VirtualNetwork``; ``*`` and ``0.0.0.0/0`` cover every tag."""
-    return rule_dest.strip().lower() in _tag_keys(tag)
-
-
 def _ports_cover(rule: SecurityRule, port: int | None) -> bool:
     if port is None:
         return rule.facts.all_ports
@@ -125,8 +117,7 @@ def _tag_keys(tag: str | None) -> frozenset[str] | None:
 
 
 def _matches(rule: SecurityRule, flow: Flow, keys: frozenset[str] | None, subnet_prefixes: Sequence[str]) -> bool:
-    # The destination first: it rules out most rules for a given flow. The same tests as
-    # tag_matches(), on the rule's lowercase destinations and the flow's tag lowered once.
+    # The destination first: it rules out most rules for a given flow.
     facts = rule.facts
     if not facts.to_internet if keys is None else facts.dest_keys.isdisjoint(keys):
         return False
@@ -153,9 +144,10 @@ def decide_all(ordered: Iterable[SecurityRule], flows: tuple[Flow, ...],
     decided."""
     out: list[tuple[str, SecurityRule | None] | None] = [None] * len(flows)
     left = len(flows)
+    keys = [_tag_keys(flow.tag) for flow in flows]
     for rule in ordered:
         facts = rule.facts
-        covered = _flows_covered(facts, flows)
+        covered = _flows_covered(facts, flows, keys)
         if not covered or not (facts.from_vnet or source_applies(rule, subnet_prefixes)):
             continue
         for i in covered:
@@ -167,11 +159,12 @@ def decide_all(ordered: Iterable[SecurityRule], flows: tuple[Flow, ...],
     return [o if o is not None else ("deny", None) for o in out]
 
 
-def _flows_covered(facts: RuleFacts, flows: tuple[Flow, ...]) -> tuple[int, ...]:
-    """The indexes of the flows a rule of these facts covers, its source aside."""
+def _flows_covered(facts: RuleFacts, flows: tuple[Flow, ...], tag_keys: list[frozenset[str] | None]
+                   ) -> list[int]:
+    """The indexes of the flows a rule of these facts covers, its source aside (``tag_keys``:
+    :func:`_tag_keys` of each flow's tag)."""
     covered = []
-    for i, flow in enumerate(flows):
-        keys = _tag_keys(flow.tag)
+    for i, (flow, keys) in enumerate(zip(flows, tag_keys, strict=True)):
         if not facts.to_internet if keys is None else facts.dest_keys.isdisjoint(keys):
             continue
         if facts.protocol != "*" and (flow.protocol is None or facts.protocol != flow.protocol):
@@ -182,7 +175,7 @@ def _flows_covered(facts: RuleFacts, flows: tuple[Flow, ...]) -> tuple[int, ...]
         elif not any(p.lo <= flow.port <= p.hi for p in facts.dest_ports):
             continue
         covered.append(i)
-    return tuple(covered)
+    return covered
 
 
 def internet_leak(ordered: Sequence[SecurityRule], subnet_prefixes: Sequence[str]) -> tuple[bool, str]:

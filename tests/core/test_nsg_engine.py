@@ -36,14 +36,28 @@ def test_missing_default_rules_are_assumed():
     assert [r.priority for r in azure_default_rules(NSG_ID)] == [65000, 65001, 65500, 65000, 65001, 65500]
 
 
+def _tag_matches(dest: str, tag: str) -> bool:
+    """docs/semantics.md: does a rule destination cover service tag ``tag``? ``*`` and
+    ``0.0.0.0/0`` cover every tag, ``Internet`` every tag but ``VirtualNetwork``, a tag itself
+    and its global form (``Storage`` covers ``Storage.westeurope``)."""
+    d, t = dest.strip().lower(), tag.lower()
+    if d in ("*", "0.0.0.0/0"):
+        return True
+    if d == "internet":
+        return t != "virtualnetwork"
+    return d in (t, t.split(".", 1)[0])
+
+
 def test_service_tag_matching():
-    assert engine.tag_matches("Storage", "Storage.WestEurope")
-    assert engine.tag_matches("storage.westeurope", "Storage.WestEurope")
-    assert engine.tag_matches("Internet", "AzureMachineLearning")
-    assert engine.tag_matches("0.0.0.0/0", "Storage.westeurope")
-    assert not engine.tag_matches("Storage.eastus", "Storage.westeurope")
-    assert not engine.tag_matches("AzureCloud", "Storage.westeurope")
-    assert not engine.tag_matches("VirtualNetwork", "Storage.westeurope")
+    for dest, tag, want in (
+            ("Storage", "Storage.WestEurope", True), ("storage.westeurope", "Storage.WestEurope", True),
+            ("Internet", "AzureMachineLearning", True), ("0.0.0.0/0", "Storage.westeurope", True),
+            ("Storage.eastus", "Storage.westeurope", False), ("AzureCloud", "Storage.westeurope", False),
+            ("VirtualNetwork", "Storage.westeurope", False), ("Internet", "VirtualNetwork", False),
+            ("*", "VirtualNetwork", True)):
+        assert _tag_matches(dest, tag) == want, (dest, tag)
+        assert engine.matches(rule(dest=dest, protocol="Tcp", ports="443"), engine.Flow("tcp", 443, tag), SUBNET) \
+            == want, (dest, tag)
 
 
 def test_plural_fields_and_port_ranges():
@@ -140,7 +154,7 @@ def _reference_matches(r, flow, prefixes) -> bool:
     if flow.tag is None:
         dest = any(d.strip().lower() in ("*", "internet", "0.0.0.0/0") for d in r.dest_prefixes)
     else:
-        dest = any(engine.tag_matches(d, flow.tag) for d in r.dest_prefixes)
+        dest = any(_tag_matches(d, flow.tag) for d in r.dest_prefixes)
     proto = r.protocol == "*" if flow.protocol is None else r.protocol in ("*", flow.protocol)
     if flow.port is None:
         ports = any(p.lo <= 0 and p.hi >= 65535 for p in r.dest_ports)

@@ -85,16 +85,10 @@ def _permitted_for(regions: tuple[str, ...], extra_tags: tuple[str, ...]) -> Map
     return MappingProxyType(out)
 
 
-def required_flows(ctx: Context, region: str, hbi: bool = False) -> list[engine.Flow]:
-    """The required outbound flows of a guarded subnet in ``region`` (baseline "Required
-    outbound flows"); ``hbi``: a workspace with a compute on the subnet is high business impact."""
-    cfg = ctx.config
-    return list(_required_flows(region, cfg.curated_environments, cfg.secured_monitor, cfg.storage_smb, hbi))
-
-
 def _required_flows(region: str, curated: bool, secured_monitor: bool = False, storage_smb: bool = False,
                     hbi: bool = False) -> tuple[engine.Flow, ...]:
-    """The required flows of one configuration and region, in a fixed order."""
+    """The required outbound flows of a guarded subnet in ``region`` (baseline "Required
+    outbound flows"); ``hbi``: a workspace with a compute on the subnet is high business impact."""
     flows = [("AzureActiveDirectory", "tcp", 80), ("AzureActiveDirectory", "tcp", 443),
              ("AzureMachineLearning", "tcp", 443), ("AzureMachineLearning", "tcp", 8787),
              ("AzureMachineLearning", "tcp", 18881), ("AzureMachineLearning", "udp", 5831),
