@@ -66,11 +66,8 @@ class GuardedSubnet:
 
 @dataclass(slots=True)
 class Picture:
-    """Resources by lowercase ID, plus the indexes rules use. Treat as read-only once built.
-
-    Slotted, and built with every field passed in order (:func:`_build`): an event builds one
-    per invocation for three resources, where filling a dict-backed instance field by field
-    and calling a dozen default factories cost as much as indexing them."""
+    """Resources by lowercase ID, plus the indexes rules use. Treat as read-only once built
+    (:func:`build`)."""
 
     nsgs: dict[str, Nsg] = field(default_factory=dict)
     vnets: dict[str, VirtualNetwork] = field(default_factory=dict)
@@ -203,8 +200,6 @@ def build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str] = (), s
     A body that does not fit its type is skipped with a notice naming the resource and the
     field, so one malformed resource never hides the findings of the others.
     """
-    # Plain dicts made as literals and handed to Picture at once: an event's picture holds
-    # three resources, where a dozen dict() calls and defaultdicts would cost more than they do.
     nsgs: dict[str, Nsg] = {}
     vnets: dict[str, VirtualNetwork] = {}
     seps: dict[str, ServiceEndpointPolicy] = {}
