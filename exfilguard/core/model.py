@@ -503,8 +503,8 @@ def parse_rule(body: Mapping[str, Any], nsg_id: str | None = None, default: bool
 
 
 def _usual_rule(body: Any, nsg_id: str | None, default: bool) -> SecurityRule | None:
-    """:func:`parse_rule` of the shape nearly every rule ARM returns has: ID, type, name and etag
-    strings, no tags or location, one value each for source, destination and port (the plural
+    """:func:`parse_rule` of the shape nearly every rule ARM returns has: ID, type and name strings,
+    a string etag or none, no tags or location, one value each for source, destination and port (the plural
     lists absent or empty), no application security groups. None for any other body, which
     :func:`_checked_rule` reads (and words the error of); when it returns a rule, the checked
     reading returns an equal one (tests/core/test_model_fixtures.py).
@@ -516,9 +516,13 @@ def _usual_rule(body: Any, nsg_id: str | None, default: bool) -> SecurityRule | 
     get = body.get
     rid, rtype, name, props, etag = get("id"), get("type"), get("name"), get("properties"), get("etag")
     if (type(rid) is not str or type(rtype) is not str or type(name) is not str or type(props) is not dict
-            or type(etag) is not str or not rtype or get("location") is not None or get("tags") is not None):
+            or not rtype or get("location") is not None or get("tags") is not None):
         return None
     pg = props.get
+    if etag is None:
+        etag = pg("etag")
+    if etag is not None and type(etag) is not str:
+        return None
     direction, access, protocol, priority = pg("direction"), pg("access"), pg("protocol"), pg("priority")
     src, dst, port, description = (pg("sourceAddressPrefix"), pg("destinationAddressPrefix"),
                                    pg("destinationPortRange"), pg("description"))
@@ -637,11 +641,12 @@ def _rules_failing_closed(raws: Any, nsg_id: str, default: bool,
 def unreadable_rule(raw: Any, nsg_id: str, default: bool, reason: str, where: str) -> UnreadableRule:
     """What can be read of a malformed rule body: its name and ID, and its direction, access
     and priority when they are well formed (None when not)."""
-    body = raw if isinstance(raw, dict) else {}
-    name = body.get("name") if isinstance(body.get("name"), str) and body.get("name") else where
-    rid = body.get("id") if isinstance(body.get("id"), str) and body.get("id", "").strip() else (
+    body: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    given_name, given_id, given_props = body.get("name"), body.get("id"), body.get("properties")
+    name = given_name if isinstance(given_name, str) and given_name else where
+    rid = given_id if isinstance(given_id, str) and given_id.strip() else (
         f"{nsg_id}/{'defaultSecurityRules' if default else 'securityRules'}/{name}")
-    props = body.get("properties") if isinstance(body.get("properties"), dict) else {}
+    props: dict[str, Any] = given_props if isinstance(given_props, dict) else {}
     direction, access, priority = props.get("direction"), props.get("access"), props.get("priority")
     direction = direction.lower() if isinstance(direction, str) and direction.lower() in _DIRECTIONS else None
     access = access.lower() if isinstance(access, str) and access.lower() in _ACCESSES else None

@@ -205,7 +205,8 @@ def _after(nsg: Nsg, edits: Sequence[Edit]) -> Nsg:
     unchanged = {r.name: r for r in nsg.rules}
     rules = []
     for raw in (body.get("properties") or {}).get("securityRules") or ():
-        old = unchanged.get(raw.get("name")) if isinstance(raw, dict) else None
+        name = raw.get("name") if isinstance(raw, dict) else None
+        old = unchanged.get(name) if isinstance(name, str) else None
         rules.append(old if old is not None and (raw is old.raw or old.raw == raw) else parse_rule(raw, nsg.id))
     # Nsg(...) rather than dataclasses.replace(): the same view, built without replace()'s field walk.
     return Nsg(id=nsg.id, type=nsg.type, name=nsg.name, location=nsg.location, tags=nsg.tags, etag=nsg.etag,
