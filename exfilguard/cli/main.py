@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from exfilguard.adapters import snapshot
 from exfilguard.core import config as config_mod
@@ -30,7 +30,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse prints usage + exits 2; keep it to one line
+    def error(self, message: str) -> NoReturn:  # argparse prints usage + exits 2; keep it to one line
         self.exit(EXIT_ERROR, f"exfilguard: error: {message}\n")
 
 
@@ -77,9 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     try:
         from exfilguard.cli.alerts import add_notify_arguments
     except ImportError:  # the alerts package is optional for the core
-        add_notify_arguments = None
-    if add_notify_arguments is not None:
-        add_notify_arguments(notify)
+        return p
+    add_notify_arguments(notify)
     return p
 
 
@@ -155,8 +154,8 @@ def cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
         if args.remediate or args.dry_run:
             raise UsageError("--remediate and --dry-run need --subscription (a snapshot is never written to)")
         if args.format == "html":
-            evaluation, paths = _snapshot_html(args.snapshot, cfg, args.max_snapshot_mb)
-            _emit(evaluation, args.format, out, args.snapshot, paths=paths)
+            evaluation, drawn = _snapshot_html(args.snapshot, cfg, args.max_snapshot_mb)
+            _emit(evaluation, args.format, out, args.snapshot, paths=drawn)
             return evaluation.exit_code()
         evaluation = _snapshot_evaluation(args.snapshot, cfg, args.max_snapshot_mb)
         _emit(evaluation, args.format, out, args.snapshot, sarif_files=(args.snapshot,))
@@ -165,18 +164,19 @@ def cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
         from exfilguard.flows.live import LiveScanError, run_live_scan
     except ImportError as exc:  # pragma: no cover - the live adapters ship with the package
         raise UsageError(f"live scans are unavailable: {exc}") from None
-    kept: list = []  # the picture and bodies the live scan read, for the HTML drawing
+    kept: list[tuple[Any, ...]] = []  # the picture and bodies the live scan read, for the HTML drawing
     try:
         evaluation, extra = run_live_scan(args, cfg, keep=(lambda *seen: kept.append(seen))
                                           if args.format == "html" else None)
     except LiveScanError as exc:
         raise UsageError(str(exc)) from None
-    paths = None
+    paths: NetworkPaths | None = None
     if kept:
         from exfilguard.core import ids
         from exfilguard.render.html import network_paths
 
-        paths = network_paths(*kept[0], relevant={ids.key(f.resource_id) for f in evaluation.findings})
+        picture, bodies = kept[0]
+        paths = network_paths(picture, bodies, relevant={ids.key(f.resource_id) for f in evaluation.findings})
         kept.clear()
     _emit(evaluation, args.format, out, f"azure://subscriptions/{args.subscription}", extra, paths=paths)
     if extra.get("incomplete"):  # part of the subscription could not be read: never report that as clean

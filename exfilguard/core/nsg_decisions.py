@@ -140,14 +140,22 @@ def decide_all(ordered: Iterable[SecurityRule], flows: tuple[Flow, ...],
     """:func:`decide` of each of ``flows``, in one pass over the rules.
 
     EXF-NSG-03 asks the same few required flows of every guarded NSG, twice when a fix is
-    planned: one walk of the rules answers them all, each rule looked at until every flow is
-    decided."""
+    planned: one walk of the rules answers them all. A rule's destinations name the flows it
+    may cover (looked up by destination, not tried against every flow); each rule is looked
+    at until every flow is decided."""
     out: list[tuple[str, SecurityRule | None] | None] = [None] * len(flows)
     left = len(flows)
-    keys = [_tag_keys(flow.tag) for flow in flows]
+    by_dest: dict[str | None, list[int]] = {}  # lowercase destination (None: the internet) -> flows
+    for i, flow in enumerate(flows):
+        keys = _tag_keys(flow.tag)
+        for k in keys if keys is not None else (None,):
+            by_dest.setdefault(k, []).append(i)
     for rule in ordered:
         facts = rule.facts
-        covered = _flows_covered(facts, flows, keys)
+        candidates = [i for d in facts.dest_keys for i in by_dest.get(d, ())]
+        if facts.to_internet:
+            candidates += by_dest.get(None, ())
+        covered = [i for i in candidates if out[i] is None and _covers(facts, flows[i])]
         if not covered or not (facts.from_vnet or source_applies(rule, subnet_prefixes)):
             continue
         for i in covered:
@@ -159,23 +167,14 @@ def decide_all(ordered: Iterable[SecurityRule], flows: tuple[Flow, ...],
     return [o if o is not None else ("deny", None) for o in out]
 
 
-def _flows_covered(facts: RuleFacts, flows: tuple[Flow, ...], tag_keys: list[frozenset[str] | None]
-                   ) -> list[int]:
-    """The indexes of the flows a rule of these facts covers, its source aside (``tag_keys``:
-    :func:`_tag_keys` of each flow's tag)."""
-    covered = []
-    for i, (flow, keys) in enumerate(zip(flows, tag_keys, strict=True)):
-        if not facts.to_internet if keys is None else facts.dest_keys.isdisjoint(keys):
-            continue
-        if facts.protocol != "*" and (flow.protocol is None or facts.protocol != flow.protocol):
-            continue
-        if flow.port is None:
-            if not facts.all_ports:
-                continue
-        elif not any(p.lo <= flow.port <= p.hi for p in facts.dest_ports):
-            continue
-        covered.append(i)
-    return covered
+def _covers(facts: RuleFacts, flow: Flow) -> bool:
+    """Do a rule's protocol and ports (of these facts) cover the flow? Its destination and
+    source aside."""
+    if facts.protocol != "*" and (flow.protocol is None or facts.protocol != flow.protocol):
+        return False
+    if flow.port is None:
+        return facts.all_ports
+    return any(p.lo <= flow.port <= p.hi for p in facts.dest_ports)
 
 
 def internet_leak(ordered: Sequence[SecurityRule], subnet_prefixes: Sequence[str]) -> tuple[bool, str]:

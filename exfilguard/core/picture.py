@@ -305,8 +305,8 @@ def _index(vnets: dict[str, VirtualNetwork], subnets: dict[str, Subnet], compute
             by_sep.setdefault(ids.key(sep), []).append(k)
     guarded: dict[str, GuardedSubnet] = {}
     refs: dict[str, str] = {}
-    for k, on_subnet in by_subnet.items():
-        refs[k] = on_subnet[0].subnet_id or k
+    for k, computes_on in by_subnet.items():
+        refs[k] = computes_on[0].subnet_id or k
     for extra in extra_guarded:
         refs.setdefault(ids.key(extra), extra)
     for k, first_ref in refs.items():

@@ -73,7 +73,8 @@ def parse(doc: Any, where: str = "what-if") -> Plan:
         holder = doc["properties"]  # the REST API's shape
     status = doc.get("status")
     if isinstance(status, str) and status.lower() == "failed":
-        error = doc.get("error") if isinstance(doc.get("error"), dict) else {}
+        given = doc.get("error")
+        error = given if isinstance(given, dict) else {}
         raise WhatIfError(f"{where}: the what-if operation failed: "
                           f"{error.get('code', 'no code')}: {error.get('message', 'no message')}")
     if "changes" not in holder:

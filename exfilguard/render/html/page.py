@@ -263,7 +263,8 @@ def render(report: Mapping[str, Any], paths: NetworkPaths | None = None, *, titl
         '<main>']
     out.append(_summary(page))
     out.append(_filters(page))
-    drawn, clean = [], []
+    drawn: list[tuple[WorkspacePath, list[int]]] = []
+    clean: list[tuple[WorkspacePath, list[int]]] = []
     for p in (paths.workspaces if paths is not None else ()):
         mine = [] if p.summarised else _indexes_of(page, p)
         (drawn if mine else clean).append((p, mine))
@@ -455,10 +456,10 @@ def _workspace(page: _Page, n: int, p: WorkspacePath, mine: list[int]) -> str:
         out.append(f'<div class="node-findings sev-{page.worst(others)}"><h4>Elsewhere in this workspace '
                    f'(not drawn)</h4><ul class="f">{"".join(page.row(i) for i in others)}</ul></div>')
     out.append(f'</div></div><details class="words" id="{wid}-words"><summary>The path in words</summary><ul>')
-    label = {nd.key: f"{KIND_WORDS.get(nd.kind, nd.kind)} {nd.label}" for nd in p.nodes}
+    words = {nd.key: f"{KIND_WORDS.get(nd.kind, nd.kind)} {nd.label}" for nd in p.nodes}
     nexts: dict[str, list[str]] = {}
     for a, b in p.edges:
-        nexts.setdefault(a, []).append(label.get(b, b))
+        nexts.setdefault(a, []).append(words.get(b, b))
     for nd in p.nodes:
         to = nexts.get(nd.key)
         out.append(f"<li>{escape(_node_words(nd, node_sev[nd.key], counts[nd.key]))}"

@@ -118,7 +118,9 @@ def _egress(bodies: Iterable[object]) -> _Egress:
     policies: set[str] = set()
     wanted = (ROUTE_TABLE, FIREWALL_TYPE, POLICY_TYPE)
     for body in bodies:
-        t = body.get("type") if type(body) is dict else None
+        if not isinstance(body, dict):
+            continue
+        t = body.get("type")
         if type(t) is not str or len(t) not in _EGRESS_TYPE_LENGTHS or (t := t.lower()) not in wanted:
             continue
         rid = body.get("id")
@@ -284,8 +286,8 @@ def _workspace_path(picture: Picture, egress: _Egress, ws_key: str, ws_id: str, 
         subnet_rank[sk] = len(subnet_rank)
     no_vnet = "none:" + ws_key
     for c in sorted(computes, key=lambda c: (subnet_rank.get(ids.key(c.subnet_id or ""), 10**6), c.name.lower())):
-        sk = ids.key(c.subnet_id) if c.subnet_id else None
-        rank = subnet_rank[sk] if sk is not None else len(subnet_rank)
+        on_subnet = ids.key(c.subnet_id) if c.subnet_id else None
+        rank = subnet_rank[on_subnet] if on_subnet is not None else len(subnet_rank)
         ck = d.add(Node(ids.key(c.id), c.id, "compute", c.name, COMPUTE, c.compute_type), rank)
         if sk is None:
             d.add(Node(no_vnet, "", "none", "no virtual network", SUBNET, "public path"), rank)
