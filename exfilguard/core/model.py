@@ -217,8 +217,9 @@ class RuleFacts:
     dest_ports: tuple[PortRange, ...]
 
 
-# Measured (bench.sweep, 10,000 resources, CPU time): 1.30 s without this cache, 1.00 s with it.
-# Most rules of a subscription share their content, so they share one RuleFacts too.
+# Most rules of a subscription share their content, so they share one RuleFacts. Measured (the
+# bench.sweep evaluation of 10,000 resources, CPU time, alternating in one process): 1.12 s
+# without this cache, 0.81 s with it.
 @lru_cache(maxsize=4096)
 def rule_facts(source_prefixes: tuple[str, ...], dest_prefixes: tuple[str, ...], dest_ports: tuple[PortRange, ...],
                source_asg: bool, protocol: str) -> RuleFacts:
@@ -496,73 +497,7 @@ def _bad_prefix(text: str) -> bool:
 def parse_rule(body: Mapping[str, Any], nsg_id: str | None = None, default: bool = False) -> SecurityRule:
     """A security rule (custom or default) of the NSG ``nsg_id`` (derived from the ID when None).
 
-    Every field is checked as it is read: the first misfit raises :class:`BadResource` naming it.
-    A body of the usual shape takes :func:`_usual_rule` first."""
-    rule = _usual_rule(body, nsg_id, default)
-    return rule if rule is not None else _checked_rule(body, nsg_id, default)
-
-
-def _usual_rule(body: Any, nsg_id: str | None, default: bool) -> SecurityRule | None:
-    """:func:`parse_rule` of the shape nearly every rule ARM returns has: ID, type and name strings,
-    a string etag or none, no tags or location, one value each for source, destination and port (the plural
-    lists absent or empty), no application security groups. None for any other body, which
-    :func:`_checked_rule` reads (and words the error of); when it returns a rule, the checked
-    reading returns an equal one (tests/core/test_model_fixtures.py).
-
-    Rules are most of what a sweep parses. Measured (bench.sweep, CPU time): 10,000 resources
-    X s with this reader, Y s with the checked reading alone."""
-    if type(body) is not dict:
-        return None
-    get = body.get
-    rid, rtype, name, props, etag = get("id"), get("type"), get("name"), get("properties"), get("etag")
-    if (type(rid) is not str or type(rtype) is not str or type(name) is not str or type(props) is not dict
-            or not rtype or get("location") is not None or get("tags") is not None):
-        return None
-    pg = props.get
-    if etag is None:
-        etag = pg("etag")
-    if etag is not None and type(etag) is not str:
-        return None
-    direction, access, protocol, priority = pg("direction"), pg("access"), pg("protocol"), pg("priority")
-    src, dst, port, description = (pg("sourceAddressPrefix"), pg("destinationAddressPrefix"),
-                                   pg("destinationPortRange"), pg("description"))
-    if (type(direction) is not str or type(access) is not str or type(protocol) is not str
-            or type(priority) is not int or type(src) is not str or type(dst) is not str
-            or type(port) is not str or (description is not None and type(description) is not str)
-            or any(pg(p) not in (None, []) for p in _PLURALS)):
-        return None
-    ports = _port_range(port)
-    rid, direction, access, protocol = rid.strip(), direction.lower(), access.lower(), protocol.lower() or "*"
-    if (direction not in _DIRECTIONS or access not in _ACCESSES or ports is None or not rid
-            or protocol not in _PROTOCOLS or _bad_prefix(src) or _bad_prefix(dst)):
-        return None
-    return SecurityRule(
-        rid, RULE, name, None, _EMPTY, etag, body, nsg_id if nsg_id is not None else ids.parent_id(rid), direction,
-        access, priority, protocol, (src.strip(),) if src else (), (dst.strip(),) if dst else (), ports, False,
-        False, description or "", default)
-
-
-_PLURALS = ("sourceAddressPrefixes", "destinationAddressPrefixes", "destinationPortRanges",
-            "sourceApplicationSecurityGroups", "destinationApplicationSecurityGroups")
-
-
-def _port_range(text: str) -> tuple[PortRange, ...] | None:
-    """The ports of one destinationPortRange value (all of them for an empty one, as the checked
-    reading has it); None when it is not a port, a range or ``*``."""
-    if text == "":
-        return ALL_PORTS
-    t = text.strip()
-    if t == "*":
-        return ALL_PORTS
-    lo, _, hi = t.partition("-")
-    try:
-        a, b = int(lo), int(hi or lo)
-    except ValueError:
-        return None
-    return (PortRange(a, b),) if 0 <= a <= b <= 65535 else None
-
-
-def _checked_rule(body: Mapping[str, Any], nsg_id: str | None, default: bool) -> SecurityRule:
+    Every field is checked as it is read: the first misfit raises :class:`BadResource` naming it."""
     rid, _ = _identity(body, nsg_id, "defaultSecurityRules" if default else "securityRules")
     r = _Reader(rid)
     common = _common(r, body, rid, RULE)
