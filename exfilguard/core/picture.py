@@ -8,6 +8,7 @@ no rule scans the whole picture per resource. Building it is linear in the input
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -199,7 +200,23 @@ def build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str] = (), s
 
     A body that does not fit its type is skipped with a notice naming the resource and the
     field, so one malformed resource never hides the findings of the others.
+
+    The cyclic garbage collector is paused while building (the one pause in the product): the
+    views made here all stay alive and make no reference cycle, so its passes over the growing
+    heap only cost time. Measured (the bench.sweep evaluation, CPU time, alternating in one
+    process): 10,000 resources 1.03 s with the collector running, 0.85 s paused; 100,000
+    resources 10.1 s and 8.9 s.
     """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _build(bodies, extra_guarded_subnets, source)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _build(bodies: Iterable[object], extra_guarded_subnets: Iterable[str], source: str) -> Picture:
     nsgs: dict[str, Nsg] = {}
     vnets: dict[str, VirtualNetwork] = {}
     seps: dict[str, ServiceEndpointPolicy] = {}
