@@ -13,7 +13,7 @@ back-references, etags). Every event is a securityRules/write on one of its NSGs
 them guarded, every fifth one drifted (a fix is planned). Each round of events reads a fresh
 copy of the bodies, and in it every event's NSG is as ARM returns it after the rule write the
 event reports: new etags on the NSG and on all its rules, the written rule's content changed
-(:class:`MemoryArm`). So no view the product keeps between events can stand in for what changed.
+(:class:`MemoryArm`).
 
 Run alone: ``python -m bench.engine [--resources N] [--seconds S]`` prints one JSON line.
 """
@@ -32,7 +32,6 @@ from exfilguard.app.sweep import index_rows
 from exfilguard.core import engine, ids
 from exfilguard.core.config import Config
 from exfilguard.core.picture import build
-from exfilguard.core.viewcache import ViewCache
 from exfilguard.flows.closure import ClosureReader
 
 from . import generate
@@ -156,7 +155,7 @@ class MemoryIndex:
         self._subnets[ids.key(subnet_id)] = IndexedSubnet(subnet_id, nsg_id or "", tuple(sep_ids))
 
 
-def decide(raw: Any, client: MemoryArm, index: MemoryIndex, cfg: Config, views: ViewCache) -> list[Any]:
+def decide(raw: Any, client: MemoryArm, index: MemoryIndex, cfg: Config) -> list[Any]:
     """One event to its decision: the planned fixes (empty when the NSG is compliant)."""
     event = events.parse(raw)
     routed = events.route(event, SUB)
@@ -166,7 +165,7 @@ def decide(raw: Any, client: MemoryArm, index: MemoryIndex, cfg: Config, views: 
         raise RuntimeError("bench: event taken for ExfilGuard's own write")
     reader = ClosureReader(client, index, cfg)  # type: ignore[arg-type]
     read = reader.around(routed.reread_type, str(routed.reread), deleted=routed.deleted)
-    picture = build(read.body_list(), cfg.guarded_subnets, source="arm", views=views)
+    picture = build(read.body_list(), cfg.guarded_subnets, source="arm")
     evaluation = engine.evaluate(picture, cfg, only=read.affected.values())
     return engine.plan(evaluation.findings, cfg)
 
@@ -196,11 +195,10 @@ def rule_events(bodies: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
 def measure(resources: int = 1000, seconds: float = 2.0, batches: int = 3) -> dict[str, Any]:
     bodies = arm_bodies(generate.subscription(resources))
     cfg = Config(mode="remediate")
-    views = ViewCache()  # what the Function app keeps between events (Services.views)
     index = MemoryIndex(*index_rows(build(bodies)))
     nsgs, events_ = rule_events(bodies)
     client = MemoryArm(bodies, written={n["id"]: n["properties"]["securityRules"][0]["name"] for n in nsgs})
-    planned = sum(1 for r in events_ if decide(r, client, index, cfg, views))  # warm-up, and what the events decide
+    planned = sum(1 for r in events_ if decide(r, client, index, cfg))  # warm-up, and what the events decide
     reads_per_event = client.gets / len(events_)
     rates = []
     for _ in range(batches):
@@ -210,7 +208,7 @@ def measure(resources: int = 1000, seconds: float = 2.0, batches: int = 3) -> di
         while True:
             client.next_round()
             for raw in events_:
-                decide(raw, client, index, cfg, views)
+                decide(raw, client, index, cfg)
             n += len(events_)
             now = time.perf_counter()
             if now >= deadline:
@@ -218,8 +216,7 @@ def measure(resources: int = 1000, seconds: float = 2.0, batches: int = 3) -> di
         rates.append(n / (now - started))
     rates.sort()
     return {"events_per_s": rates[len(rates) // 2], "batches_per_s": rates, "resources": len(bodies),
-            "nsgs": len(nsgs), "events_with_a_fix": planned, "reads_per_event": reads_per_event,
-            "views_reused": round(views.hits / max(1, views.hits + views.misses), 3)}
+            "nsgs": len(nsgs), "events_with_a_fix": planned, "reads_per_event": reads_per_event}
 
 
 def main(argv: list[str] | None = None) -> None:

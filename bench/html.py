@@ -1,7 +1,7 @@
 """HTML report against JSON report on a generated snapshot: ``python -m bench.html N [--repeats R]``.
 
 Both are timed as ``exfilguard scan --snapshot FILE --format ...`` runs them once the file is
-read (reading costs the same for both and is left out): the JSON report is ``engine.scan``,
+read (reading costs the same for both and is left out): the JSON report is ``engine.evaluate`` of ``picture.build``,
 ``report.to_json`` and ``report.write_json`` into memory; the HTML report is
 ``htmlreport.evaluate_with_paths`` (the same evaluation, keeping each workspace's network
 path), ``report.to_json`` and ``htmlreport.render``. Runs alternate (JSON, HTML, JSON, ...)
@@ -21,6 +21,7 @@ from typing import Any
 
 from exfilguard.core import engine
 from exfilguard.core.config import Config
+from exfilguard.core.picture import build
 from exfilguard.render import report
 from exfilguard.render.html import evaluate_with_paths, render
 
@@ -29,7 +30,7 @@ from . import generate
 
 def _json_once(bodies: list[dict], cfg: Config) -> tuple[float, float, int]:
     started = time.perf_counter()
-    evaluation, _ = engine.scan(bodies, cfg, source="snapshot")
+    evaluation = engine.evaluate(build(bodies, cfg.guarded_subnets, source="snapshot"), cfg)
     evaluated = time.perf_counter()
     out = io.StringIO()
     report.write_json(report.to_json(evaluation), out)

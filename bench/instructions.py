@@ -27,7 +27,6 @@ def _work(rounds: int) -> None:
     from exfilguard.app.sweep import index_rows
     from exfilguard.core.config import Config
     from exfilguard.core.picture import build
-    from exfilguard.core.viewcache import ViewCache
 
     from . import engine, generate
 
@@ -36,14 +35,13 @@ def _work(rounds: int) -> None:
     nsgs, events = engine.rule_events(bodies)
     client = engine.MemoryArm(bodies, copies=2,
                               written={n["id"]: n["properties"]["securityRules"][0]["name"] for n in nsgs})
-    views = ViewCache()
     index = engine.MemoryIndex(*index_rows(build(bodies)))
     for raw in events:
-        engine.decide(raw, client, index, cfg, views)
+        engine.decide(raw, client, index, cfg)
     for _ in range(rounds):
         client.next_round()
         for raw in events:
-            engine.decide(raw, client, index, cfg, views)
+            engine.decide(raw, client, index, cfg)
 
 
 def _count(rounds: int) -> int:

@@ -5,11 +5,8 @@ the next. The snapshot is generated (``bench.generate``), written to a temporary
 read back with the product's own reader (``exfilguard.adapters.snapshot.read``): that read
 is timed separately. The whole evaluation is what every entrance does after reading:
 ``picture.build`` from the parsed ARM bodies, ``engine.evaluate`` (every rule) and
-``engine.plan`` (the fixes remediate mode would write), as the CLI's scan runs them:
-``engine.scan``, which pauses the cyclic collector throughout and drops the picture before it
-resumes (the timer sweep keeps its picture for the fixes and the compute index, so it does
-not). It is timed ``R`` times on the same parsed bodies, the collector on between runs as in
-production; the median is reported. Prints one JSON line.
+``engine.plan`` (the fixes remediate mode would write), as the CLI's scan runs them. It is
+timed ``R`` times on the same parsed bodies; the median is reported. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -25,6 +22,7 @@ from typing import Any
 from exfilguard.adapters import snapshot
 from exfilguard.core import engine
 from exfilguard.core.config import Config
+from exfilguard.core.picture import build
 
 from . import generate
 
@@ -45,7 +43,8 @@ def measure(resources: int, repeats: int) -> dict[str, Any]:
     findings = changes = 0
     for _ in range(repeats):
         started = time.perf_counter()
-        evaluation, planned = engine.scan(bodies, cfg, source="snapshot", mode="remediate")
+        evaluation = engine.evaluate(build(bodies, cfg.guarded_subnets, source="snapshot"), cfg)
+        planned = engine.plan(evaluation.findings, cfg, "remediate")
         runs.append(time.perf_counter() - started)
         findings, changes = len(evaluation.findings), len(planned)
         del evaluation, planned

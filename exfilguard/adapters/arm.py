@@ -559,20 +559,6 @@ class ArmClient:
         self._check(response, resource_id, (200,))
         return response.json()
 
-    def get_many(self, resource_ids: Iterable[str]) -> list[dict]:
-        """The resources that exist, in the order asked, each once."""
-        seen: set[str] = set()
-        out = []
-        for resource_id in resource_ids:
-            k = ids.key(resource_id)
-            if k in seen:
-                continue
-            seen.add(k)
-            body = self.get(resource_id)
-            if body is not None:
-                out.append(body)
-        return out
-
     def list_type(self, resource_type: str) -> Iterator[dict]:
         """Every resource of a top-level type in the subscription, page by page."""
         tkey = ids.type_key(resource_type)

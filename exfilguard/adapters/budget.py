@@ -107,7 +107,6 @@ class TokenBucket:
 class BudgetStats:
     reads: int = 0
     writes: int = 0
-    waited_s: float = 0.0
     throttled: int = 0
 
 
@@ -139,7 +138,6 @@ class ArmBudget:
                 self.stats.writes += 1
             else:
                 self.stats.reads += 1
-            self.stats.waited_s += wait
         if wait > 0:
             self._sleep(wait)
         return wait

@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from exfilguard.adapters.state import State
@@ -180,11 +180,11 @@ class Coalescer:
 
     def generation(self, pk: str) -> int:
         e = self.state._get(self.table, pk, "closure")
-        return int((e or {}).get("Gen") or 0)
+        return int(e.get("Gen") or 0) if e is not None else 0
 
     def last_actor(self, pk: str) -> dict | None:
         e = self.state._get(self.table, pk, "closure")
-        return _loads((e or {}).get("LastActor"))
+        return _loads(e.get("LastActor")) if e is not None else None
 
     def start_round(self, pk: str, owner: str) -> int:
         now = self.clock()
@@ -241,6 +241,3 @@ def _loads(text: Any) -> dict | None:
         return None
     return value if isinstance(value, dict) else None
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -24,12 +24,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, Literal
 
 from exfilguard.core import ids, operations
 from exfilguard.core.actor import Actor
-from exfilguard.core.frozen import quick_init
 from exfilguard.core.operations import Operation
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
@@ -57,8 +55,6 @@ _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 # ARM names use letters, digits and a few punctuation marks. Anything else in an ID that
 # arrives from outside ('%', '\\', '{', ':', quotes...) is a trick or a placeholder.
 _SAFE_SEGMENT = re.compile(r"[\w\-.()]+")
-_SAFE_PATH = re.compile(r"/*(?:[\w\-.()]+/)*[\w\-.()]+/*")  # the usual case: every segment safe, in one match
-_DOT_SEGMENT = re.compile(r"(?:^|/)\.+(?:/|$)")
 MAX_ID_LENGTH = 2048
 
 
@@ -77,7 +73,6 @@ class UnguardedResourceId(ValueError):
 
 
 # ---------------------------------------------------------------------------------- model
-@quick_init
 @dataclass(frozen=True, slots=True)
 class ChangeEvent:
     """An event reduced to what routing, own-write recognition and the audit log need."""
@@ -110,7 +105,6 @@ def who(event: ChangeEvent) -> Actor:
                  correlation_id=event.correlation_id, time=event.time)
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Route:
     """A guarded resource the event may have changed: re-read ``reread`` and evaluate around it."""
@@ -126,7 +120,6 @@ class Route:
         return self.operation.reread_type
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Drop:
     """The event is ignored on purpose; ``kind`` is stable (audit and metrics), ``reason`` is for people."""
@@ -167,10 +160,8 @@ def _time(value: Any, where: str) -> datetime | None:
 def _envelope(event: Any) -> tuple[Schema, Any, Any, Any, Any, Any]:
     """(schema, type, time, id, subject, data) as the event carries them, unchecked, in either
     schema; the field names for messages follow from the schema."""
-    # The SDK's event objects first: what the Event Grid trigger delivers on every invocation
-    # (and not Mappings, which only an isinstance() check through the ABC would tell). Their
-    # attributes are read as they are: no envelope dict is made for the one event a call gets.
-    if type(event) is not dict:
+    # The SDK's event objects first: what the Event Grid trigger delivers (not Mappings).
+    if not isinstance(event, dict):
         if hasattr(event, "event_type") and hasattr(event, "get_json"):  # func.EventGridEvent
             return "eventgrid", event.event_type, event.event_time, event.id, event.subject, event.get_json()
         if hasattr(event, "specversion") and hasattr(event, "get_json"):  # func.CloudEvent
@@ -189,20 +180,10 @@ def _claims(data: Mapping[str, Any]) -> Actor:
     claims = data.get("claims")
     if claims is None:
         return Actor()
-    if type(claims) is not dict and not isinstance(claims, Mapping):
+    if not isinstance(claims, Mapping):
         raise MalformedEvent(f"event data.claims must be an object, got {type(claims).__name__}")
-
-    # Each claim's first name inline (the usual event has it), _claim() for the others.
-    get = claims.get
-    v = get("name")
-    name = s if type(v) is str and (s := v.strip()) else _claim(claims, CLAIM_NAME)
-    v = get(CLAIM_UPN)
-    upn = s if type(v) is str and (s := v.strip()) else _claim(claims, "upn", "unique_name")
-    v = get("appid")
-    app_id = s if type(v) is str and (s := v.strip()) else _claim(claims, "azp")
-    v = get("oid")
-    object_id = s if type(v) is str and (s := v.strip()) else _claim(claims, CLAIM_OBJECT_ID)
-    return Actor(name, upn, app_id, object_id)
+    return Actor(name=_claim(claims, "name", CLAIM_NAME), upn=_claim(claims, CLAIM_UPN, "upn", "unique_name"),
+                 app_id=_claim(claims, "appid", "azp"), object_id=_claim(claims, "oid", CLAIM_OBJECT_ID))
 
 
 def _claim(claims: Mapping[str, Any], *names: str) -> str:
@@ -216,10 +197,10 @@ def _claim(claims: Mapping[str, Any], *names: str) -> str:
 
 def _principal_id(data: Mapping[str, Any]) -> str:
     auth = data.get("authorization")
-    if type(auth) is not dict and not isinstance(auth, Mapping):
+    if not isinstance(auth, Mapping):
         return ""
     evidence = auth.get("evidence")
-    if type(evidence) is not dict and not isinstance(evidence, Mapping):
+    if not isinstance(evidence, Mapping):
         return ""
     value = evidence.get("principalId")
     return value.strip() if isinstance(value, str) else ""
@@ -227,39 +208,30 @@ def _principal_id(data: Mapping[str, Any]) -> str:
 
 def parse(event: Any) -> ChangeEvent:
     """Normalise one event in either schema; raises :class:`MalformedEvent` naming the problem."""
-    # Every text field is _text() of its value; a string is stripped inline (the usual case,
-    # and a call per field would cost as much as the rest of this function).
-    schema, v, when, event_id, subject, data = _envelope(event)
+    schema, etype, when, eid, subject, data = _envelope(event)
     cloud = schema == "cloudevents"
-    event_type = v.strip() if type(v) is str and v else _text(v, "type" if cloud else "eventType", required=True)
-    time = when if type(when) is datetime and when.tzinfo is not None else _time(when, "time" if cloud else "eventTime")
-    event_id = event_id.strip() if type(event_id) is str and event_id else _text(event_id, "id", required=True)
-    subject = subject.strip() if type(subject) is str else _text(subject, "subject")
+    event_type = _text(etype, "type" if cloud else "eventType", required=True)
+    time = _time(when, "time" if cloud else "eventTime")
+    event_id = _text(eid, "id", required=True)
+    subject = _text(subject, "subject")
     if data is None:
         data = {}
-    if type(data) is not dict and not isinstance(data, Mapping):
+    if not isinstance(data, Mapping):
         raise MalformedEvent(f"event data must be an object, got {type(data).__name__}")
-    get = data.get
-    v = get("resourceUri")
-    resource_uri = v.strip() if type(v) is str else _text(v, "data.resourceUri")
+    resource_uri = _text(data.get("resourceUri"), "data.resourceUri")
     resource_type = ""
     info = data.get("resourceInfo")
     if info is not None:
-        if type(info) is not dict and not isinstance(info, Mapping):
+        if not isinstance(info, Mapping):
             raise MalformedEvent(f"event data.resourceInfo must be an object, got {type(info).__name__}")
         resource_uri = resource_uri or _text(info.get("id"), "data.resourceInfo.id")
         resource_type = _text(info.get("type"), "data.resourceInfo.type")
-    # Positional, in the field order (keyword binding of thirteen arguments costs as much as
-    # the rest of this function): event_id, event_type, schema, subject, resource_uri,
-    # operation_name, resource_type, correlation_id, caller, time, status, principal_id, data.
-    v = get("operationName")
-    operation_name = v.strip() if type(v) is str else _text(v, "data.operationName")
-    v = get("correlationId")
-    correlation_id = v.strip() if type(v) is str else _text(v, "data.correlationId")
-    v = get("status")
-    status = v.strip() if type(v) is str else _text(v, "data.status")
-    return ChangeEvent(event_id, event_type, schema, subject, resource_uri or subject, operation_name, resource_type,
-                       correlation_id, _claims(data), time, status, _principal_id(data), data)
+    return ChangeEvent(
+        event_id=event_id, event_type=event_type, schema=schema, subject=subject, resource_uri=resource_uri or subject,
+        operation_name=_text(data.get("operationName"), "data.operationName"), resource_type=resource_type,
+        correlation_id=_text(data.get("correlationId"), "data.correlationId"),
+        status=_text(data.get("status"), "data.status"), caller=_claims(data), time=time,
+        principal_id=_principal_id(data), data=data)
 
 
 # ---------------------------------------------------------------------------------- IDs
@@ -274,13 +246,6 @@ def parse_guarded_id(text: Any, subscription_id: str, *, tolerate_stray_space: b
     """
     if not isinstance(text, str):
         raise UnguardedResourceId(f"resource ID must be a string, got {_json_type(text)}")
-    return _guarded_id(text, subscription_id, tolerate_stray_space)
-
-
-@lru_cache(maxsize=1024)
-def _guarded_id(text: str, subscription_id: str, tolerate_stray_space: bool) -> ids.ResourceId:
-    """:func:`parse_guarded_id` of a string: a pure function, asked again whenever the same
-    resource changes again, and its result is immutable (refusals are not cached)."""
     if len(text) > MAX_ID_LENGTH:
         raise UnguardedResourceId(f"resource ID is {len(text)} characters; ARM IDs are at most {MAX_ID_LENGTH}")
     if tolerate_stray_space:
@@ -295,10 +260,9 @@ def _guarded_id(text: str, subscription_id: str, tolerate_stray_space: bool) -> 
         rid = ids.parse(raw)
     except ids.BadResourceId as exc:
         raise UnguardedResourceId(str(exc)) from None
-    if _SAFE_PATH.fullmatch(raw) is None or _DOT_SEGMENT.search(raw) is not None:
-        for seg in raw.strip("/").split("/"):
-            if not _SAFE_SEGMENT.fullmatch(seg) or set(seg) == {"."}:
-                raise UnguardedResourceId(f"resource ID segment {seg!r} is not a valid ARM name: {_short(raw)}")
+    for seg in raw.strip("/").split("/"):
+        if not _SAFE_SEGMENT.fullmatch(seg) or set(seg) == {"."}:
+            raise UnguardedResourceId(f"resource ID segment {seg!r} is not a valid ARM name: {_short(raw)}")
     if not _GUID.fullmatch(rid.subscription):
         raise UnguardedResourceId(f"subscription {rid.subscription!r} in {_short(raw)} is not a subscription ID")
     if rid.subscription.lower() != subscription_id.strip().lower():

@@ -31,11 +31,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from exfilguard.adapters.state import from_iso
 from exfilguard.core import ids
 from exfilguard.core.actor import Actor
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableEntity
 
 _CAS_ATTEMPTS = 12
 ROW = "guard"
@@ -229,7 +232,7 @@ class LoopGuard:
         return before[0]
 
     # ---- storage ------------------------------------------------------------------------------
-    def _get(self, pk: str) -> dict[str, Any] | None:
+    def _get(self, pk: str) -> TableEntity | None:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         from exfilguard.adapters.state import StateError

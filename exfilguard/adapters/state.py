@@ -30,10 +30,13 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from exfilguard.core import ids
 from exfilguard.core.settings import StorageSettings
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableEntity
 
 log = logging.getLogger("exfilguard.adapters.state")
 
@@ -203,6 +206,13 @@ class State:
         self._populated_at: float | None = None
 
     # ---- clients -----------------------------------------------------------------------------
+    @staticmethod
+    def _uri(uri: str | None) -> str:
+        """A service URI the settings promised (they require it without a connection string)."""
+        if not uri:
+            raise StateError("no storage connection string and no service URI configured")
+        return uri
+
     def _storage_credential(self) -> Any:
         if self._credential is None:
             from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
@@ -229,7 +239,7 @@ class State:
                 if self.storage.connection_string:
                     self._service = TableServiceClient.from_connection_string(self.storage.connection_string)
                 else:
-                    self._service = TableServiceClient(endpoint=self.storage.table_uri,
+                    self._service = TableServiceClient(endpoint=self._uri(self.storage.table_uri),
                                                        credential=self._storage_credential())
             try:
                 if self._existing is None:
@@ -261,12 +271,12 @@ class State:
             from azure.core.exceptions import AzureError, ResourceExistsError
             from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-            policies = {"message_encode_policy": TextBase64EncodePolicy(),
+            policies: dict[str, Any] = {"message_encode_policy": TextBase64EncodePolicy(),
                         "message_decode_policy": TextBase64DecodePolicy()}
             if self.storage.connection_string:
                 q = QueueClient.from_connection_string(self.storage.connection_string, self.queue_name, **policies)
             else:
-                q = QueueClient(account_url=self.storage.queue_uri, queue_name=self.queue_name,
+                q = QueueClient(account_url=self._uri(self.storage.queue_uri), queue_name=self.queue_name,
                                 credential=self._storage_credential(), **policies)
             try:
                 q.create_queue()
@@ -311,7 +321,7 @@ class State:
             raise StateError(f"table {table}: query failed ({_why(exc)})") from exc
 
     # ---- loop guard ------------------------------------------------------------------------------
-    def _get(self, table: str, pk: str, rk: str) -> dict[str, Any] | None:
+    def _get(self, table: str, pk: str, rk: str) -> TableEntity | None:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         try:
@@ -501,7 +511,7 @@ class State:
         blob = zlib.compress(page.encode("utf-8"), 6)
         chunks = [blob[i:i + _HTML_CHUNK] for i in range(0, len(blob), _HTML_CHUNK)] or [b""]
         pk = f"html-{sweep_id}"
-        ops = [("upsert", {"PartitionKey": pk, "RowKey": f"{i:05d}", "Data": chunk})
+        ops: list[tuple[str, dict[str, Any]]] = [("upsert", {"PartitionKey": pk, "RowKey": f"{i:05d}", "Data": chunk})
                for i, chunk in enumerate(chunks)]
         ops.append(("upsert", {"PartitionKey": pk, "RowKey": "count", "Chunks": len(chunks),
                                "Bytes": len(blob)}))

@@ -45,10 +45,6 @@ def bound(**fields: str) -> Iterator[None]:
         _fields.reset(token)
 
 
-def current_fields() -> dict[str, str]:
-    return dict(_fields.get() or {})
-
-
 class _ContextAdapter(logging.LoggerAdapter):
     """Prefixes the bound IDs to the message and passes them as record attributes."""
 
@@ -101,10 +97,6 @@ def configure(environ: Mapping[str, str] | None = None, *, metric_readers: Seque
                                               description="Handler latency, by handler and outcome"),
         }
         return True
-
-
-def enabled() -> bool:
-    return _instruments is not None
 
 
 def _add(name: str, value: float, attributes: dict[str, str]) -> None:

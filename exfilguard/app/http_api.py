@@ -213,7 +213,7 @@ def _evaluate_resource(svc: Services, request: EvaluateRequest, requested_by: st
         with telemetry.bound(trigger="http", resource=str(rid)):
             target = rid.parent if ids.type_key(rid.type) in (model.RULE, model.SEP_DEF) else rid
             assert target is not None
-            around = evaluate_around(inv, ids.type_key(rid.type), str(rid), views=svc.views,
+            around = evaluate_around(inv, ids.type_key(rid.type), str(rid),
                                      evaluate_if=lambda read: bool(read.affected) or not any(
                                          ids.key(g) == target.key for g in read.gone))
             read, evaluation, done = around.read, around.evaluation, around.done

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from exfilguard.adapters import configfile, snapshot
 from exfilguard.core import config as config_mod
-from exfilguard.core.engine import Evaluation
-from exfilguard.core.engine import scan as scan_bodies
+from exfilguard.core.engine import Evaluation, evaluate
+from exfilguard.core.picture import build
 
 if TYPE_CHECKING:
     from exfilguard.render.html import NetworkPaths
 
-EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_ERROR = 0, 2  # and 1: findings (Evaluation.exit_code), or replayed events that failed
 
 
 class UsageError(Exception):
@@ -91,7 +91,7 @@ def _snapshot_evaluation(path: str, cfg: config_mod.Config, max_mb: float | None
         bodies = snapshot.read(path, max_mb)
     except snapshot.SnapshotError as exc:
         raise UsageError(str(exc)) from None
-    evaluation = scan_bodies(bodies, cfg, source=Path(path).name)[0]
+    evaluation = evaluate(build(bodies, cfg.guarded_subnets, source=Path(path).name), cfg)
     if bodies and not evaluation.resources and not evaluation.ignored:
         # Nothing in the file was a resource at all: "no findings" would read as "compliant".
         skipped = [n.message for n in evaluation.notices if n.kind == "skipped"]
@@ -151,8 +151,8 @@ def cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
         if args.remediate or args.dry_run:
             raise UsageError("--remediate and --dry-run need --subscription (a snapshot is never written to)")
         if args.format == "html":
-            evaluation, paths = _snapshot_html(args.snapshot, cfg, args.max_snapshot_mb)
-            _emit(evaluation, args.format, out, args.snapshot, paths=paths)
+            evaluation, drawn = _snapshot_html(args.snapshot, cfg, args.max_snapshot_mb)
+            _emit(evaluation, args.format, out, args.snapshot, paths=drawn)
             return evaluation.exit_code()
         evaluation = _snapshot_evaluation(args.snapshot, cfg, args.max_snapshot_mb)
         _emit(evaluation, args.format, out, args.snapshot, sarif_files=(args.snapshot,))
@@ -261,7 +261,7 @@ def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"{args.file}: not handled now, try again later: {exc}") from None
     for o in outcomes:
         out.write(f"{o.event_id}\t{o.decision}\t{o.reason}\n")
-    return EXIT_FINDINGS if any(o.decision == "error" for o in outcomes) else EXIT_OK
+    return 1 if any(o.decision == "error" for o in outcomes) else EXIT_OK
 
 
 def cmd_notify(args: argparse.Namespace) -> int:

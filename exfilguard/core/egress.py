@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from exfilguard.core import ids
 from exfilguard.core.egress_model import AzureFirewall, FirewallPolicy, FwRule, Route, RouteTable
 from exfilguard.core.findings import Notice
-from exfilguard.core.frozen import quick_init
 from exfilguard.core.nsg_decisions import is_public
 
 if TYPE_CHECKING:
@@ -38,7 +37,6 @@ DROPPED = "none"
 DEFAULT_ROUTE = "0.0.0.0/0"
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Egress:
     """How one guarded subnet reaches the internet."""
@@ -123,7 +121,6 @@ def nsg_judged_as_written(picture: Picture, subnets: Sequence[GuardedSubnet]) ->
 
 
 # --------------------------------------------------------------------------- firewall rules
-@quick_init
 @dataclass(frozen=True, slots=True)
 class FirewallRules:
     """A firewall's rules in processing order, and where they came from."""
@@ -355,7 +352,6 @@ def _reaches(rule: FwRule, host: str, tags: frozenset[str], *, deny: bool) -> bo
     return False
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class FlowDecision:
     allowed: bool

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from exfilguard.core import ids
-from exfilguard.core.frozen import quick_init
 from exfilguard.core.model import (
     FIREWALL,
     FW_POLICY,
@@ -35,7 +34,6 @@ from exfilguard.core.model import (
 
 
 # --------------------------------------------------------------------------- views
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Route(Resource):
     route_table_id: str = ""
@@ -44,20 +42,17 @@ class Route(Resource):
     next_hop_ip: str | None = None
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class RouteTable(Resource):
     routes: tuple[Route, ...] = ()
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class AppProtocol:
     type: str  # lowercase: http, https, mssql
     port: int | None
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class FwRule:
     """One rule of a firewall collection, with where it sits (for ordering and for words)."""
@@ -90,7 +85,6 @@ class FwRule:
         return f"{where}collection {self.collection}, rule {self.name}"
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class RuleCollectionGroup(Resource):
     policy_id: str = ""
@@ -98,7 +92,6 @@ class RuleCollectionGroup(Resource):
     rules: tuple[FwRule, ...] = ()
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class FirewallPolicy(Resource):
     base_policy_id: str | None = None
@@ -106,7 +99,6 @@ class FirewallPolicy(Resource):
     groups: tuple[RuleCollectionGroup, ...] = ()  # the standalone groups folded in by the picture
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class AzureFirewall(Resource):
     private_ips: tuple[str, ...] = ()
@@ -115,7 +107,6 @@ class AzureFirewall(Resource):
     classic_rules: tuple[FwRule, ...] = ()  # inline collections (ignored when a policy is set)
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class IpGroup(Resource):
     addresses: tuple[str, ...] = ()

@@ -9,21 +9,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from functools import lru_cache
 
 from exfilguard.core import egress, exemptions, ids
 from exfilguard.core.config import Config, Mode
 from exfilguard.core.findings import Finding, Notice, Severity
 from exfilguard.core.fixes import PlannedChange
-from exfilguard.core.frozen import quick_init
-from exfilguard.core.picture import Picture, build, cyclic_gc_paused
+from exfilguard.core.picture import Picture
 from exfilguard.core.rules import FAMILIES, RULES, Context
 from exfilguard.core.rules import firewall as fw_rules
 from exfilguard.core.rules import nsg as nsg_rules
 from exfilguard.core.rules import sep as sep_rules
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Evaluation:
     findings: tuple[Finding, ...]
@@ -50,33 +47,7 @@ def today_utc() -> date:
 def evaluate(picture: Picture, config: Config, today: date | None = None,
              only: Iterable[str] | None = None) -> Evaluation:
     """All findings for the picture. ``only`` (resource IDs) limits the findings kept to
-    those resources, for event handling where the picture holds neighbours too.
-
-    Like :func:`exfilguard.core.picture.build`, it runs with the cyclic collector paused: over a
-    big picture its passes cost more than the rules themselves, and nothing here is cyclic."""
-    with cyclic_gc_paused():
-        return _evaluate(picture, config, today, only)
-
-
-def scan(bodies: Iterable[object], config: Config, *, extra_guarded: Iterable[str] | None = None,
-         source: str = "input", mode: Mode | None = None) -> tuple[Evaluation, list[PlannedChange]]:
-    """Build, evaluate and :func:`plan` a whole subscription (the CLI's scans, the sweep
-    benchmark) with the cyclic collector paused throughout, dropping the picture before it
-    resumes.
-
-    Every view of the picture is made while the collector is paused (see ``picture.build``).
-    Were the picture still alive when it resumes, the next collections would walk all of it,
-    two or three times as its objects age through the generations: at 100,000 resources over
-    a second, more than evaluating them costs. Dropped first, reference counting frees it and
-    the collector never sees it; only the findings and the plan outlive this call."""
-    with cyclic_gc_paused():
-        picture = build(bodies, config.guarded_subnets if extra_guarded is None else extra_guarded, source=source)
-        evaluation = _evaluate(picture, config, None, None)
-        del picture
-        return evaluation, plan(evaluation.findings, config, mode)
-
-
-def _evaluate(picture: Picture, config: Config, today: date | None, only: Iterable[str] | None) -> Evaluation:
+    those resources, for event handling where the picture holds neighbours too."""
     ctx = Context(picture, config)
     found: list[Finding] = []
     keep = {ids.key(i) for i in only} if only is not None else None
@@ -94,11 +65,9 @@ def _evaluate(picture: Picture, config: Config, today: date | None, only: Iterab
     found, ex_notices = _apply_exemptions(picture, found, today, config)
     notices.extend(ex_notices)
     found.sort(key=_sort_key)
-    # findings, notices, resources, ignored (positional: built once per event)
     return Evaluation(tuple(found), tuple(notices), picture.resource_count(), dict(picture.ignored))
 
 
-@lru_cache(maxsize=64)
 def _families_for(types: frozenset[str | None]) -> tuple:
     """The rule families whose findings can be about resources of ``types``."""
     return tuple(family for family in FAMILIES if not types.isdisjoint(family.TARGETS))

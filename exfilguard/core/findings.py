@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from exfilguard.core.fixes import Edit
-from exfilguard.core.frozen import quick_init
 
 
 class Severity(str, Enum):
@@ -40,7 +39,6 @@ class Exemption:
     reason: str
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One (rule, resource) violation.
@@ -84,7 +82,6 @@ class Finding:
         return out
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Notice:
     """Something worth telling that is not a finding: expired exemptions, absent references,

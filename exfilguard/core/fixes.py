@@ -15,10 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from exfilguard.core import ids
-from exfilguard.core.frozen import quick_init
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Sel:
     """Path segment selecting the element of a list whose ``field`` equals ``value``
@@ -34,7 +32,6 @@ class Sel:
 Segment = str | Sel
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Edit:
     """One change to a resource body.
@@ -192,7 +189,6 @@ def apply_edits(body: dict, edits: Iterable[Edit]) -> dict:
     return out
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class PlannedChange:
     """Every edit one evaluation wants on one resource: the unit the writer sends as one PUT."""

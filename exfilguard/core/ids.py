@@ -8,31 +8,20 @@ keyed by :func:`key`, while the original spelling is kept for reports.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from functools import lru_cache
-
-from exfilguard.core.frozen import quick_init
+from dataclasses import dataclass
 
 _SEGMENT = re.compile(r"^[^/?#\s]+$")
-_PLAIN_PATH = re.compile(r"(?:/[^/?#\s]+)+")  # every segment as _SEGMENT wants it, nothing to strip
 
 
 class BadResourceId(ValueError):
     """An ARM resource ID that does not have the ``/subscriptions/<id>/...`` shape."""
 
 
-# key() and parse() are pure functions of a string, asked about the same few IDs many times
-# while one event is handled (routing, closure, picture, rules): small LRU caches answer those.
-_CACHED_IDS = 4096
-
-
-@lru_cache(maxsize=_CACHED_IDS)
 def key(resource_id: str) -> str:
     """The comparison key of an ARM ID: lowercase, no trailing slash, no stray spaces."""
     return resource_id.strip().rstrip("/").replace(" /", "/").lower()
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class ResourceId:
     """A parsed ARM resource ID: ``/subscriptions/s/resourceGroups/g/providers/NS/t1/n1/t2/n2``."""
@@ -42,10 +31,6 @@ class ResourceId:
     namespace: str | None
     types: tuple[str, ...]
     names: tuple[str, ...]
-    # The text, once asked for: parsed IDs are shared (parse() caches them) and an event asks
-    # for the same few IDs' text again and again. Not part of equality, hash or repr.
-    _text: str | None = field(default=None, compare=False, repr=False)
-    _parent: ResourceId | bool | None = field(default=False, compare=False, repr=False)  # False: not yet
 
     @property
     def type(self) -> str:
@@ -63,12 +48,9 @@ class ResourceId:
     @property
     def parent(self) -> ResourceId | None:
         """The parent resource (a subnet's VNet, a rule's NSG); None for top-level resources."""
-        up = self._parent
-        if up is False:
-            up = None if len(self.types) <= 1 else ResourceId(
-                self.subscription, self.resource_group, self.namespace, self.types[:-1], self.names[:-1])
-            object.__setattr__(self, "_parent", up)
-        return up  # type: ignore[return-value]
+        if len(self.types) <= 1:
+            return None
+        return ResourceId(self.subscription, self.resource_group, self.namespace, self.types[:-1], self.names[:-1])
 
     def ancestor(self, depth: int) -> ResourceId:
         """The resource ``depth`` levels up (0 is this one)."""
@@ -85,13 +67,6 @@ class ResourceId:
                           (*self.names, name))
 
     def __str__(self) -> str:
-        out = self._text
-        if out is None:
-            out = self._compose()
-            object.__setattr__(self, "_text", out)  # a cache of a pure function of the frozen fields
-        return out
-
-    def _compose(self) -> str:
         out = f"/subscriptions/{self.subscription}"
         if self.resource_group:
             out += f"/resourceGroups/{self.resource_group}"
@@ -115,25 +90,17 @@ def parse(resource_id: str) -> ResourceId:
     """
     if not isinstance(resource_id, str):
         raise BadResourceId(f"resource ID must be a string, got {type(resource_id).__name__}")
-    return _parse(resource_id)
-
-
-@lru_cache(maxsize=_CACHED_IDS)
-def _parse(resource_id: str) -> ResourceId:
-    """:func:`parse` of a string; its result is immutable, so it is shared (errors are not cached)."""
     text = resource_id.strip()
     if not text.startswith("/"):
         raise BadResourceId(f"resource ID must start with '/subscriptions/': {resource_id!r}")
     path = text.rstrip("/")
     parts = path.split("/")[1:]
-    # One match for the usual ID (no blank, empty or dot segment); segment by segment otherwise.
-    if _PLAIN_PATH.fullmatch(path) is None or "." in parts or ".." in parts:
-        for p in parts:
-            if p.strip() == "":
-                raise BadResourceId(f"resource ID has an empty segment: {resource_id!r}")
-            if p in (".", "..") or not _SEGMENT.match(p.strip()):
-                raise BadResourceId(f"resource ID has an invalid segment {p!r}: {resource_id!r}")
-        parts = [p.strip() for p in parts]
+    for p in parts:
+        if p.strip() == "":
+            raise BadResourceId(f"resource ID has an empty segment: {resource_id!r}")
+        if p in (".", "..") or not _SEGMENT.match(p.strip()):
+            raise BadResourceId(f"resource ID has an invalid segment {p!r}: {resource_id!r}")
+    parts = [p.strip() for p in parts]
     if len(parts) < 2 or parts[0].lower() != "subscriptions":
         raise BadResourceId(f"resource ID must start with '/subscriptions/<id>': {resource_id!r}")
     sub = parts[1]
@@ -170,7 +137,6 @@ def parent_id(child_id: str) -> str:
     return child_id.rstrip("/").rsplit("/", 2)[0]
 
 
-@lru_cache(maxsize=_CACHED_IDS)
 def type_of(resource_id: str) -> str | None:
     """The resource type an ID shows, or None when it is not an ARM ID."""
     rid = try_parse(resource_id)

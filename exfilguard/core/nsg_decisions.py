@@ -11,10 +11,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
-from exfilguard.core.frozen import quick_init
-from exfilguard.core.model import GENERIC_INTERNET, RuleFacts, SecurityRule, memo_put
+from exfilguard.core.model import GENERIC_INTERNET, RuleFacts, SecurityRule
 
 __all__ = ["GENERIC_INTERNET", "Flow", "decide", "decide_all", "internet_leak", "matches", "source_applies"]
 PROTOCOLS = ("tcp", "udp", "icmp", "esp", "ah")
@@ -24,7 +22,6 @@ _PRIVATE_V4 = tuple(ipaddress.ip_network(n) for n in (
 _PRIVATE_V6 = tuple(ipaddress.ip_network(n) for n in ("fc00::/7", "fe80::/10", "::1/128"))
 
 
-@lru_cache(maxsize=8192)
 def as_network(prefix: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     """The prefix as a network, or None when it is a service tag or ``*``."""
     text = prefix.strip()
@@ -36,7 +33,6 @@ def as_network(prefix: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | N
         return None
 
 
-@lru_cache(maxsize=8192)
 def is_public(prefix: str) -> bool:
     """A CIDR or address outside the private, shared, loopback and link-local ranges."""
     net = as_network(prefix)
@@ -44,18 +40,6 @@ def is_public(prefix: str) -> bool:
         return False
     ranges = _PRIVATE_V4 if net.version == 4 else _PRIVATE_V6
     return not any(net.subnet_of(r) for r in ranges)  # type: ignore[arg-type]
-
-
-def is_service_tag(prefix: str) -> bool:
-    return prefix.strip() != "*" and as_network(prefix) is None
-
-
-def tag_matches(rule_dest: str, tag: str) -> bool:
-    """Does a rule destination cover service tag ``tag`` (e.g. ``Storage.westeurope``)?
-
-    ``Internet`` is the address space outside the virtual network, so it never covers
-    ``VirtualNetwork``; ``*`` and ``0.0.0.0/0`` cover every tag."""
-    return rule_dest.strip().lower() in _tag_keys(tag)
 
 
 def _ports_cover(rule: SecurityRule, port: int | None) -> bool:
@@ -98,7 +82,6 @@ def source_applies(rule: SecurityRule, subnet_prefixes: Sequence[str]) -> bool:
     return False
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Flow:
     """An outbound flow: ``protocol``/``port`` None mean "all" (used by EXF-NSG-01)."""
@@ -121,7 +104,6 @@ _ANYWHERE = ("*", "0.0.0.0/0")
 _VIRTUAL_NETWORK = "virtualnetwork"
 
 
-@lru_cache(maxsize=256)
 def _tag_keys(tag: str | None) -> frozenset[str] | None:
     """The lowercase rule destinations that cover ``tag``: ``*``, ``0.0.0.0/0``, ``Internet``
     (except for ``VirtualNetwork``, which the Internet tag excludes), the tag and, for a
@@ -135,8 +117,7 @@ def _tag_keys(tag: str | None) -> frozenset[str] | None:
 
 
 def _matches(rule: SecurityRule, flow: Flow, keys: frozenset[str] | None, subnet_prefixes: Sequence[str]) -> bool:
-    # The destination first: it rules out most rules for a given flow. The same tests as
-    # tag_matches(), on the rule's lowercase destinations and the flow's tag lowered once.
+    # The destination first: it rules out most rules for a given flow.
     facts = rule.facts
     if not facts.to_internet if keys is None else facts.dest_keys.isdisjoint(keys):
         return False
@@ -148,25 +129,8 @@ def decide(ordered: Iterable[SecurityRule], flow: Flow,
            subnet_prefixes: Sequence[str]) -> tuple[str, SecurityRule | None]:
     """The effective access of ``flow`` and the rule that decided it (first match wins)."""
     keys = _tag_keys(flow.tag)
-    protocol, port = flow.protocol, flow.port
     for rule in ordered:
-        # _matches() inline, most rules failing at the destination: it is asked for every
-        # required flow of every NSG an event touches.
-        facts = rule.facts
-        if not facts.to_internet if keys is None else facts.dest_keys.isdisjoint(keys):
-            continue
-        if protocol is None:
-            if rule.protocol != "*":
-                continue
-        elif rule.protocol not in ("*", protocol):
-            continue
-        ports = rule.dest_ports
-        if port is None or len(ports) != 1:
-            if not _ports_cover(rule, port):
-                continue
-        elif not ports[0].lo <= port <= ports[0].hi:
-            continue
-        if facts.from_vnet or source_applies(rule, subnet_prefixes):
+        if _matches(rule, flow, keys, subnet_prefixes):
             return rule.access, rule
     return "deny", None
 
@@ -176,17 +140,22 @@ def decide_all(ordered: Iterable[SecurityRule], flows: tuple[Flow, ...],
     """:func:`decide` of each of ``flows``, in one pass over the rules.
 
     EXF-NSG-03 asks the same few required flows of every guarded NSG, twice when a fix is
-    planned. Which of them a rule's destination, protocol and ports cover depends on the
-    rule's content alone, which most NSGs share, so it is worked out once per distinct
-    content and flow tuple (:func:`_flows_covered`); per NSG only the order of the rules and
-    whether a source applies to the subnet are left to look at."""
+    planned: one walk of the rules answers them all. A rule's destinations name the flows it
+    may cover (looked up by destination, not tried against every flow); each rule is looked
+    at until every flow is decided."""
     out: list[tuple[str, SecurityRule | None] | None] = [None] * len(flows)
     left = len(flows)
-    key = id(flows)
+    by_dest: dict[str | None, list[int]] = {}  # lowercase destination (None: the internet) -> flows
+    for i, flow in enumerate(flows):
+        keys = _tag_keys(flow.tag)
+        for k in keys if keys is not None else (None,):
+            by_dest.setdefault(k, []).append(i)
     for rule in ordered:
         facts = rule.facts
-        known = facts.memo.get(key)
-        covered = known[1] if known is not None and known[0] is flows else _flows_covered(facts, flows)
+        candidates = [i for d in facts.dest_keys for i in by_dest.get(d, ())]
+        if facts.to_internet:
+            candidates += by_dest.get(None, ())
+        covered = [i for i in candidates if out[i] is None and _covers(facts, flows[i])]
         if not covered or not (facts.from_vnet or source_applies(rule, subnet_prefixes)):
             continue
         for i in covered:
@@ -198,25 +167,14 @@ def decide_all(ordered: Iterable[SecurityRule], flows: tuple[Flow, ...],
     return [o if o is not None else ("deny", None) for o in out]
 
 
-def _flows_covered(facts: RuleFacts, flows: tuple[Flow, ...]) -> tuple[int, ...]:
-    """The indexes of the flows a rule of these facts covers, its source aside (kept in
-    ``facts.memo`` under the id of ``flows``, with ``flows`` itself so the id stays its own)."""
-    covered = []
-    for i, flow in enumerate(flows):
-        keys = _tag_keys(flow.tag)
-        if not facts.to_internet if keys is None else facts.dest_keys.isdisjoint(keys):
-            continue
-        if facts.protocol != "*" and (flow.protocol is None or facts.protocol != flow.protocol):
-            continue
-        if flow.port is None:
-            if not facts.all_ports:
-                continue
-        elif not any(p.lo <= flow.port <= p.hi for p in facts.dest_ports):
-            continue
-        covered.append(i)
-    out = tuple(covered)
-    memo_put(facts, flows, out)
-    return out
+def _covers(facts: RuleFacts, flow: Flow) -> bool:
+    """Do a rule's protocol and ports (of these facts) cover the flow? Its destination and
+    source aside."""
+    if facts.protocol != "*" and (flow.protocol is None or facts.protocol != flow.protocol):
+        return False
+    if flow.port is None:
+        return facts.all_ports
+    return any(p.lo <= flow.port <= p.hi for p in facts.dest_ports)
 
 
 def internet_leak(ordered: Sequence[SecurityRule], subnet_prefixes: Sequence[str]) -> tuple[bool, str]:
@@ -251,6 +209,3 @@ def free_priority(taken: set[int], start: int, floor: int = 100) -> int | None:
             return p
     return None
 
-
-def protocols_of(rule: SecurityRule) -> tuple[str, ...]:
-    return PROTOCOLS if rule.protocol == "*" else (rule.protocol,)

@@ -235,14 +235,10 @@ def patch_only(type_key: str) -> bool:
     return t is not None and t.patch_only
 
 
-def parse_resource(body: Any, previous: Resource | None = None) -> Resource | None:
-    """One ARM object to its view; None for types the baseline does not read. ``previous`` is
-    a view of the same resource parsed before, whose unchanged parts may be reused (an NSG's
-    rules); the view returned is the same either way."""
+def parse_resource(body: Any) -> Resource | None:
+    """One ARM object to its view; None for types the baseline does not read."""
     rid, tkey = model._identity(body)
     t = BY_KEY.get(tkey)
     if t is None or t.parser is None:
         return None
-    if previous is not None and t is NSG:
-        return model.parse_nsg(body, rid, tkey, previous)
     return t.parser(body, rid, tkey)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from exfilguard.core import engine
 from exfilguard.core.picture import Picture, build
@@ -33,7 +32,7 @@ def _affected(read: ClosureRead) -> bool:
 
 
 def evaluate_around(inv: actions.Invocation, resource_type: str, resource_id: str, *, deleted: bool = False,
-                    views: Any = None, evaluate_if: Callable[[ClosureRead], bool] = _affected) -> Around:
+                    evaluate_if: Callable[[ClosureRead], bool] = _affected) -> Around:
     """Read around ``resource_id``, then, when ``evaluate_if(read)`` (by default: something
     guarded is affected), evaluate the affected resources and act on their findings."""
     cfg = inv.services.settings.config
@@ -41,6 +40,6 @@ def evaluate_around(inv: actions.Invocation, resource_type: str, resource_id: st
     if not evaluate_if(read):
         return Around(read)
     bodies = read.body_list()
-    picture = build(bodies, cfg.guarded_subnets, source="arm", views=views)
+    picture = build(bodies, cfg.guarded_subnets, source="arm")
     evaluation = engine.evaluate(picture, cfg, only=read.affected.values())
     return Around(read, picture, evaluation, actions.act(inv, bodies, evaluation, picture))

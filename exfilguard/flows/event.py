@@ -120,8 +120,7 @@ def _evaluate(event: events.ChangeEvent, routed: events.Route, services: Service
     client = services.arm_client()
     inv = actions.Invocation(services=services, client=client, trigger="event", event=event)
     try:
-        around = evaluate_around(inv, routed.reread_type, str(routed.reread), deleted=routed.deleted,
-                                 views=services.views)
+        around = evaluate_around(inv, routed.reread_type, str(routed.reread), deleted=routed.deleted)
         read, evaluation, done = around.read, around.evaluation, around.done
         if evaluation is None or done is None:
             detail = "; ".join(read.notes) or "no guarded resource is affected"

@@ -19,7 +19,6 @@ from typing import Any, Protocol
 from exfilguard.adapters import configfile
 from exfilguard.adapters.state import State
 from exfilguard.core.settings import Settings
-from exfilguard.core.viewcache import ViewCache
 
 _PREFIXES = ("EXFILGUARD_", "AzureWebJobsStorage", "APPLICATIONINSIGHTS_", "AZURE_CLIENT_ID")
 
@@ -47,8 +46,6 @@ class Services:
     _notifier: Notifier | None = None
     _credential: Any = ...
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    # Views of the bodies recent events read: their unchanged neighbours are not parsed again.
-    views: ViewCache = field(default_factory=ViewCache)
     # The loop guard's time: tests replace it to play a day of fighting in fake time.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _loop_guard: Any = None

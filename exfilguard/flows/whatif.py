@@ -24,8 +24,10 @@ from typing import Any
 
 from exfilguard.core import ids
 from exfilguard.core.config import Config
-from exfilguard.core.engine import Evaluation, scan
+from exfilguard.core.engine import Evaluation
+from exfilguard.core.engine import evaluate as evaluate_picture
 from exfilguard.core.findings import Finding, Notice
+from exfilguard.core.picture import build
 
 CHANGE_TYPES = ("Create", "Delete", "Deploy", "Ignore", "Modify", "NoChange", "Unsupported")
 _WRITES = frozenset({"create", "modify", "deploy"})
@@ -71,8 +73,8 @@ def parse(doc: Any, where: str = "what-if") -> Plan:
         holder = doc["properties"]  # the REST API's shape
     status = doc.get("status")
     if isinstance(status, str) and status.lower() == "failed":
-        error = doc.get("error")
-        error = error if isinstance(error, dict) else {}
+        given = doc.get("error")
+        error = given if isinstance(given, dict) else {}
         raise WhatIfError(f"{where}: the what-if operation failed: "
                           f"{error.get('code', 'no code')}: {error.get('message', 'no message')}")
     if "changes" not in holder:
@@ -244,8 +246,8 @@ class Outcome:
 
 def evaluate(base: Iterable[Any], plan: Plan, config: Config, source: str = "what-if") -> Outcome:
     before_bodies, after_bodies = overlay(base, plan.changes)
-    before, _ = scan(before_bodies, config, source=f"{source} (before)")
-    after, _ = scan(after_bodies, config, source=f"{source} (after)")
+    before = evaluate_picture(build(before_bodies, config.guarded_subnets, source=f"{source} (before)"), config)
+    after = evaluate_picture(build(after_bodies, config.guarded_subnets, source=f"{source} (after)"), config)
     had = {finding_key(f) for f in before.findings}
     has = {finding_key(f) for f in after.findings}
     introduced = tuple(f for f in after.findings if finding_key(f) not in had)

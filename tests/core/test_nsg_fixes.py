@@ -13,6 +13,7 @@ from exfilguard.core import engine
 from exfilguard.core import nsg_decisions as decisions
 from exfilguard.core.config import Config, parse
 from exfilguard.core.fixes import apply_edits
+from exfilguard.core.model import parse_rule
 from exfilguard.core.picture import build
 from exfilguard.core.rules import nsg as nsg_rules
 from tests import factory as f
@@ -160,8 +161,10 @@ def test_global_mcr_is_permitted_on_tcp_443_only():
 
 def test_internet_never_covers_virtual_network():
     deny_internet = decisions.Flow("tcp", 443, "VirtualNetwork")
-    assert not decisions.tag_matches("Internet", "VirtualNetwork")
-    assert decisions.tag_matches("*", "VirtualNetwork") and decisions.tag_matches("0.0.0.0/0", "VirtualNetwork")
+    nsg = f.nsg_id("rg", "n")
+    for dest, covers in (("Internet", False), ("*", True), ("0.0.0.0/0", True)):
+        rule = parse_rule(f.rule("r", 100, dest=dest, nsg=nsg))
+        assert decisions.matches(rule, deny_internet, ("10.0.0.0/24",)) == covers, dest
     res = stack()
     rules_of(res).append(f.rule("deny-all", 4000, access="Deny", protocol="*", dest="*", ports="*"))
     [n3] = by_rule(run(res), "EXF-NSG-03")
@@ -274,7 +277,8 @@ def _calls(bodies: list[dict]) -> int:
 
     sys.setprofile(profile)
     try:
-        engine.scan(bodies, Config(mode="remediate"))
+        cfg = Config(mode="remediate")
+        engine.plan(engine.evaluate(build(bodies), cfg).findings, cfg)
     finally:
         sys.setprofile(None)
     return count

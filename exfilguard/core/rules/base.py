@@ -6,11 +6,9 @@ from dataclasses import dataclass
 
 from exfilguard.core.catalog import Rule
 from exfilguard.core.config import Config
-from exfilguard.core.frozen import quick_init
 from exfilguard.core.picture import Picture
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Context:
     picture: Picture

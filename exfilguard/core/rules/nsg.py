@@ -10,8 +10,8 @@ flows working travel with the fix that would otherwise break them, so one write 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from functools import lru_cache
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from operator import itemgetter
 from types import MappingProxyType
 
@@ -29,7 +29,6 @@ from exfilguard.core.model import (
     PortRange,
     RuleFacts,
     SecurityRule,
-    memo_put,
     ordered_rules,
     parse_rule,
 )
@@ -68,7 +67,6 @@ _PERMITTED: dict[str, MappingProxyType | None] = {
 }
 
 
-@lru_cache(maxsize=256)
 def _permitted_for(regions: tuple[str, ...], extra_tags: tuple[str, ...]) -> Mapping[str, str | None]:
     """Permitted tag (lowercase, regions expanded) -> the ``_PERMITTED`` pattern that documents
     its protocol/ports (None: any protocol and port, the configured extra tags)."""
@@ -88,18 +86,10 @@ def _permitted_for(regions: tuple[str, ...], extra_tags: tuple[str, ...]) -> Map
     return MappingProxyType(out)
 
 
-def required_flows(ctx: Context, region: str, hbi: bool = False) -> list[engine.Flow]:
-    """The required outbound flows of a guarded subnet in ``region`` (baseline "Required
-    outbound flows"); ``hbi``: a workspace with a compute on the subnet is high business impact."""
-    cfg = ctx.config
-    return list(_required_flows(region, cfg.curated_environments, cfg.secured_monitor, cfg.storage_smb, hbi))
-
-
-@lru_cache(maxsize=256)
 def _required_flows(region: str, curated: bool, secured_monitor: bool = False, storage_smb: bool = False,
                     hbi: bool = False) -> tuple[engine.Flow, ...]:
-    """One tuple per configuration and region, the same object every time: the engine keeps
-    what it works out of a rule for a tuple of flows under the tuple's id (``decide_all``)."""
+    """The required outbound flows of a guarded subnet in ``region`` (baseline "Required
+    outbound flows"); ``hbi``: a workspace with a compute on the subnet is high business impact."""
     flows = [("AzureActiveDirectory", "tcp", 80), ("AzureActiveDirectory", "tcp", 443),
              ("AzureMachineLearning", "tcp", 443), ("AzureMachineLearning", "tcp", 8787),
              ("AzureMachineLearning", "tcp", 18881), ("AzureMachineLearning", "udp", 5831),
@@ -137,21 +127,14 @@ def _offending_destination(dest: str, d: str, permitted: Mapping[str, object]) -
 def _outbound_verdict(facts: RuleFacts, permitted: Mapping[str, str | None]) -> tuple[tuple[str, ...], ...]:
     """An outbound Allow rule's (destinations that can receive data (EXF-NSG-02), permitted
     destinations it opens wider than documented (EXF-NSG-04)), for the permitted tags of
-    :func:`_permitted_for`. A pure function of the rule's addresses, protocol and ports, which
-    most NSGs of a subscription share, so it is kept with them (``facts.memo``) for the next
-    NSG and the next write."""
-    known = facts.memo.get(id(permitted))
-    if known is not None and known[0] is permitted:
-        return known[1]
+    :func:`_permitted_for`."""
     pairs = facts.dest_pairs
     bad = tuple(d for d, low in pairs if _offending_destination(d, low, permitted))
     wide = tuple(d for d, low in pairs
                  if low in permitted and _too_wide_for(facts.protocol, facts.dest_ports, permitted[low]))
-    memo_put(facts, permitted, (bad, wide))
     return bad, wide
 
 
-@lru_cache(maxsize=1024)
 def _internet_sources(source_prefixes: tuple[str, ...]) -> tuple[str, ...]:
     """The sources of an inbound Allow rule that are the internet or public addresses (EXF-NSG-05)."""
     return tuple(s for s in source_prefixes if s.strip().lower() in engine.GENERIC_INTERNET or engine.is_public(s))
@@ -223,7 +206,8 @@ def _after(nsg: Nsg, edits: Sequence[Edit]) -> Nsg:
     unchanged = {r.name: r for r in nsg.rules}
     rules = []
     for raw in (body.get("properties") or {}).get("securityRules") or ():
-        old = unchanged.get(raw.get("name")) if isinstance(raw, dict) else None
+        name = raw.get("name") if isinstance(raw, dict) else None
+        old = unchanged.get(name) if isinstance(name, str) else None
         rules.append(old if old is not None and (raw is old.raw or old.raw == raw) else parse_rule(raw, nsg.id))
     # Nsg(...) rather than dataclasses.replace(): the same view, built without replace()'s field walk.
     return Nsg(id=nsg.id, type=nsg.type, name=nsg.name, location=nsg.location, tags=nsg.tags, etag=nsg.etag,
@@ -332,137 +316,164 @@ def evaluate(ctx: Context) -> Iterator[Finding]:
         yield from _evaluate_nsg(ctx, ctx.picture.nsgs[k], ctx.picture.subnets_of_nsg(k))
 
 
+@dataclass(slots=True)
+class _Deny:
+    """EXF-NSG-01 on one NSG: the subnets it leaks from and the deny rule its fix adds."""
+
+    leaks: list[str] = field(default_factory=list)
+    edits: list[Edit] = field(default_factory=list)
+    priority: int | None = None
+    name: str | None = None
+    own: str = ""  # why NSG-01 is manual when ExfilGuard's deny rule is already there
+
+
+@dataclass(slots=True)
+class _Allows:
+    """EXF-NSG-02, 04 and 05 on one NSG: what its Allow rules open and the edits that close it."""
+
+    nsg02_items: list[str] = field(default_factory=list)
+    nsg02_edits: list[Edit] = field(default_factory=list)
+    nsg04_items: list[str] = field(default_factory=list)
+    nsg05_items: list[str] = field(default_factory=list)
+    nsg05_edits: list[Edit] = field(default_factory=list)
+
+
 def _evaluate_nsg(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet]) -> Iterator[Finding]:
     permitted = _permitted_for(tuple(sorted({r for g in subnets for r in g.regions})),
                                tuple(ctx.config.extra_service_tags))
-    pid = id(permitted)
     # Fail closed on rules that do not read (baseline "Scope"): the leak rules (NSG-01, 02, 05)
     # read an unreadable Allow as matching everything, NSG-03 reads an unreadable Deny so; and
     # nothing is written to such an NSG (``writable``), so no planned state is worked out.
     writable = not nsg.unreadable
-    outbound = block_outbound = nsg.ordered("outbound")
-    leak_views: tuple[SecurityRule, ...] = ()
-    if not writable:
-        leak_views = unreadable_views(nsg, "leak")
-        outbound = ordered_rules((*nsg.rules, *leak_views), nsg.default_rules, "outbound")
-        block_outbound = ordered_rules((*nsg.rules, *unreadable_views(nsg, "block")), nsg.default_rules,
-                                       "outbound")
-    taken: set[int] | None = None  # priorities in use: worked out when a rule is to be added
-    findings: dict[str, Finding] = {}
-
-    # EXF-NSG-01; with NSG-02's internet destinations, waived when every subnet's internet
-    # traffic goes to a firewall, another appliance or nowhere (egress.py)
+    leak_views = unreadable_views(nsg, "leak") if not writable else ()
+    outbound = ordered_rules((*nsg.rules, *leak_views), nsg.default_rules, "outbound")
+    block_outbound = outbound if writable else ordered_rules(
+        (*nsg.rules, *unreadable_views(nsg, "block")), nsg.default_rules, "outbound")
+    # NSG-01 and NSG-02's internet destinations are waived when every subnet's internet traffic
+    # goes to a firewall, another appliance or nowhere (egress.py).
     as_written = nsg_judged_as_written(ctx.picture, subnets)
-    leaks = []
-    for g in subnets if as_written else ():
-        prefixes = g.subnet.address_prefixes if g.subnet else ()
-        leaking, why = engine.internet_leak(outbound, prefixes)
-        if leaking:
-            leaks.append(f"subnet {g.id.rsplit('/', 1)[-1]}: {why}")
-    nsg01_edits: list[Edit] = []
-    deny_priority = deny_name = None
-    own_deny = ""  # why NSG-01 is manual when ExfilGuard's deny rule is already there
-    if leaks and writable:
-        # ExfilGuard's own deny rule already there (an earlier fix that did not end the leak, e.g.
-        # an Allow before it left by an exempt NSG-02): adding another would move the deny one
-        # priority down at every evaluation, a write each time, and end nothing; the leak is the
-        # earlier Allow's, which a person must decide on. A rule of another shape that happens to
-        # bear the name is never replaced: the deny rule takes a name of its own.
-        own = next((r for r in nsg.rules if _is_own_deny(r)), None)
-        taken = {r.priority for r in nsg.rules}
-        deny_priority = None if own else engine.free_priority(taken, ctx.config.deny_priority)
-        if own is not None:
-            own_deny = (f"alert: {own.name} (priority {own.priority}) already denies the internet; an Allow "
-                        "before it (exempt, or its rule in audit mode) still lets traffic out")
-        if deny_priority is not None:
-            taken.add(deny_priority)
-            deny_name = _free_name(nsg, DENY_RULE_NAME)
-            nsg01_edits.append(Edit("upsert", _RULES_PATH, {"name": deny_name, "properties": {
-                "description": "Deny outbound internet traffic (ExfilGuard EXF-NSG-01)",
-                "protocol": "*", "sourcePortRange": "*", "destinationPortRange": "*",
-                "sourceAddressPrefix": "*", "destinationAddressPrefix": "Internet",
-                "access": "Deny", "priority": deny_priority, "direction": "Outbound"}}))
-
-    # EXF-NSG-02 / 04 / 05
-    nsg02_items, nsg02_edits, flipped02 = [], [], set()
-    nsg04_items = []
-    nsg05_items, nsg05_edits = [], []
-    for rule in (*nsg.rules, *leak_views) if leak_views else nsg.rules:
-        if rule.access != "allow":
-            continue
-        if rule.direction == "outbound":
-            known = rule.facts.memo.get(pid)  # _outbound_verdict() inline when it is known
-            bad, wide = known[1] if known is not None and known[0] is permitted else _outbound_verdict(
-                rule.facts, permitted)
-            if bad and not as_written:
-                bad = tuple(d for d in bad if not _internet_bound(d))
-            if bad:
-                nsg02_items.append(f"{rule.name} ({rule.priority}) -> {', '.join(bad)}{_unread_note(rule)}")
-                plural = (rule.raw.get("properties") or {}).get("destinationAddressPrefixes") or []
-                if len(bad) < len(rule.dest_prefixes) and plural:
-                    nsg02_edits.extend(Edit("remove", _rule_path(rule.name, "destinationAddressPrefixes"), d)
-                                       for d in bad)
-                else:
-                    nsg02_edits.append(Edit("set", _rule_path(rule.name, "access"), "Deny", before="Allow"))
-                    flipped02.add(rule.name.lower())
-                nsg02_edits.append(Edit("set", _rule_path(rule.name, "description"), _tagged(rule, "EXF-NSG-02"),
-                                        before=rule.description))
-            if wide and rule.raw is not _UNREAD:
-                ports = ",".join(str(p) for p in rule.dest_ports)
-                nsg04_items.append(f"{rule.name} ({rule.priority}) -> {', '.join(wide)} on "
-                                   f"{rule.protocol.upper()}/{ports}")
-        else:
-            bad = _internet_sources(rule.source_prefixes)
-            if bad:
-                nsg05_items.append(f"{rule.name} ({rule.priority}) <- {', '.join(bad)}{_unread_note(rule)}")
-                nsg05_edits += [Edit("set", _rule_path(rule.name, "access"), "Deny", before="Allow"),
-                                Edit("set", _rule_path(rule.name, "description"), _tagged(rule, "EXF-NSG-05"),
-                                     before=rule.description)]
+    deny = _deny_plan(ctx, nsg, subnets, outbound, writable) if as_written else _Deny()
+    allows = _allow_findings(nsg, (*nsg.rules, *leak_views), permitted, as_written)
 
     # EXF-NSG-03, on the current state and on the state the other fixes would leave.
-    pending = [*nsg01_edits, *nsg02_edits, *nsg05_edits] if writable else []
+    pending = [*deny.edits, *allows.nsg02_edits, *allows.nsg05_edits] if writable else []
     blocked_now, allow_edits, no_room = _required_flow_fixes(
-        ctx, nsg, subnets, block_outbound, pending, taken, deny_name)
+        ctx, nsg, subnets, block_outbound, pending, deny.priority, deny.name)
     # The invariant of every NSG write: each required flow stays Allowed. When an Allow a fix
     # needs finds no free priority, no outbound fix is written (NSG-01, 02 and 03 are manual).
     safe = writable and not no_room
     manual = (_unreadable_summary(nsg) if not writable else
               f"alert: no free priority left for the Allow rule(s) that keep {', '.join(no_room)} open; "
               "fix by hand" if no_room else "")
-
-    if leaks:
-        fixable = deny_priority is not None and safe
-        findings["EXF-NSG-01"] = NSG_01.finding(
-            nsg.id, NSG, "; ".join(leaks), edits=[*nsg01_edits, *allow_edits["EXF-NSG-01"]], fixable=fixable,
-            fix_summary=(f"add rule {deny_name} at priority {deny_priority}"
-                         + (f" and {len(allow_edits['EXF-NSG-01'])} allow rule(s) for required flows"
-                            if allow_edits["EXF-NSG-01"] else "")) if fixable else manual or own_deny or
-            "alert: no free priority at or below the configured deny priority")
-    if nsg02_items:
-        findings["EXF-NSG-02"] = NSG_02.finding(
-            nsg.id, NSG, "outbound Allow to risky destinations: " + "; ".join(nsg02_items),
-            edits=[*nsg02_edits, *allow_edits["EXF-NSG-02"]], items=nsg02_items, fixable=safe,
-            fix_summary=f"deny or narrow {len(nsg02_items)} rule(s)" if safe else manual)
+    if deny.leaks:
+        yield _nsg01_finding(nsg, deny, allow_edits["EXF-NSG-01"], safe, manual)
+    if allows.nsg02_items:
+        yield NSG_02.finding(
+            nsg.id, NSG, "outbound Allow to risky destinations: " + "; ".join(allows.nsg02_items),
+            edits=[*allows.nsg02_edits, *allow_edits["EXF-NSG-02"]], items=allows.nsg02_items, fixable=safe,
+            fix_summary=f"deny or narrow {len(allows.nsg02_items)} rule(s)" if safe else manual)
     if blocked_now:
         edits = allow_edits["EXF-NSG-03"]
-        findings["EXF-NSG-03"] = NSG_03.finding(
+        yield NSG_03.finding(
             nsg.id, NSG, "required flows denied: " + "; ".join(dict.fromkeys(blocked_now)),
             edits=edits, fixable=safe, items=blocked_now,
             fix_summary=f"add {len(edits)} allow rule(s) for required flows" if safe else manual)
-    if nsg04_items:
-        findings["EXF-NSG-04"] = NSG_04.finding(
-            nsg.id, NSG, "Allow rules wider than the documented ports: " + "; ".join(nsg04_items),
-            items=nsg04_items)
-    if nsg05_items:
-        findings["EXF-NSG-05"] = NSG_05.finding(
-            nsg.id, NSG, "inbound Allow from the internet: " + "; ".join(nsg05_items), edits=nsg05_edits,
-            items=nsg05_items, fixable=writable,
-            fix_summary=f"set {len(nsg05_items)} inbound rule(s) to Deny" if writable else manual)
-    yield from findings.values()
+    if allows.nsg04_items:
+        yield NSG_04.finding(
+            nsg.id, NSG, "Allow rules wider than the documented ports: " + "; ".join(allows.nsg04_items),
+            items=allows.nsg04_items)
+    if allows.nsg05_items:
+        yield NSG_05.finding(
+            nsg.id, NSG, "inbound Allow from the internet: " + "; ".join(allows.nsg05_items),
+            edits=allows.nsg05_edits, items=allows.nsg05_items, fixable=writable,
+            fix_summary=f"set {len(allows.nsg05_items)} inbound rule(s) to Deny" if writable else manual)
+
+
+def _deny_plan(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet], outbound: Sequence[SecurityRule],
+               writable: bool) -> _Deny:
+    """EXF-NSG-01: the guarded subnets whose internet traffic leaks, and the deny rule that ends it.
+
+    ExfilGuard's own deny rule already there (an earlier fix that did not end the leak, e.g. an
+    Allow before it left by an exempt NSG-02): adding another would move the deny one priority
+    down at every evaluation, a write each time, and end nothing; the leak is the earlier
+    Allow's, which a person must decide on. A rule of another shape that happens to bear the
+    name is never replaced: the deny rule takes a name of its own."""
+    out = _Deny()
+    for g in subnets:
+        leaking, why = engine.internet_leak(outbound, g.subnet.address_prefixes if g.subnet else ())
+        if leaking:
+            out.leaks.append(f"subnet {g.id.rsplit('/', 1)[-1]}: {why}")
+    if not out.leaks or not writable:
+        return out
+    own = next((r for r in nsg.rules if _is_own_deny(r)), None)
+    if own is not None:
+        out.own = (f"alert: {own.name} (priority {own.priority}) already denies the internet; an Allow "
+                   "before it (exempt, or its rule in audit mode) still lets traffic out")
+        return out
+    out.priority = engine.free_priority({r.priority for r in nsg.rules}, ctx.config.deny_priority)
+    if out.priority is not None:
+        out.name = _free_name(nsg, DENY_RULE_NAME)
+        out.edits.append(Edit("upsert", _RULES_PATH, {"name": out.name, "properties": {
+            "description": "Deny outbound internet traffic (ExfilGuard EXF-NSG-01)",
+            "protocol": "*", "sourcePortRange": "*", "destinationPortRange": "*",
+            "sourceAddressPrefix": "*", "destinationAddressPrefix": "Internet",
+            "access": "Deny", "priority": out.priority, "direction": "Outbound"}}))
+    return out
+
+
+def _nsg01_finding(nsg: Nsg, deny: _Deny, allows: list[Edit], safe: bool, manual: str) -> Finding:
+    fixable = deny.priority is not None and safe
+    summary = (f"add rule {deny.name} at priority {deny.priority}"
+               + (f" and {len(allows)} allow rule(s) for required flows" if allows else "")) if fixable else (
+        manual or deny.own or "alert: no free priority at or below the configured deny priority")
+    return NSG_01.finding(nsg.id, NSG, "; ".join(deny.leaks), edits=[*deny.edits, *allows], fixable=fixable,
+                          fix_summary=summary)
+
+
+def _allow_findings(nsg: Nsg, rules: Iterable[SecurityRule], permitted: Mapping[str, str | None],
+                    as_written: bool) -> _Allows:
+    """EXF-NSG-02 and 04 (outbound Allow rules) and EXF-NSG-05 (inbound ones)."""
+    out = _Allows()
+    for rule in rules:
+        if rule.access != "allow":
+            continue
+        if rule.direction == "outbound":
+            _judge_outbound(rule, permitted, as_written, out)
+            continue
+        bad = _internet_sources(rule.source_prefixes)
+        if bad:
+            out.nsg05_items.append(f"{rule.name} ({rule.priority}) <- {', '.join(bad)}{_unread_note(rule)}")
+            out.nsg05_edits += [Edit("set", _rule_path(rule.name, "access"), "Deny", before="Allow"),
+                                Edit("set", _rule_path(rule.name, "description"), _tagged(rule, "EXF-NSG-05"),
+                                     before=rule.description)]
+    return out
+
+
+def _judge_outbound(rule: SecurityRule, permitted: Mapping[str, str | None], as_written: bool,
+                    out: _Allows) -> None:
+    """One outbound Allow rule: risky destinations (EXF-NSG-02), denied or narrowed, and
+    permitted ones opened wider than documented (EXF-NSG-04)."""
+    bad, wide = _outbound_verdict(rule.facts, permitted)
+    if bad and not as_written:
+        bad = tuple(d for d in bad if not _internet_bound(d))
+    if bad:
+        out.nsg02_items.append(f"{rule.name} ({rule.priority}) -> {', '.join(bad)}{_unread_note(rule)}")
+        plural = (rule.raw.get("properties") or {}).get("destinationAddressPrefixes") or []
+        if len(bad) < len(rule.dest_prefixes) and plural:
+            out.nsg02_edits.extend(Edit("remove", _rule_path(rule.name, "destinationAddressPrefixes"), d)
+                                   for d in bad)
+        else:
+            out.nsg02_edits.append(Edit("set", _rule_path(rule.name, "access"), "Deny", before="Allow"))
+        out.nsg02_edits.append(Edit("set", _rule_path(rule.name, "description"), _tagged(rule, "EXF-NSG-02"),
+                                    before=rule.description))
+    if wide and rule.raw is not _UNREAD:
+        ports = ",".join(str(p) for p in rule.dest_ports)
+        out.nsg04_items.append(f"{rule.name} ({rule.priority}) -> {', '.join(wide)} on "
+                               f"{rule.protocol.upper()}/{ports}")
 
 
 def _required_flow_fixes(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet], outbound: Sequence[SecurityRule],
-                         pending: list[Edit], taken: set[int] | None, deny_name: str | None
+                         pending: list[Edit], deny_priority: int | None, deny_name: str | None
                          ) -> tuple[list[str], dict[str, list[Edit]], list[str]]:
     """EXF-NSG-03: (the required flows blocked now, the Allow rules each fix needs by rule ID,
     the flows whose Allow finds no free priority).
@@ -488,28 +499,47 @@ def _required_flow_fixes(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet], o
             if not pending and "deny" not in map(_ACCESS_OF, nows):
                 continue  # the usual NSG: every required flow allowed now, and no fix to check
             laters = engine.decide_all(after_outbound, flows, prefixes) if pending else nows
-            for flow, (now, now_rule), (later, later_rule) in zip(flows, nows, laters, strict=True):
-                if now == "deny":
-                    blocked_now.append(f"{flow.label()} blocked by {now_rule.name if now_rule else 'no rule'}")
-                if later != "deny":
-                    continue
-                owner = "EXF-NSG-03" if now == "deny" else (
-                    "EXF-NSG-01" if later_rule is not None and later_rule.name == deny_name else "EXF-NSG-02")
-                ceiling = min((later_rule.priority if later_rule else 4097) - 1, 4096)
-                key = (flow.tag.lower(), flow.protocol, owner)
-                need = needs.get(key)
-                if need is None:
-                    needs[key] = (flow.tag, {flow.port}, ceiling)
-                else:
-                    need[1].add(flow.port)
-                    if ceiling < need[2]:
-                        needs[key] = (need[0], need[1], ceiling)
+            for flow, now, later in zip(flows, nows, laters, strict=True):
+                _need_allow(flow, now, later, deny_name, blocked_now, needs)
+    taken = {r.priority for r in nsg.rules}
+    if deny_priority is not None:
+        taken.add(deny_priority)
+    allow_edits, no_room = _allow_rules(nsg, needs, taken)
+    return blocked_now, allow_edits, no_room
+
+
+_Decision = tuple[str, SecurityRule | None]
+
+
+def _need_allow(flow: engine.Flow, now: _Decision, later: _Decision, deny_name: str | None,
+                blocked_now: list[str], needs: dict[tuple[str, str, str], tuple[str, set[int], int]]) -> None:
+    """Note a required flow denied now (``blocked_now``) and, when the planned state denies it,
+    the Allow it needs (``needs``): below the rule that denies it, carried by the fix that does."""
+    (now_access, now_rule), (later_access, later_rule) = now, later
+    if now_access == "deny":
+        blocked_now.append(f"{flow.label()} blocked by {now_rule.name if now_rule else 'no rule'}")
+    if later_access != "deny":
+        return
+    owner = "EXF-NSG-03" if now_access == "deny" else (
+        "EXF-NSG-01" if later_rule is not None and later_rule.name == deny_name else "EXF-NSG-02")
+    ceiling = min((later_rule.priority if later_rule else 4097) - 1, 4096)
+    key = (flow.tag.lower() if flow.tag else "", flow.protocol or "", owner)
+    need = needs.get(key)
+    if need is None:
+        needs[key] = (flow.tag or "", {flow.port} if flow.port is not None else set(), ceiling)
+        return
+    if flow.port is not None:
+        need[1].add(flow.port)
+    if ceiling < need[2]:
+        needs[key] = (need[0], need[1], ceiling)
+
+
+def _allow_rules(nsg: Nsg, needs: dict[tuple[str, str, str], tuple[str, set[int], int]], taken: set[int]
+                 ) -> tuple[dict[str, list[Edit]], list[str]]:
+    """The Allow rule each group of flows needs, by the fix that carries it, and the groups that
+    find no free priority (``taken``: the priorities in use, the planned ones joining them)."""
     allow_edits: dict[str, list[Edit]] = {"EXF-NSG-01": [], "EXF-NSG-02": [], "EXF-NSG-03": []}
     no_room: list[str] = []
-    if not needs:
-        return blocked_now, allow_edits, no_room
-    if taken is None:
-        taken = {r.priority for r in nsg.rules}
     names = {r.name.lower() for r in nsg.rules}  # planned names join them: no rule is ever replaced
     for (_, protocol, owner), (tag, ports, ceiling) in needs.items():
         listed = sorted(ports)
@@ -528,7 +558,7 @@ def _required_flow_fixes(ctx: Context, nsg: Nsg, subnets: list[GuardedSubnet], o
             "protocol": protocol.capitalize(), "sourcePortRange": "*", **port_fields,
             "sourceAddressPrefix": "VirtualNetwork", "destinationAddressPrefix": tag,
             "access": "Allow", "priority": prio, "direction": "Outbound"}}))
-    return blocked_now, allow_edits, no_room
+    return allow_edits, no_room
 
 
 def _is_own_deny(rule: SecurityRule) -> bool:

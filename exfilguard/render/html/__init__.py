@@ -12,22 +12,18 @@ from collections.abc import Iterable, Sequence
 from exfilguard.core import ids
 from exfilguard.core.config import Config
 from exfilguard.core.engine import Evaluation, evaluate
-from exfilguard.core.picture import build, cyclic_gc_paused
+from exfilguard.core.picture import build
 from exfilguard.render.html.page import CSP, render
 from exfilguard.render.html.paths import NetworkPaths, network_paths
 
 
 def evaluate_with_paths(bodies: Sequence[object], config: Config, *, source: str = "input",
                         extra_guarded: Iterable[str] | None = None) -> tuple[Evaluation, NetworkPaths]:
-    """What ``engine.scan`` does for a report, plus the network paths, read while the picture
-    is alive. Like ``engine.scan`` it keeps the cyclic collector paused and drops the
-    picture before it resumes, so the collector never walks it."""
-    with cyclic_gc_paused():
-        picture = build(bodies, config.guarded_subnets if extra_guarded is None else extra_guarded, source=source)
-        evaluation = evaluate(picture, config)
-        paths = network_paths(picture, bodies, relevant={ids.key(f.resource_id) for f in evaluation.findings})
-        del picture
-        return evaluation, paths
+    """Evaluate a snapshot or sweep and read the network paths the page draws while the
+    picture is at hand."""
+    picture = build(bodies, config.guarded_subnets if extra_guarded is None else extra_guarded, source=source)
+    evaluation = evaluate(picture, config)
+    return evaluation, network_paths(picture, bodies, relevant={ids.key(f.resource_id) for f in evaluation.findings})
 
 
 __all__ = ["CSP", "NetworkPaths", "evaluate_with_paths", "network_paths", "render"]

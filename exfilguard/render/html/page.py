@@ -28,7 +28,6 @@ from html import escape as _escape
 from typing import Any
 
 from exfilguard.core import ids
-from exfilguard.core.picture import cyclic_gc_paused
 from exfilguard.render.html.paths import COLUMN_TITLES, NetworkPaths, Node, WorkspacePath, _workspace_key
 
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -252,16 +251,7 @@ class _Page:
 
 def render(report: Mapping[str, Any], paths: NetworkPaths | None = None, *, title: str = "ExfilGuard report",
            source: str = "", generated: datetime | None = None) -> str:
-    """The whole page. ``paths`` None draws nothing (every finding is still listed).
-
-    Written with the cyclic collector paused (nothing here makes a cycle): after a big scan
-    its full passes over the heap cost more than writing the page."""
-    with cyclic_gc_paused():
-        return _render(report, paths, title, source, generated)
-
-
-def _render(report: Mapping[str, Any], paths: NetworkPaths | None, title: str, source: str,
-            generated: datetime | None) -> str:
+    """The whole page. ``paths`` None draws nothing (every finding is still listed)."""
     page = _Page(report)
     generated = generated or datetime.now(UTC)
     out: list[str] = [

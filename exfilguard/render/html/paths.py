@@ -201,7 +201,7 @@ def network_paths(picture: Picture, bodies: Iterable[object] = (),
     egress = _egress(bodies)
     by_ws: dict[str, list] = {}
     for c in picture.computes.values():
-        by_ws.setdefault(_key(c.workspace_id), []).append(c)
+        by_ws.setdefault(ids.key(c.workspace_id), []).append(c)
     keys = list(picture.workspaces)
     keys += sorted(k for k in by_ws if k not in picture.workspaces)
     relevant_ws = None
@@ -223,7 +223,6 @@ def network_paths(picture: Picture, bodies: Iterable[object] = (),
     return NetworkPaths(tuple(out))
 
 
-_key = ids.key.__wrapped__  # uncached: a sweep's thousands of IDs would only churn ids.key's small cache
 _WS_SEGMENT = "/providers/microsoft.machinelearningservices/workspaces/"
 
 
@@ -239,31 +238,31 @@ def _workspace_key(key: str) -> str | None:
 def _touches(picture: Picture, egress: _Egress, ws: Any, computes: list, relevant: Collection[str]) -> bool:
     """Whether anything on the workspace's path has a finding (what :func:`_workspace_path`
     would draw, without drawing it)."""
-    if ws is not None and ws.storage_account_id and _key(ws.storage_account_id) in relevant:
+    if ws is not None and ws.storage_account_id and ids.key(ws.storage_account_id) in relevant:
         return True
     for c in computes:
         if not c.subnet_id:
             continue
-        sk = _key(c.subnet_id)
+        sk = ids.key(c.subnet_id)
         if sk in relevant:
             return True
         s = picture.subnets.get(sk)
         if s is None:
             continue
-        if s.nsg_id and _key(s.nsg_id) in relevant:
+        if s.nsg_id and ids.key(s.nsg_id) in relevant:
             return True
-        if any(_key(sep) in relevant for sep in s.sep_ids):
+        if any(ids.key(sep) in relevant for sep in s.sep_ids):
             return True
         rt_id = _route_table_id(s.raw)
         if rt_id:
-            rt_key = _key(rt_id)
+            rt_key = ids.key(rt_id)
             if rt_key in relevant:
                 return True
             rt = egress.route_tables.get(rt_key)
             for ip in _appliance_hops(rt) if rt is not None else ():
                 fw = egress.firewall_by_ip.get(ip)
-                if fw is not None and (_key(fw) in relevant
-                                       or any(_key(p) in relevant for p in egress.policy_chain(_key(fw)))):
+                if fw is not None and (ids.key(fw) in relevant
+                                       or any(ids.key(p) in relevant for p in egress.policy_chain(ids.key(fw)))):
                     return True
     return False
 
@@ -276,14 +275,14 @@ def _workspace_path(picture: Picture, egress: _Egress, ws_key: str, ws_id: str, 
     storage_key = None
     if ws is not None and ws.storage_account_id:
         sid = ws.storage_account_id
-        storage_key = d.add(Node(_key(sid), sid, "storage", _name(sid), STORAGE, "default storage",
-                                 missing=_key(sid) not in picture.storage_accounts), 0)
+        storage_key = d.add(Node(ids.key(sid), sid, "storage", _name(sid), STORAGE, "default storage",
+                                 missing=ids.key(sid) not in picture.storage_accounts), 0)
         d.edge(storage_key, ws_node)
     # Subnets first (their order sets everyone else's), then computes grouped under them.
     subnet_refs: dict[str, str] = {}
     for c in computes:
         if c.subnet_id:
-            subnet_refs.setdefault(_key(c.subnet_id), c.subnet_id)
+            subnet_refs.setdefault(ids.key(c.subnet_id), c.subnet_id)
     subnet_rank = {sk: n for n, sk in enumerate(sorted(subnet_refs, key=lambda k: (_name(subnet_refs[k]).lower(), k)))}
     _draw_computes(d, computes, subnet_rank, ws_key, ws_node)
     for sk, rank in subnet_rank.items():
@@ -298,10 +297,10 @@ def _workspace_path(picture: Picture, egress: _Egress, ws_key: str, ws_id: str, 
 def _draw_computes(d: _Drawing, computes: list, subnet_rank: dict[str, int], ws_key: str, ws_node: str) -> None:
     """Each compute, ranked with its subnet; one outside any virtual network goes straight out."""
     no_vnet = "none:" + ws_key
-    for c in sorted(computes, key=lambda c: (subnet_rank.get(_key(c.subnet_id or ""), 10**6), c.name.lower())):
-        sk = _key(c.subnet_id) if c.subnet_id else None
+    for c in sorted(computes, key=lambda c: (subnet_rank.get(ids.key(c.subnet_id or ""), 10**6), c.name.lower())):
+        sk = ids.key(c.subnet_id) if c.subnet_id else None
         rank = subnet_rank[sk] if sk is not None else len(subnet_rank)
-        ck = d.add(Node(_key(c.id), c.id, "compute", c.name, COMPUTE, c.compute_type), rank)
+        ck = d.add(Node(ids.key(c.id), c.id, "compute", c.name, COMPUTE, c.compute_type), rank)
         if sk is None:
             d.add(Node(no_vnet, "", "none", "no virtual network", SUBNET, "public path"), rank)
             d.edge(ck, no_vnet)
@@ -324,13 +323,13 @@ def _draw_subnet(d: _Drawing, picture: Picture, egress: _Egress, sk: str, ref: s
         return
     controls: list[str] = []
     if s.nsg_id:
-        controls.append(d.add(Node(_key(s.nsg_id), s.nsg_id, "nsg", _name(s.nsg_id), CONTROL, "NSG",
-                                   missing=_key(s.nsg_id) not in picture.nsgs), rank))
+        controls.append(d.add(Node(ids.key(s.nsg_id), s.nsg_id, "nsg", _name(s.nsg_id), CONTROL, "NSG",
+                                   missing=ids.key(s.nsg_id) not in picture.nsgs), rank))
     for sep in s.sep_ids:
-        controls.append(d.add(Node(_key(sep), sep, "sep", _name(sep), CONTROL, "endpoint policy",
-                                   missing=_key(sep) not in picture.seps), rank))
+        controls.append(d.add(Node(ids.key(sep), sep, "sep", _name(sep), CONTROL, "endpoint policy",
+                                   missing=ids.key(sep) not in picture.seps), rank))
     rt_id = _route_table_id(s.raw)
-    rt_key = _key(rt_id) if rt_id else ""
+    rt_key = ids.key(rt_id) if rt_id else ""
     after: list[str] = []  # what traffic reaches after this subnet's controls
     if rt_id:
         controls.append(rt_key)
@@ -349,7 +348,7 @@ def _draw_subnet(d: _Drawing, picture: Picture, egress: _Egress, sk: str, ref: s
 
 def _draw_route_table(d: _Drawing, egress: _Egress, rt_id: str, rank: int) -> list[str]:
     """A route table and the next hops its routes send traffic to, which it returns."""
-    rt_key = _key(rt_id)
+    rt_key = ids.key(rt_id)
     rt = egress.route_tables.get(rt_key)
     d.add(Node(rt_key, rt_id, "routetable", _name(rt_id), CONTROL, "route table", missing=rt is None), rank)
     after = []
@@ -366,11 +365,11 @@ def _draw_hop(d: _Drawing, egress: _Egress, ip: str, rank: int) -> str:
     if fw is None:
         return d.add(Node(f"appliance:{ip}", "", "appliance", f"appliance {ip}", FIREWALL,
                           "not a firewall in the scan"), rank)
-    hop = prev = d.add(Node(_key(fw), fw, "firewall", _name(fw), FIREWALL, ip), rank)
-    for n, pid in enumerate(egress.policy_chain(_key(fw))):
-        pk = d.add(Node(_key(pid), pid, "firewallpolicy", _name(pid), FIREWALL,
+    hop = prev = d.add(Node(ids.key(fw), fw, "firewall", _name(fw), FIREWALL, ip), rank)
+    for n, pid in enumerate(egress.policy_chain(ids.key(fw))):
+        pk = d.add(Node(ids.key(pid), pid, "firewallpolicy", _name(pid), FIREWALL,
                         "firewall policy" if n == 0 else "base policy",
-                        missing=_key(pid) not in egress.policies), rank)
+                        missing=ids.key(pid) not in egress.policies), rank)
         d.edge(prev, pk)
         prev = pk
     return hop
