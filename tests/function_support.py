@@ -31,6 +31,7 @@ from azure.functions import meta
 from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.timer import TimerRequest
 
+from exfilguard.core import ids
 from tests import factory
 from tests.alerts_support.receivers import LoopbackReceiver
 from tests.armemu import ArmEmulator
@@ -116,6 +117,18 @@ def drift(app, nsg_id: str = NSG_WEU) -> None:
                                            if r["name"] != "deny-internet-out"]
     body["properties"].pop("defaultSecurityRules", None)
     app.emulator.set_body(nsg_id, body)
+
+
+def keep_reverting(app, resource_id: str = NSG_WEU) -> None:
+    """Another automation (a pipeline) puts the resource as it is now back right after every
+    ExfilGuard write to it: the writer the loop guard exists for."""
+    kept = app.emulator.get_body(resource_id)
+
+    def revert(written_id: str, body: Any) -> None:
+        if body is not None and ids.key(written_id) == ids.key(resource_id):
+            app.emulator.set_body(resource_id, copy.deepcopy(kept))
+
+    app.emulator.on_write(revert)
 
 
 def resource_event(operation: str, resource_uri: str, *, who: dict[str, str] | None = None,

@@ -8,7 +8,6 @@ with the app's clock replaced by a fake one (nothing sleeps).
 
 from __future__ import annotations
 
-import copy
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +18,17 @@ from hypothesis import strategies as st
 from exfilguard.adapters.loopguard import BACKING_OFF, HELD, NORMAL, Policy, Record, decide
 from exfilguard.core import ids
 from exfilguard.core.actor import Actor
-from tests.function_support import MALLORY, NSG_WEU, OWN, SUB, drift, resource_event, running_app, sample
+from tests.function_support import (
+    MALLORY,
+    NSG_WEU,
+    OWN,
+    SUB,
+    drift,
+    keep_reverting,
+    resource_event,
+    running_app,
+    sample,
+)
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 RULE_OP = "Microsoft.Network/networkSecurityGroups/securityRules/write"
@@ -132,14 +141,7 @@ def test_a_persistent_second_writer_for_24_hours_costs_at_most_6_writes_and_2_es
         app.timer()  # fills the compute index; nothing to fix yet
         assert app.emulator.writes() == []
         drift(app)
-        drifted = app.emulator.get_body(NSG_WEU)
-
-        def revert(resource_id, body):
-            # The other writer (a pipeline) puts its version back right after every ExfilGuard write.
-            if body is not None and ids.key(resource_id) == ids.key(NSG_WEU):
-                app.emulator.set_body(NSG_WEU, copy.deepcopy(drifted))
-
-        app.emulator.on_write(revert)
+        keep_reverting(app)  # a pipeline puts its version back after every ExfilGuard write
         # Every 10 minutes for 24 hours the pipeline's change arrives as an event (and, after any
         # ExfilGuard write, ExfilGuard's own write event too, which the handler ignores).
         events = 0

@@ -27,6 +27,7 @@ from tests.function_support import (
     WS_WEU,
     as_delivered,
     drift,
+    keep_reverting,
     resource_event,
     running_app,
     sample,
@@ -177,14 +178,7 @@ def test_loop_guard_allows_n_writes_then_backs_off_once_naming_the_other_writer(
     with running_app(monkeypatch, sample("compliant-subscription.json")) as app:
         _prime_index(app)
         drift(app)
-        drifted = app.emulator.get_body(NSG_WEU)
-
-        def revert(resource_id, body):
-            # Another automation puts its version back right after every ExfilGuard write.
-            if body is not None and ids.key(resource_id) == ids.key(NSG_WEU):
-                app.emulator.set_body(NSG_WEU, copy.deepcopy(drifted))
-
-        app.emulator.on_write(revert)
+        keep_reverting(app)  # a pipeline puts its version back after every ExfilGuard write
         for _ in range(6):
             app.deliver(resource_event(RULE_OP, f"{NSG_WEU}/securityRules/allow-storage-any-region"))
             app.deliver(resource_event("Microsoft.Network/networkSecurityGroups/write", NSG_WEU, who=OWN))
