@@ -169,12 +169,6 @@ def test_get_of_an_absent_resource_is_none(client: ArmClient) -> None:
     assert client.get(f.storage_id("rg-ml-weu", "nosuchaccount")) is None
 
 
-def test_get_many_skips_absent_and_duplicate_ids(client: ArmClient) -> None:
-    got = client.get_many([NSG_WEU, NSG_WEU.upper().replace("/SUBSCRIPTIONS/", "/subscriptions/"),
-                           NSG_WEU + "-gone", WS_EUS])
-    assert [b["name"] for b in got] == ["nsg-ml-westeurope", "mlw-eastus"]
-
-
 def test_no_token_is_requested_or_sent_on_loopback(emu: ExtendedEmulator) -> None:
     class Exploding:
         calls = 0
