@@ -38,7 +38,7 @@ from exfilguard.core.settings import StorageSettings
 if TYPE_CHECKING:
     from azure.data.tables import TableEntity
 
-log = logging.getLogger("exfilguard.adapters.state")
+log = logging.getLogger("exfilguard.state")
 
 MAX_TEXT = 30_000  # characters per string property (the service limit is 64 KiB of UTF-16)
 _REPORT_CHUNK = 30_000

@@ -89,9 +89,9 @@ def configure(environ: Mapping[str, str] | None = None, *, metric_readers: Seque
         configure_azure_monitor(**kwargs)
         meter = metrics.get_meter("exfilguard")
         _instruments = {
-            "events": meter.create_counter("exfilguard.adapters.eventgrid", description="Events handled, by decision"),
-            "findings": meter.create_counter("exfilguard.core.findings", description="Open findings, by rule"),
-            "fixes": meter.create_counter("exfilguard.core.fixes", description="Fix writes, by outcome and rule"),
+            "events": meter.create_counter("exfilguard.events", description="Events handled, by decision"),
+            "findings": meter.create_counter("exfilguard.findings", description="Open findings, by rule"),
+            "fixes": meter.create_counter("exfilguard.fixes", description="Fix writes, by outcome and rule"),
             "failures": meter.create_counter("exfilguard.failures", description="Failures, by kind"),
             "latency": meter.create_histogram("exfilguard.handler.duration", unit="ms",
                                               description="Handler latency, by handler and outcome"),

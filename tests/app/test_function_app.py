@@ -200,9 +200,9 @@ def test_metrics_and_structured_logs_go_through_azure_monitor_when_configured():
         server.server_close()
     doc = json.loads(out.strip().splitlines()[-1])
     points = doc["points"]
-    assert points['exfilguard.core.findings{"rule": "EXF-NSG-01"}'] == 2
-    assert points['exfilguard.core.findings{"rule": "EXF-SN-02"}'] == 1
-    assert points['exfilguard.core.fixes{"outcome": "applied", "rule": "EXF-NSG-01"}'] == 1
+    assert points['exfilguard.findings{"rule": "EXF-NSG-01"}'] == 2
+    assert points['exfilguard.findings{"rule": "EXF-SN-02"}'] == 1
+    assert points['exfilguard.fixes{"outcome": "applied", "rule": "EXF-NSG-01"}'] == 1
     assert points['exfilguard.failures{"kind": "loop-guard"}'] == 1
     assert points['exfilguard.handler.duration{"handler": "on_resource_event", "outcome": "evaluated"}'] == 12.5
     assert doc["message"] == "[event_id=evt-9 correlation_id=corr-9] handled"
