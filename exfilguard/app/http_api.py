@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,11 +30,11 @@ from urllib.parse import urlsplit
 
 from exfilguard.adapters import eventgrid as events
 from exfilguard.adapters import telemetry
-from exfilguard.adapters.state import AuditEntry, StateError
+from exfilguard.adapters.state import AuditEntry
 from exfilguard.app import caller as caller_mod
+from exfilguard.app.answers import answered
 from exfilguard.core import ids, model, types
 from exfilguard.core.actor import Actor
-from exfilguard.core.settings import SettingsError
 from exfilguard.flows import actions
 from exfilguard.flows.evaluate import evaluate_around
 from exfilguard.flows.runtime import Services
@@ -164,26 +163,11 @@ def _show(value: Any, limit: int = 80) -> str:
 # ---------------------------------------------------------------------------------- handlers
 def evaluate(body: bytes, headers: Mapping[str, str], url: str, services: Callable[[], Services]) -> Answer:
     """POST /api/evaluate. Never raises."""
-    started = time.perf_counter()
-    answer = _error(500, "internal error")
-    try:
-        answer = _evaluate(body, headers, url, services)
-        return answer
-    except Exception as exc:  # the host would answer 500 with nothing useful; say what happened
-        log.exception("POST /api/evaluate failed")
-        telemetry.failure("http")
-        answer = _error(500, f"internal error: {type(exc).__name__}; the function log has the details")
-        return answer
-    finally:
-        telemetry.handler_latency("evaluate", (time.perf_counter() - started) * 1000, str(answer.status))
+    return answered("evaluate", "POST /api/evaluate", _error, lambda: _evaluate(body, headers, url, services))
 
 
 def _evaluate(body: bytes, headers: Mapping[str, str], url: str, services: Callable[[], Services]) -> Answer:
-    try:
-        svc = services()
-    except SettingsError as exc:
-        log.error("configuration error: %s", exc)
-        return _error(500, f"the function app is misconfigured: {exc}")
+    svc = services()
     try:
         request = parse_body(body, headers, max_bytes=svc.settings.max_body_bytes,
                              subscription_id=svc.settings.subscription_id)
@@ -191,14 +175,9 @@ def _evaluate(body: bytes, headers: Mapping[str, str], url: str, services: Calla
         log.info("rejected POST /api/evaluate: %s", exc)
         return _error(400, str(exc))
     who = caller_mod.from_headers(headers, app_service_auth=svc.settings.app_service_auth)
-    try:
-        if request.resource_id is None:
-            return _start_sweep(svc, request, url, who)
-        return _evaluate_resource(svc, request, caller_mod.audit_text(who), url)
-    except StateError as exc:
-        log.error("state storage failed: %s", exc)
-        telemetry.failure("state")
-        return _error(503, f"state storage is unavailable: {exc}")
+    if request.resource_id is None:
+        return _start_sweep(svc, request, url, who)
+    return _evaluate_resource(svc, request, caller_mod.audit_text(who), url)
 
 
 def _evaluate_resource(svc: Services, request: EvaluateRequest, requested_by: str, url: str = "") -> Answer:
@@ -272,41 +251,23 @@ def _start_sweep(svc: Services, request: EvaluateRequest, url: str, who: Actor) 
 
 def status(sweep_id: str, services: Callable[[], Services]) -> Answer:
     """GET /api/evaluate/status/{id}: progress while it runs, then the report. Never raises."""
-    started = time.perf_counter()
-    answer = _error(500, "internal error")
-    try:
-        if not isinstance(sweep_id, str) or not _SWEEP_ID.fullmatch(sweep_id):
-            answer = _error(400, f"{_show(sweep_id)} is not a sweep ID (32 lowercase hex digits from the 202 answer)")
-            return answer
-        svc = services()
-        record = svc.state.get_sweep(sweep_id)
-        if record is None:
-            answer = _error(404, f"no sweep {sweep_id}")
-            return answer
-        from exfilguard.app.sweep import check_dead
+    return answered("evaluation_status", "GET /api/evaluate/status", _error, lambda: _status(sweep_id, services))
 
-        record = check_dead(svc, record)
-        body = record.to_json()
-        if record.state == "succeeded":
-            body["report"] = svc.state.read_report(sweep_id)
-            answer = Answer(200, body)
-        elif record.state == "failed":
-            answer = Answer(200, body)
-        else:
-            answer = Answer(202, body, {"Retry-After": "10"})
-        return answer
-    except SettingsError as exc:
-        log.error("configuration error: %s", exc)
-        answer = _error(500, f"the function app is misconfigured: {exc}")
-        return answer
-    except StateError as exc:
-        log.error("state storage failed: %s", exc)
-        answer = _error(503, f"state storage is unavailable: {exc}")
-        return answer
-    except Exception as exc:
-        log.exception("GET /api/evaluate/status failed")
-        telemetry.failure("http")
-        answer = _error(500, f"internal error: {type(exc).__name__}; the function log has the details")
-        return answer
-    finally:
-        telemetry.handler_latency("evaluation_status", (time.perf_counter() - started) * 1000, str(answer.status))
+
+def _status(sweep_id: str, services: Callable[[], Services]) -> Answer:
+    if not isinstance(sweep_id, str) or not _SWEEP_ID.fullmatch(sweep_id):
+        return _error(400, f"{_show(sweep_id)} is not a sweep ID (32 lowercase hex digits from the 202 answer)")
+    svc = services()
+    record = svc.state.get_sweep(sweep_id)
+    if record is None:
+        return _error(404, f"no sweep {sweep_id}")
+    from exfilguard.app.sweep import check_dead
+
+    record = check_dead(svc, record)
+    body = record.to_json()
+    if record.state == "succeeded":
+        body["report"] = svc.state.read_report(sweep_id)
+        return Answer(200, body)
+    if record.state == "failed":
+        return Answer(200, body)
+    return Answer(202, body, {"Retry-After": "10"})

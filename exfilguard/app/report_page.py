@@ -10,17 +10,15 @@ HTML pages under the same policy; nothing raises out of this module.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
 
 from exfilguard.adapters import telemetry
-from exfilguard.adapters.state import StateError
-from exfilguard.core.settings import SettingsError
+from exfilguard.app.answers import answered
 from exfilguard.flows.runtime import Services
 
-log = telemetry.get_logger("exfilguard.render.report")
+log = telemetry.get_logger("exfilguard.report")
 
 _SWEEP_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -56,35 +54,16 @@ def _error(status: int, message: str) -> Page:
 def get(sweep_id: str | None, services: Callable[[], Services]) -> Page:
     """The page, 400 for a malformed sweep ID, 404 when there is no report yet, 503 when
     storage fails, 500 on a configuration error. Never raises."""
-    started = time.perf_counter()
-    page = _error(500, "internal error")
-    try:
-        if sweep_id is not None and not _SWEEP_ID.fullmatch(sweep_id):
-            page = _error(400, "sweep must be a sweep ID: 32 lowercase hex digits")
-            return page
-        svc = services()
-        wanted = sweep_id or svc.state.latest_html_sweep()
-        body = svc.state.read_html_report(wanted) if wanted else None
-        if body is None:
-            page = _error(404, f"no HTML report for sweep {wanted}" if sweep_id else
-                          "no sweep has stored a report yet; POST /api/evaluate {\"scope\": \"subscription\"} "
-                          "starts one")
-            return page
-        page = Page(200, body)
-        return page
-    except SettingsError as exc:
-        log.error("configuration error: %s", exc)
-        page = _error(500, f"the function app is misconfigured: {exc}")
-        return page
-    except StateError as exc:
-        log.error("state storage failed: %s", exc)
-        telemetry.failure("state")
-        page = _error(503, f"state storage is unavailable: {exc}")
-        return page
-    except Exception as exc:
-        log.exception("GET /api/report failed")
-        telemetry.failure("http")
-        page = _error(500, f"internal error: {type(exc).__name__}; the function log has the details")
-        return page
-    finally:
-        telemetry.handler_latency("report", (time.perf_counter() - started) * 1000, str(page.status))
+    return answered("report", "GET /api/report", _error, lambda: _get(sweep_id, services))
+
+
+def _get(sweep_id: str | None, services: Callable[[], Services]) -> Page:
+    if sweep_id is not None and not _SWEEP_ID.fullmatch(sweep_id):
+        return _error(400, "sweep must be a sweep ID: 32 lowercase hex digits")
+    svc = services()
+    wanted = sweep_id or svc.state.latest_html_sweep()
+    body = svc.state.read_html_report(wanted) if wanted else None
+    if body is None:
+        return _error(404, f"no HTML report for sweep {wanted}" if sweep_id else
+                      "no sweep has stored a report yet; POST /api/evaluate {\"scope\": \"subscription\"} starts one")
+    return Page(200, body)

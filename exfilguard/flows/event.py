@@ -26,7 +26,7 @@ from exfilguard.flows import actions
 from exfilguard.flows.evaluate import evaluate_around
 from exfilguard.flows.runtime import Services
 
-log = telemetry.get_logger("exfilguard.adapters.eventgrid")
+log = telemetry.get_logger("exfilguard.events")
 
 
 @dataclass

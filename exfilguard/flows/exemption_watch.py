@@ -29,7 +29,7 @@ from exfilguard.core.model import Resource
 from exfilguard.core.picture import Picture
 from exfilguard.core.rules import RULES
 
-log = telemetry.get_logger("exfilguard.core.exemptions")
+log = telemetry.get_logger("exfilguard.exemptions")
 
 _KNOWN = frozenset(RULES)
 PARTITION = "tag"
