@@ -116,6 +116,14 @@ class ClosureReader:
         self.read.bodies[k] = body
         return body
 
+    def existing(self, resource_id: str, what: str) -> dict[str, Any] | None:
+        """The body, or None with a note that the resource (a ``what``) is gone: the event may
+        report a deletion, and what is gone is never evaluated nor counted compliant."""
+        body = self.get(resource_id)
+        if body is None:
+            self.read.notes.append(f"{what} {resource_id} no longer exists")
+        return body
+
     def _affect(self, resource_id: str) -> None:
         self.read.affected.setdefault(ids.key(resource_id), resource_id)
 
@@ -211,9 +219,8 @@ class ClosureReader:
         """The NSG and, for its rules' regions, its guarded subnets (VNet + one compute each)."""
         if not self._once("nsg", nsg_id):
             return
-        body = self.get(nsg_id)
+        body = self.existing(nsg_id, "NSG")
         if body is None:
-            self.read.notes.append(f"NSG {nsg_id} no longer exists")
             return
         self._affect(body.get("id") or nsg_id)
         subnet_ids = self._attached_subnets(nsg_id, body)
@@ -236,9 +243,8 @@ class ClosureReader:
         """The policy, its guarded subnets and every workspace with a compute on them."""
         if not self._once("sep", sep_id):
             return
-        body = self.get(sep_id)
+        body = self.existing(sep_id, "service endpoint policy")
         if body is None:
-            self.read.notes.append(f"service endpoint policy {sep_id} no longer exists")
             return
         self._affect(body.get("id") or sep_id)
         subnet_ids = self._attached_subnets(sep_id, body)
@@ -253,9 +259,8 @@ class ClosureReader:
 
     def vnet(self, vnet_id: str, only_subnet: str | None = None) -> None:
         """The VNet's guarded subnets (or one of them), with their NSGs and policies."""
-        body = self.get(vnet_id)
+        body = self.existing(vnet_id, "virtual network")
         if body is None:
-            self.read.notes.append(f"virtual network {vnet_id} no longer exists")
             return
         subnets = [s for s in _props(body).get("subnets") or [] if isinstance(s, dict)]
         if only_subnet is not None:

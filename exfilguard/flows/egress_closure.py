@@ -85,9 +85,8 @@ def subnet_route(reader: ClosureReader, subnet_props: dict[str, Any], *, whole: 
 
 def route_table(reader: ClosureReader, table_id: str) -> None:
     """A route table changed: its guarded subnets (as a subnet write) and the firewall behind it."""
-    body = reader.get(table_id)
+    body = reader.existing(table_id, "route table")
     if body is None:
-        reader.read.notes.append(f"route table {table_id} no longer exists")
         return
     reader._affect(body.get("id") or table_id)
     for sid in _refs(_props(body).get("subnets")):
@@ -106,9 +105,8 @@ def firewall(reader: ClosureReader, firewall_id: str, *, with_subnets: bool = Tr
     the guarded subnets routed to it."""
     if not reader._once("firewall", firewall_id):
         return
-    body = reader.get(firewall_id)
+    body = reader.existing(firewall_id, "firewall")
     if body is None:
-        reader.read.notes.append(f"firewall {firewall_id} no longer exists")
         return
     reader._affect(body.get("id") or firewall_id)
     props = _props(body)
@@ -135,9 +133,8 @@ def firewall(reader: ClosureReader, firewall_id: str, *, with_subnets: bool = Tr
 
 def policy(reader: ClosureReader, policy_id: str) -> None:
     """A policy (or one of its groups) changed: every firewall using it or a policy based on it."""
-    body = reader.get(policy_id)
+    body = reader.existing(policy_id, "firewall policy")
     if body is None:
-        reader.read.notes.append(f"firewall policy {policy_id} no longer exists")
         return
     seen: set[str] = set()
     todo = [(policy_id, body)]
@@ -163,9 +160,8 @@ def policy(reader: ClosureReader, policy_id: str) -> None:
 
 def ip_group(reader: ClosureReader, group_id: str) -> None:
     """An IP group changed: the policies and firewalls whose rules name it (ARM lists them)."""
-    body = reader.get(group_id)
+    body = reader.existing(group_id, "IP group")
     if body is None:
-        reader.read.notes.append(f"IP group {group_id} no longer exists")
         return
     props = _props(body)
     for p in _refs(props.get("firewallPolicies")):
